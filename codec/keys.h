@@ -1,0 +1,61 @@
+/* Volume and per-file keys (DESIGN.md §4).
+ *
+ * The master key never leaves this module's structures except to derive:
+ *   header key   = KDF(master, id 1, "pxchead1")   seals per-file secrets
+ *   file key     = BLAKE2b-256(key = master; file_id || seed || nnvec)
+ *   file subkeys = KDF(file key, id, "pxcfile1")   one per purpose below
+ */
+#ifndef PXC_CODEC_KEYS_H
+#define PXC_CODEC_KEYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PXC_KEY_BYTES 32
+#define PXC_FILE_ID_BYTES 16
+#define PXC_SEED_BYTES 32
+#define PXC_NNVEC_BYTES 32
+/* Sealed (seed || nnvec): 24-byte nonce, 64 bytes of ciphertext, 16-byte tag. */
+#define PXC_SEALED_SECRETS_BYTES (24 + PXC_SEED_BYTES + PXC_NNVEC_BYTES + 16)
+
+/* Volume keys, held in sodium_malloc'ed (guarded, mlocked) memory. */
+typedef struct pxc_keys {
+    uint8_t master[PXC_KEY_BYTES];
+    uint8_t header[PXC_KEY_BYTES];
+} pxc_keys;
+
+/* What makes one stored version of a file unique; a new seed on every rewrite. */
+typedef struct pxc_file_secrets {
+    uint8_t file_id[PXC_FILE_ID_BYTES];
+    uint8_t seed[PXC_SEED_BYTES];
+    uint8_t nnvec[PXC_NNVEC_BYTES]; /* neural key vector; zero until nn/ provides one */
+} pxc_file_secrets;
+
+enum pxc_subkey_id {
+    PXC_SUBKEY_CONTENT = 1,     /* opaque block AEAD */
+    PXC_SUBKEY_PERMUTATION = 2, /* format-preserving: sample/block permutation */
+    PXC_SUBKEY_DIFFUSION = 3,   /* format-preserving: diffusion keystream */
+    PXC_SUBKEY_METADATA = 4,    /* sealed metadata and regeneration recipe */
+    PXC_SUBKEY_MAC = 5,         /* MAC over a whole stored file */
+};
+
+/* Allocates guarded memory for the keys and derives the header key. NULL on failure. */
+pxc_keys *pxc_keys_new(const uint8_t master[PXC_KEY_BYTES]);
+void pxc_keys_free(pxc_keys *keys);
+
+/* Fresh random file id and seed; nnvec zeroed. */
+void pxc_secrets_fresh(pxc_file_secrets *s);
+
+/* Per-file subkey for one purpose. */
+void pxc_file_subkey(uint8_t out[PXC_KEY_BYTES], const pxc_keys *keys, const pxc_file_secrets *s,
+                     enum pxc_subkey_id id);
+
+/* Seal seed||nnvec under the header key, bound to `ad` (the stored header's clear part,
+ * which contains the file id).  `ad` must not be longer than 64 bytes. */
+void pxc_secrets_seal(uint8_t out[PXC_SEALED_SECRETS_BYTES], const pxc_keys *keys,
+                      const pxc_file_secrets *s, const uint8_t *ad, size_t adlen);
+/* Returns 0, or -1 if the sealed blob does not authenticate. s->file_id is not touched. */
+int pxc_secrets_open(pxc_file_secrets *s, const pxc_keys *keys,
+                     const uint8_t in[PXC_SEALED_SECRETS_BYTES], const uint8_t *ad, size_t adlen);
+
+#endif
