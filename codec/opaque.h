@@ -46,14 +46,15 @@ typedef struct opaque_file {
     pxc_file_secrets secrets;
     uint8_t key[PXC_KEY_BYTES]; /* content subkey */
     uint8_t sealed[PXC_SEALED_SECRETS_BYTES]; /* as stored in the header, for the keystore row */
+    uint64_t plain_size;   /* kept current by opaque_write / opaque_truncate */
 } opaque_file;
 
 /* Writes a new header and an empty final block to fd (which is truncated first),
  * with fresh random secrets.  Fills *of. */
 int opaque_create(opaque_file *of, int fd, const pxc_keys *keys);
 
-/* Reads and authenticates fd's header.  -EBADMSG if it is not a valid opaque header
- * of this volume. */
+/* Reads and authenticates fd's header and checks the stored size is possible.
+ * -EBADMSG if it is not a valid opaque file of this volume. */
 int opaque_open(opaque_file *of, int fd, const pxc_keys *keys);
 
 /* Plaintext size from the stored size alone (no decryption).  -EBADMSG if the
@@ -69,10 +70,10 @@ ssize_t opaque_write(opaque_file *of, const void *buf, size_t n, uint64_t off);
 
 /* Sets the plaintext size.  Truncating to zero re-keys the file (new file id and
  * seed): the caller must update the keystore row for the new id. */
-int opaque_truncate(opaque_file *of, uint64_t new_size);
+int opaque_truncate(opaque_file *of, uint64_t new_size, const pxc_keys *keys);
 
-/* Current plaintext size, from fstat of the backing file. */
-int opaque_size(const opaque_file *of, uint64_t *plain_size);
+/* Re-reads the plaintext size from fstat of the backing file (after an outside change). */
+int opaque_refresh_size(opaque_file *of);
 
 /* Zeroes key material. */
 void opaque_close(opaque_file *of);

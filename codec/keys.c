@@ -1,0 +1,81 @@
+/* Volume and per-file key derivation (see keys.h). */
+#include "codec/keys.h"
+
+#include <sodium.h>
+#include <string.h>
+
+#define HEADER_KDF_CONTEXT "pxchead1"
+#define FILE_KDF_CONTEXT "pxcfile1"
+#define HEADER_KDF_ID 1
+
+pxc_keys *pxc_keys_new(const uint8_t master[PXC_KEY_BYTES])
+{
+    pxc_keys *keys = sodium_malloc(sizeof *keys);
+    if (!keys)
+        return NULL;
+    memcpy(keys->master, master, PXC_KEY_BYTES);
+    crypto_kdf_derive_from_key(keys->header, sizeof keys->header, HEADER_KDF_ID,
+                               HEADER_KDF_CONTEXT, keys->master);
+    return keys;
+}
+
+void pxc_keys_free(pxc_keys *keys)
+{
+    if (keys)
+        sodium_free(keys); /* wipes before unmapping */
+}
+
+void pxc_secrets_fresh(pxc_file_secrets *s)
+{
+    randombytes_buf(s->file_id, sizeof s->file_id);
+    randombytes_buf(s->seed, sizeof s->seed);
+    memset(s->nnvec, 0, sizeof s->nnvec);
+}
+
+void pxc_file_subkey(uint8_t out[PXC_KEY_BYTES], const pxc_keys *keys, const pxc_file_secrets *s,
+                     enum pxc_subkey_id id)
+{
+    uint8_t file_key[PXC_KEY_BYTES];
+    crypto_generichash_state st;
+
+    crypto_generichash_init(&st, keys->master, PXC_KEY_BYTES, sizeof file_key);
+    crypto_generichash_update(&st, s->file_id, sizeof s->file_id);
+    crypto_generichash_update(&st, s->seed, sizeof s->seed);
+    crypto_generichash_update(&st, s->nnvec, sizeof s->nnvec);
+    crypto_generichash_final(&st, file_key, sizeof file_key);
+    crypto_kdf_derive_from_key(out, PXC_KEY_BYTES, (uint64_t)id, FILE_KDF_CONTEXT, file_key);
+    sodium_memzero(file_key, sizeof file_key);
+    sodium_memzero(&st, sizeof st);
+}
+
+void pxc_secrets_seal(uint8_t out[PXC_SEALED_SECRETS_BYTES], const pxc_keys *keys,
+                      const pxc_file_secrets *s, const uint8_t *ad, size_t adlen)
+{
+    uint8_t plain[PXC_SEED_BYTES + PXC_NNVEC_BYTES];
+    uint8_t *nonce = out;
+    uint8_t *ct = out + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
+
+    memcpy(plain, s->seed, PXC_SEED_BYTES);
+    memcpy(plain + PXC_SEED_BYTES, s->nnvec, PXC_NNVEC_BYTES);
+    randombytes_buf(nonce, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(ct, NULL, plain, sizeof plain, ad, adlen, NULL,
+                                               nonce, keys->header);
+    sodium_memzero(plain, sizeof plain);
+}
+
+int pxc_secrets_open(pxc_file_secrets *s, const pxc_keys *keys,
+                     const uint8_t in[PXC_SEALED_SECRETS_BYTES], const uint8_t *ad, size_t adlen)
+{
+    uint8_t plain[PXC_SEED_BYTES + PXC_NNVEC_BYTES];
+    const uint8_t *nonce = in;
+    const uint8_t *ct = in + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
+    size_t ctlen = PXC_SEALED_SECRETS_BYTES - crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
+
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, NULL, NULL, ct, ctlen, ad, adlen, nonce,
+                                                   keys->header) != 0)
+        return -1;
+    memcpy(s->seed, plain, PXC_SEED_BYTES);
+    memcpy(s->nnvec, plain + PXC_SEED_BYTES, PXC_NNVEC_BYTES);
+    sodium_memzero(plain, sizeof plain);
+    return 0;
+}
