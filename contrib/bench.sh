@@ -5,11 +5,13 @@
 # Workloads (each runs on pixcrypt, then on gocryptfs):
 #   write      dd 1 GiB of zeros into one file, conv=fsync
 #   read       read it back after a remount and dropping the page cache
-#   corpus     cp -a ../shared/corpus in; read every file back after a remount
+#   corpus     cp -a ../shared/corpus in 10 times (to be long enough to time);
+#              read every file back after a remount
 #   tree       cp -a a generated tree of 10,000 files of 1-8 KiB in; read it
 #              back after a remount
 #   ls -lR     of that tree after a remount (cold), then again (warm)
 #   jpeg ttfb  time to the first byte of a 12-megapixel JPEG after a remount
+#              (mean over 5 copies, each cold)
 #   memory     the daemon's peak resident memory (VmHWM, highest over all the
 #              mounts of the run) and its resident memory at the end
 #
@@ -19,6 +21,7 @@
 #   BENCH_DIR      where the temporary cipher dirs go (default /var/tmp)
 #   BENCH_KEEP=1   keep the temporary directory
 #   PXC_CORPUS     the image corpus (default ../shared/corpus)
+#   BENCH_CORPUS_COPIES  how many times the corpus is copied in (default 10)
 #
 # Run as root for dropping the page cache (skipped, with a note, otherwise).
 # shellcheck disable=SC2317  # functions are called through run/both and trap
@@ -34,6 +37,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 SIZE_MB=${BENCH_SIZE_MB:-1024}
 NFILES=${BENCH_FILES:-10000}
 CORPUS=${PXC_CORPUS:-$here/../shared/corpus}
+COPIES=${BENCH_CORPUS_COPIES:-10}
+NJPEG=5
 base=${BENCH_DIR:-/var/tmp}
 
 for c in gocryptfs fusermount3 pgrep awk dd; do
@@ -218,7 +223,8 @@ w_read() { dd if="$1/big" of=/dev/null bs=128k status=none; }
 w_copy_in() { cp -a "$2" "$1/$3"; }
 w_read_tree() { find "$1/$2" -type f -exec cat {} + >/dev/null; }
 w_ls() { ls -lR "$1/tree" >/dev/null; }
-w_ttfb() { head -c 1 "$1/big.jpg" >/dev/null; }
+w_ttfb() { local i; for i in $(seq "$NJPEG"); do head -c 1 "$1/big$i.jpg" >/dev/null; done; }
+w_copy_corpus() { local i; mkdir "$1/corpus" && for i in $(seq "$COPIES"); do cp -a "$CORPUS" "$1/corpus/$i"; done; }
 
 gen_tree() { # $1: directory, $2: number of files; 100 files a directory, 1-8 KiB each
 	mkdir -p "$1"
@@ -296,10 +302,10 @@ done
 if [ $have_corpus = 1 ]; then
 	echo "running: corpus copy in and read back ..."
 	warm "$CORPUS"
-	both corpus-in w_copy_in "$CORPUS" corpus
+	both corpus-in w_copy_corpus
 	remount
 	both corpus-read w_read_tree corpus
-	check_same corpus "$CORPUS"
+	for i in $(seq "$COPIES"); do check_same "corpus/$i" "$CORPUS"; done
 fi
 
 echo "running: $NFILES-file tree copy in, read back, ls -lR ..."
@@ -314,9 +320,17 @@ both ls-warm w_ls
 
 if [ $have_jpeg = 1 ]; then
 	echo "running: JPEG time to first byte ..."
-	for f in "${FS[@]}"; do [ "${ok[$f]}" = 1 ] && cp "$work/big.jpg" "$(mnt "$f")/big.jpg"; done
+	for f in "${FS[@]}"; do
+		[ "${ok[$f]}" = 1 ] || continue
+		for i in $(seq $NJPEG); do cp "$work/big.jpg" "$(mnt "$f")/big$i.jpg"; done
+	done
 	remount
 	both jpeg-ttfb w_ttfb
+	for f in "${FS[@]}"; do # mean per file
+		case ${res[$f,jpeg-ttfb]} in NA | FAIL) ;; *)
+			res[$f,jpeg-ttfb]=$(awk -v t="${res[$f,jpeg-ttfb]}" -v n=$NJPEG 'BEGIN { printf "%.4f", t / n }') ;;
+		esac
+	done
 fi
 
 declare -A rss_end=()
@@ -342,7 +356,7 @@ cell() { # cell FS WORKLOAD [BYTES [FILES]]
 				if (n != "") s = s sprintf(", %.0f files/s", n / (t > 0 ? t : 1e-9))
 				print s }'
 		else
-			printf '%.3f s\n' "$t"
+			awk -v t="$t" 'BEGIN { if (t < 1) printf "%.1f ms\n", t * 1000; else printf "%.2f s\n", t }'
 		fi
 		;;
 	esac
@@ -364,14 +378,15 @@ size_b=$((SIZE_MB * 1048576))
 wl write "write $SIZE_MB MiB (dd bs=128k, fsync)" $size_b
 wl read "read $SIZE_MB MiB (cold)" $size_b
 if [ $have_corpus = 1 ]; then
-	wl corpus-in "corpus: cp -a in ($corpus_files files, $(mib "$corpus_bytes") MiB)" "$corpus_bytes" "$corpus_files"
-	wl corpus-read "corpus: read back (cold)" "$corpus_bytes" "$corpus_files"
+	wl corpus-in "corpus x$COPIES: cp -a in ($((corpus_files * COPIES)) files, $(mib $((corpus_bytes * COPIES))) MiB)" \
+		$((corpus_bytes * COPIES)) $((corpus_files * COPIES))
+	wl corpus-read "corpus x$COPIES: read back (cold)" $((corpus_bytes * COPIES)) $((corpus_files * COPIES))
 fi
 wl tree-in "tree: cp -a in ($NFILES files, $(mib "$tree_bytes") MiB)" "$tree_bytes" "$NFILES"
 wl tree-read "tree: read back (cold)" "$tree_bytes" "$NFILES"
 wl ls-cold "tree: ls -lR (cold)"
 wl ls-warm "tree: ls -lR (warm)"
-[ $have_jpeg = 1 ] && wl jpeg-ttfb "4000x3000 JPEG: first byte (cold)"
+[ $have_jpeg = 1 ] && wl jpeg-ttfb "4000x3000 JPEG: first byte (cold, mean of $NJPEG)"
 
 memcell() { [ -n "${1:-}" ] && awk -v k="$1" 'BEGIN { printf "%.1f MiB\n", k / 1024 }' || echo "n/a"; }
 memratio() { # gocryptfs / pixcrypt: > 1 means pixcrypt uses less
