@@ -1,0 +1,1095 @@
+/* The per-volume keystore in CIPHERDIR/.pixcrypt/keystore.db.  The API is in keystore.h.
+ *
+ * The database is built in a temporary file and moved into place only when complete, so an
+ * interrupted `init` leaves either no keystore or a whole one.  One handle serves all threads
+ * of the daemon: a mutex guards the connection and its statements, which are prepared once.
+ * The slow part of unlock and rewrap (Argon2id) runs outside that mutex. */
+#include "keystore/keystore.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define KS_FORMAT_VERSION 1 /* volume.format_version written and understood */
+#define KDF_ALG_NAME "argon2id13"
+#define MASTER_AD_PREFIX "pixcrypt-master-v1"
+#define MASTER_AD_PREFIX_BYTES (sizeof MASTER_AD_PREFIX - 1)
+#define VOLUME_ID_BYTES 16
+#define KEK_BYTES crypto_aead_xchacha20poly1305_ietf_KEYBYTES
+#define SEAL_NONCE_BYTES crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
+#define SEALED_MASTER_BYTES                                                                        \
+    (SEAL_NONCE_BYTES + KS_MASTER_KEY_BYTES + crypto_aead_xchacha20poly1305_ietf_ABYTES)
+#define BUSY_TIMEOUT_MS 5000
+#define TMP_DB_TEMPLATE KS_DB_NAME ".tmp-XXXXXX"
+
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
+
+_Static_assert(sizeof(((ks_volume_info *)0)->volume_id) == VOLUME_ID_BYTES, "volume id size");
+_Static_assert(KEK_BYTES == KS_MASTER_KEY_BYTES, "the master key is an AEAD key");
+
+/* ---- schema ------------------------------------------------------------------------------ */
+
+/* Schema version 1, also recorded as PRAGMA user_version = KS_SCHEMA_VERSION.  Integers are
+ * SQLite's signed 64-bit values; unsigned sizes and counters are stored bit for bit. */
+static const char schema_sql[] =
+    /* Exactly one row: everything needed to unlock the volume. */
+    "CREATE TABLE volume ("
+    "  format_version INTEGER NOT NULL," /* KS_FORMAT_VERSION; newer values are refused */
+    "  volume_id BLOB NOT NULL CHECK (length(volume_id) = 16),"
+    "  kdf_alg TEXT NOT NULL," /* 'argon2id13', libsodium crypto_pwhash */
+    "  kdf_opslimit INTEGER NOT NULL,"
+    "  kdf_memlimit INTEGER NOT NULL," /* bytes */
+    "  kdf_salt BLOB NOT NULL,"        /* crypto_pwhash_SALTBYTES */
+    /* nonce (24) || XChaCha20-Poly1305 ciphertext and tag of the 32-byte master key, under
+     * the Argon2id output, with AD = 'pixcrypt-master-v1' || volume_id */
+    "  master_sealed BLOB NOT NULL,"
+    "  created INTEGER NOT NULL" /* unix time */
+    ");"
+    /* One row per stored file.  The file headers are authoritative: fsck can rebuild this. */
+    "CREATE TABLE files ("
+    "  file_id BLOB NOT NULL PRIMARY KEY CHECK (length(file_id) = 16),"
+    "  kind INTEGER NOT NULL,"       /* PXC_KIND_* */
+    "  seed_sealed BLOB NOT NULL,"   /* as in the file header */
+    "  nnvec_sealed BLOB,"           /* NULL while the file has no neural key vector */
+    "  plain_size INTEGER NOT NULL," /* bytes */
+    "  version INTEGER NOT NULL,"    /* 1 when inserted, +1 per put or update */
+    "  updated INTEGER NOT NULL"     /* unix time of the last put or update */
+    ") WITHOUT ROWID;"
+    "PRAGMA user_version = " STRINGIFY(KS_SCHEMA_VERSION) ";";
+
+enum stmt_id {
+    ST_VOLUME_GET,
+    ST_VOLUME_RESEAL,
+    ST_FILE_PUT,
+    ST_FILE_UPDATE,
+    ST_FILE_GET,
+    ST_FILE_DELETE,
+    ST_FILE_COUNT,
+    ST_COUNT_
+};
+
+/* Preparing these at open also checks that the tables and columns are there. */
+static const char *const stmt_sql[ST_COUNT_] = {
+    [ST_VOLUME_GET] = "SELECT format_version, volume_id, kdf_alg, kdf_opslimit, kdf_memlimit,"
+                      " kdf_salt, master_sealed, created FROM volume LIMIT 2",
+    [ST_VOLUME_RESEAL] = "UPDATE volume SET kdf_alg = ?1, kdf_opslimit = ?2, kdf_memlimit = ?3,"
+                         " kdf_salt = ?4, master_sealed = ?5 WHERE volume_id = ?6",
+    [ST_FILE_PUT] = "INSERT INTO files (file_id, kind, seed_sealed, nnvec_sealed, plain_size,"
+                    " version, updated) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)"
+                    " ON CONFLICT (file_id) DO UPDATE SET kind = excluded.kind,"
+                    " seed_sealed = excluded.seed_sealed, nnvec_sealed = excluded.nnvec_sealed,"
+                    " plain_size = excluded.plain_size, version = files.version + 1,"
+                    " updated = excluded.updated",
+    [ST_FILE_UPDATE] = "UPDATE files SET kind = ?2, plain_size = ?3, version = version + 1,"
+                       " updated = ?4 WHERE file_id = ?1",
+    [ST_FILE_GET] = "SELECT kind, seed_sealed, nnvec_sealed, plain_size, version FROM files"
+                    " WHERE file_id = ?1",
+    [ST_FILE_DELETE] = "DELETE FROM files WHERE file_id = ?1",
+    [ST_FILE_COUNT] = "SELECT count(*) FROM files",
+};
+
+static const char insert_volume_sql[] =
+    "INSERT INTO volume (format_version, volume_id, kdf_alg, kdf_opslimit, kdf_memlimit,"
+    " kdf_salt, master_sealed, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+/* ---- types --------------------------------------------------------------------------------- */
+
+struct keystore {
+    pthread_mutex_t lock; /* guards db and every statement */
+    sqlite3 *db;
+    sqlite3_stmt *stmt[ST_COUNT_];
+    int readonly; /* the cipher dir cannot be written: every write fails with KS_ERR_IO */
+};
+
+/* The volume row, decoded and checked. */
+typedef struct volume_row {
+    long long format_version;
+    uint8_t volume_id[VOLUME_ID_BYTES];
+    unsigned long long opslimit;
+    size_t memlimit;
+    uint8_t salt[crypto_pwhash_SALTBYTES];
+    uint8_t master_sealed[SEALED_MASTER_BYTES];
+    long long created;
+} volume_row;
+
+typedef struct ks_paths {
+    char dir[PATH_MAX]; /* CIPHERDIR/.pixcrypt */
+    char db[PATH_MAX];  /* CIPHERDIR/.pixcrypt/keystore.db */
+} ks_paths;
+
+/* ---- small helpers ------------------------------------------------------------------------- */
+
+const char *keystore_strerror(int status)
+{
+    switch (status) {
+    case KS_OK:
+        return "success";
+    case KS_ERR_IO:
+        return "cannot read or write the keystore (.pixcrypt/keystore.db)";
+    case KS_ERR_EXISTS:
+        return "cipher dir is not empty or already holds a pixcrypt volume";
+    case KS_ERR_MISSING:
+        return "no pixcrypt volume here (missing .pixcrypt/keystore.db)";
+    case KS_ERR_CORRUPT:
+        return "keystore is corrupt";
+    case KS_ERR_PASSPHRASE:
+        return "wrong passphrase";
+    case KS_ERR_VERSION:
+        return "keystore was written by a newer pixcrypt (unknown format version)";
+    case KS_ERR_NOMEM:
+        return "out of memory";
+    case KS_ERR_NOTFOUND:
+        return "no keystore row for this file";
+    }
+    return "unknown keystore error";
+}
+
+static int status_from_sqlite(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_ROW:
+    case SQLITE_DONE:
+        return KS_OK;
+    case SQLITE_NOMEM:
+        return KS_ERR_NOMEM;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+    case SQLITE_FORMAT:
+        return KS_ERR_CORRUPT;
+    }
+    return KS_ERR_IO;
+}
+
+static long long unix_now(void)
+{
+    return (long long)time(NULL);
+}
+
+static int path_join(char *out, size_t cap, const char *dir, const char *name)
+{
+    int n = snprintf(out, cap, "%s/%s", dir, name);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+static int paths_init(ks_paths *p, const char *cipherdir)
+{
+    if (path_join(p->dir, sizeof p->dir, cipherdir, KS_DIR) != 0 ||
+        path_join(p->db, sizeof p->db, p->dir, KS_DB_NAME) != 0)
+        return KS_ERR_IO;
+    return KS_OK;
+}
+
+/* A NULL passphrase is accepted only as the empty one. */
+static int passphrase_ok(const char *pass, size_t passlen)
+{
+    return (pass != NULL || passlen == 0) && passlen <= crypto_pwhash_PASSWD_MAX;
+}
+
+static int is_dir(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+/* Best effort: makes a new or renamed entry of the directory durable. */
+static void fsync_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+}
+
+static void fsync_parent_dir(const char *path)
+{
+    char copy[PATH_MAX];
+    if (snprintf(copy, sizeof copy, "%s", path) < (int)sizeof copy)
+        fsync_dir(dirname(copy));
+}
+
+/* Removes a database file and the journals SQLite may have left next to it. */
+static void remove_db_files(const char *path)
+{
+    static const char *const suffixes[] = {"", "-journal", "-wal", "-shm"};
+    char name[PATH_MAX];
+    for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++)
+        if (snprintf(name, sizeof name, "%s%s", path, suffixes[i]) < (int)sizeof name)
+            (void)unlink(name);
+}
+
+/* ---- sealing the master key ---------------------------------------------------------------- */
+
+static int kdf_limits(enum ks_kdf_level level, unsigned long long *opslimit, size_t *memlimit)
+{
+    /* The argon2id constants, which are also libsodium's crypto_pwhash defaults. */
+    switch (level) {
+    case KS_KDF_INTERACTIVE:
+        *opslimit = crypto_pwhash_argon2id_OPSLIMIT_INTERACTIVE;
+        *memlimit = crypto_pwhash_argon2id_MEMLIMIT_INTERACTIVE;
+        return 0;
+    case KS_KDF_MODERATE:
+        *opslimit = crypto_pwhash_argon2id_OPSLIMIT_MODERATE;
+        *memlimit = crypto_pwhash_argon2id_MEMLIMIT_MODERATE;
+        return 0;
+    case KS_KDF_SENSITIVE:
+        *opslimit = crypto_pwhash_argon2id_OPSLIMIT_SENSITIVE;
+        *memlimit = crypto_pwhash_argon2id_MEMLIMIT_SENSITIVE;
+        return 0;
+    }
+    return -1;
+}
+
+/* The key-encryption key: Argon2id(passphrase, salt).  The caller wipes it. */
+static int derive_kek(uint8_t kek[KEK_BYTES], const char *pass, size_t passlen, const volume_row *v)
+{
+    if (crypto_pwhash(kek, KEK_BYTES, pass ? pass : "", passlen, v->salt, v->opslimit, v->memlimit,
+                      crypto_pwhash_ALG_ARGON2ID13) != 0)
+        return errno == ENOMEM ? KS_ERR_NOMEM : KS_ERR_IO;
+    return KS_OK;
+}
+
+/* Binds the sealed key to this volume, so that it cannot be moved to another one. */
+static void master_ad(uint8_t ad[MASTER_AD_PREFIX_BYTES + VOLUME_ID_BYTES],
+                      const uint8_t volume_id[VOLUME_ID_BYTES])
+{
+    memcpy(ad, MASTER_AD_PREFIX, MASTER_AD_PREFIX_BYTES);
+    memcpy(ad + MASTER_AD_PREFIX_BYTES, volume_id, VOLUME_ID_BYTES);
+}
+
+static void seal_master(volume_row *v, const uint8_t master[KS_MASTER_KEY_BYTES],
+                        const uint8_t kek[KEK_BYTES])
+{
+    uint8_t ad[MASTER_AD_PREFIX_BYTES + VOLUME_ID_BYTES];
+    uint8_t *nonce = v->master_sealed;
+
+    master_ad(ad, v->volume_id);
+    randombytes_buf(nonce, SEAL_NONCE_BYTES);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(v->master_sealed + SEAL_NONCE_BYTES, NULL, master,
+                                               KS_MASTER_KEY_BYTES, ad, sizeof ad, NULL, nonce,
+                                               kek);
+}
+
+static int unseal_master(uint8_t master[KS_MASTER_KEY_BYTES], const volume_row *v,
+                         const uint8_t kek[KEK_BYTES])
+{
+    uint8_t ad[MASTER_AD_PREFIX_BYTES + VOLUME_ID_BYTES];
+
+    master_ad(ad, v->volume_id);
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+            master, NULL, NULL, v->master_sealed + SEAL_NONCE_BYTES,
+            SEALED_MASTER_BYTES - SEAL_NONCE_BYTES, ad, sizeof ad, v->master_sealed, kek) != 0)
+        return KS_ERR_PASSPHRASE;
+    return KS_OK;
+}
+
+/* Sets the KDF fields of v (fresh salt, limits of the level) and seals master under them. */
+static int seal_under_passphrase(volume_row *v, const uint8_t master[KS_MASTER_KEY_BYTES],
+                                 const char *pass, size_t passlen, enum ks_kdf_level level)
+{
+    uint8_t kek[KEK_BYTES];
+    int st;
+
+    if (kdf_limits(level, &v->opslimit, &v->memlimit) != 0)
+        return KS_ERR_IO;
+    randombytes_buf(v->salt, sizeof v->salt);
+    st = derive_kek(kek, pass, passlen, v);
+    if (st == KS_OK)
+        seal_master(v, master, kek);
+    sodium_memzero(kek, sizeof kek);
+    return st;
+}
+
+/* ---- reading columns ----------------------------------------------------------------------- */
+
+static int column_int64(sqlite3_stmt *stmt, int col, long long *out)
+{
+    if (sqlite3_column_type(stmt, col) != SQLITE_INTEGER)
+        return -1;
+    *out = sqlite3_column_int64(stmt, col);
+    return 0;
+}
+
+/* Copies a BLOB column of at most cap bytes. */
+static int column_blob_upto(sqlite3_stmt *stmt, int col, uint8_t *out, size_t cap, size_t *len)
+{
+    const void *p;
+    int n;
+
+    if (sqlite3_column_type(stmt, col) != SQLITE_BLOB)
+        return -1;
+    p = sqlite3_column_blob(stmt, col);
+    n = sqlite3_column_bytes(stmt, col);
+    if (n < 0 || (size_t)n > cap)
+        return -1;
+    if (n > 0)
+        memcpy(out, p, (size_t)n);
+    *len = (size_t)n;
+    return 0;
+}
+
+static int column_blob_exact(sqlite3_stmt *stmt, int col, uint8_t *out, size_t size)
+{
+    size_t len;
+    return column_blob_upto(stmt, col, out, size, &len) == 0 && len == size ? 0 : -1;
+}
+
+static int column_text_is(sqlite3_stmt *stmt, int col, const char *expected)
+{
+    const unsigned char *text;
+    if (sqlite3_column_type(stmt, col) != SQLITE_TEXT)
+        return 0;
+    text = sqlite3_column_text(stmt, col);
+    return text != NULL && strcmp((const char *)text, expected) == 0;
+}
+
+/* ---- the volume row ------------------------------------------------------------------------ */
+
+static int kdf_limits_possible(long long opslimit, long long memlimit)
+{
+    return opslimit >= (long long)crypto_pwhash_argon2id_OPSLIMIT_MIN &&
+           (unsigned long long)opslimit <= crypto_pwhash_argon2id_OPSLIMIT_MAX &&
+           memlimit >= (long long)crypto_pwhash_argon2id_MEMLIMIT_MIN &&
+           (unsigned long long)memlimit <= crypto_pwhash_argon2id_MEMLIMIT_MAX;
+}
+
+/* Decodes the current row of ST_VOLUME_GET, refusing what this version cannot use. */
+static int parse_volume_row(sqlite3_stmt *stmt, volume_row *v)
+{
+    long long opslimit, memlimit;
+
+    if (column_int64(stmt, 0, &v->format_version) != 0)
+        return KS_ERR_CORRUPT;
+    if (v->format_version > KS_FORMAT_VERSION)
+        return KS_ERR_VERSION;
+    if (v->format_version < 1)
+        return KS_ERR_CORRUPT;
+    if (column_blob_exact(stmt, 1, v->volume_id, sizeof v->volume_id) != 0 ||
+        !column_text_is(stmt, 2, KDF_ALG_NAME) || column_int64(stmt, 3, &opslimit) != 0 ||
+        column_int64(stmt, 4, &memlimit) != 0 || !kdf_limits_possible(opslimit, memlimit) ||
+        column_blob_exact(stmt, 5, v->salt, sizeof v->salt) != 0 ||
+        column_blob_exact(stmt, 6, v->master_sealed, sizeof v->master_sealed) != 0 ||
+        column_int64(stmt, 7, &v->created) != 0)
+        return KS_ERR_CORRUPT;
+    v->opslimit = (unsigned long long)opslimit;
+    v->memlimit = (size_t)memlimit;
+    return KS_OK;
+}
+
+/* Reads and checks the one volume row.  Caller holds the lock. */
+static int read_volume(keystore *ks, volume_row *v)
+{
+    sqlite3_stmt *stmt = ks->stmt[ST_VOLUME_GET];
+    int rc = sqlite3_step(stmt);
+    int st;
+
+    if (rc == SQLITE_ROW) {
+        st = parse_volume_row(stmt, v);
+        rc = st == KS_OK ? sqlite3_step(stmt) : SQLITE_DONE;
+        if (rc == SQLITE_ROW) /* a second row: which one would be the volume? */
+            st = KS_ERR_CORRUPT;
+        else if (rc != SQLITE_DONE)
+            st = status_from_sqlite(rc);
+    } else {
+        st = rc == SQLITE_DONE ? KS_ERR_CORRUPT : status_from_sqlite(rc);
+    }
+    sqlite3_reset(stmt);
+    return st;
+}
+
+static int bind_volume_kdf(sqlite3_stmt *stmt, int first, const volume_row *v)
+{
+    if (sqlite3_bind_text(stmt, first, KDF_ALG_NAME, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(stmt, first + 1, (sqlite3_int64)v->opslimit) != SQLITE_OK ||
+        sqlite3_bind_int64(stmt, first + 2, (sqlite3_int64)v->memlimit) != SQLITE_OK ||
+        sqlite3_bind_blob(stmt, first + 3, v->salt, sizeof v->salt, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_blob(stmt, first + 4, v->master_sealed, sizeof v->master_sealed,
+                          SQLITE_STATIC) != SQLITE_OK)
+        return KS_ERR_IO;
+    return KS_OK;
+}
+
+/* Runs a bound statement that returns no rows, then resets it for reuse. */
+static int step_done(sqlite3_stmt *stmt)
+{
+    int rc = sqlite3_step(stmt);
+    int st = rc == SQLITE_DONE ? KS_OK : status_from_sqlite(rc);
+    if (st == KS_OK && rc != SQLITE_DONE)
+        st = KS_ERR_IO;
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    return st;
+}
+
+/* ---- create -------------------------------------------------------------------------------- */
+
+static int make_dir(const char *path, int *created)
+{
+    *created = 0;
+    if (mkdir(path, 0700) == 0) {
+        *created = 1;
+        return KS_OK;
+    }
+    return errno == EEXIST && is_dir(path) ? KS_OK : KS_ERR_IO;
+}
+
+/* Empty means nothing but a .pixcrypt dir without a keystore (left by an interrupted init). */
+static int check_cipherdir_empty(const char *cipherdir, const ks_paths *p)
+{
+    struct stat sb;
+    struct dirent *e;
+    DIR *d;
+    int st = KS_OK;
+
+    if (lstat(p->db, &sb) == 0)
+        return KS_ERR_EXISTS;
+    d = opendir(cipherdir);
+    if (d == NULL)
+        return KS_ERR_IO;
+    errno = 0;
+    while (st == KS_OK && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (strcmp(e->d_name, KS_DIR) != 0 || !is_dir(p->dir))
+            st = KS_ERR_EXISTS;
+    }
+    if (st == KS_OK && errno != 0)
+        st = KS_ERR_IO;
+    closedir(d);
+    return st;
+}
+
+/* Removes what an interrupted init left in .pixcrypt: temporary databases and journals.  A
+ * journal without its database must go, or SQLite would replay it into the new one. */
+static void remove_orphans(const char *dir)
+{
+    static const size_t prefix_len = sizeof KS_DB_NAME - 1;
+    struct dirent *e;
+    DIR *d = opendir(dir);
+
+    if (d == NULL)
+        return;
+    while ((e = readdir(d)) != NULL)
+        if (strncmp(e->d_name, KS_DB_NAME, prefix_len) == 0 && e->d_name[prefix_len] != '\0')
+            (void)unlinkat(dirfd(d), e->d_name, 0);
+    closedir(d);
+}
+
+/* Makes CIPHERDIR (if missing) and CIPHERDIR/.pixcrypt, refusing a used cipher dir. */
+static int prepare_cipherdir(const char *cipherdir, const ks_paths *p)
+{
+    int created_root = 0, created_meta = 0;
+    int st = make_dir(cipherdir, &created_root);
+
+    if (st == KS_OK && !created_root)
+        st = check_cipherdir_empty(cipherdir, p);
+    if (st == KS_OK)
+        st = make_dir(p->dir, &created_meta);
+    if (st != KS_OK)
+        return st;
+    if (created_root)
+        fsync_parent_dir(cipherdir);
+    if (created_meta)
+        fsync_dir(cipherdir);
+    remove_orphans(p->dir);
+    return KS_OK;
+}
+
+static int insert_volume(sqlite3 *db, const volume_row *v)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc = sqlite3_prepare_v2(db, insert_volume_sql, -1, &stmt, NULL);
+    int st = status_from_sqlite(rc);
+
+    if (st == KS_OK && (sqlite3_bind_int64(stmt, 1, v->format_version) != SQLITE_OK ||
+                        sqlite3_bind_blob(stmt, 2, v->volume_id, sizeof v->volume_id,
+                                          SQLITE_STATIC) != SQLITE_OK ||
+                        bind_volume_kdf(stmt, 3, v) != KS_OK ||
+                        sqlite3_bind_int64(stmt, 8, v->created) != SQLITE_OK))
+        st = KS_ERR_IO;
+    if (st == KS_OK)
+        st = step_done(stmt);
+    sqlite3_finalize(stmt);
+    return st;
+}
+
+static int exec_sql(sqlite3 *db, const char *sql)
+{
+    return status_from_sqlite(sqlite3_exec(db, sql, NULL, NULL, NULL));
+}
+
+/* Writes schema and volume row into the empty file at path, in one synced transaction. */
+static int build_database(const char *path, const volume_row *v)
+{
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    int st = status_from_sqlite(rc);
+
+    if (st == KS_OK)
+        st = exec_sql(db, "PRAGMA synchronous = FULL; BEGIN IMMEDIATE;");
+    if (st == KS_OK)
+        st = exec_sql(db, schema_sql);
+    if (st == KS_OK)
+        st = insert_volume(db, v);
+    if (st == KS_OK)
+        st = exec_sql(db, "COMMIT;");
+    /* Persistent: every later connection uses the write-ahead log. */
+    if (st == KS_OK)
+        st = exec_sql(db, "PRAGMA journal_mode = WAL;");
+    if (sqlite3_close(db) != SQLITE_OK && st == KS_OK)
+        st = KS_ERR_IO;
+    return st;
+}
+
+static int fsync_file(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int rc;
+
+    if (fd < 0)
+        return KS_ERR_IO;
+    rc = fsync(fd);
+    close(fd);
+    return rc == 0 ? KS_OK : KS_ERR_IO;
+}
+
+/* Moves tmp to dst unless dst exists (a concurrent init won). */
+static int install_no_replace(const char *tmp, const char *dst)
+{
+    struct stat sb;
+
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_NOREPLACE) == 0)
+        return KS_OK;
+    if (errno == EEXIST)
+        return KS_ERR_EXISTS;
+    if (errno != EINVAL && errno != ENOSYS)
+        return KS_ERR_IO;
+    /* The filesystem has no RENAME_NOREPLACE: a hard link does not replace either. */
+    if (link(tmp, dst) == 0) {
+        (void)unlink(tmp);
+        return KS_OK;
+    }
+    if (errno == EEXIST)
+        return KS_ERR_EXISTS;
+    /* Nor hard links (vfat, some network filesystems): check, then rename. */
+    if (lstat(dst, &sb) == 0)
+        return KS_ERR_EXISTS;
+    return rename(tmp, dst) == 0 ? KS_OK : KS_ERR_IO;
+}
+
+/* Builds the keystore in a temporary file, syncs it and moves it into place. */
+static int write_keystore_file(const ks_paths *p, const volume_row *v)
+{
+    char tmp[PATH_MAX];
+    int fd, st;
+
+    if (path_join(tmp, sizeof tmp, p->dir, TMP_DB_TEMPLATE) != 0)
+        return KS_ERR_IO;
+    fd = mkstemp(tmp); /* mode 0600 */
+    if (fd < 0)
+        return KS_ERR_IO;
+    close(fd); /* SQLite's locks must not share a descriptor we close */
+    st = build_database(tmp, v);
+    if (st == KS_OK)
+        st = fsync_file(tmp);
+    if (st == KS_OK)
+        st = install_no_replace(tmp, p->db);
+    if (st != KS_OK) {
+        remove_db_files(tmp);
+        return st;
+    }
+    fsync_dir(p->dir);
+    return KS_OK;
+}
+
+int keystore_create(const char *cipherdir, const char *pass, size_t passlen,
+                    enum ks_kdf_level level, uint8_t master_out[KS_MASTER_KEY_BYTES])
+{
+    uint8_t master[KS_MASTER_KEY_BYTES];
+    unsigned long long opslimit;
+    size_t memlimit;
+    volume_row v;
+    ks_paths p;
+    int st;
+
+    if (cipherdir == NULL || !passphrase_ok(pass, passlen) ||
+        kdf_limits(level, &opslimit, &memlimit) != 0 || sodium_init() < 0)
+        return KS_ERR_IO;
+    st = paths_init(&p, cipherdir);
+    if (st == KS_OK)
+        st = prepare_cipherdir(cipherdir, &p);
+    if (st != KS_OK)
+        return st;
+
+    memset(&v, 0, sizeof v);
+    v.format_version = KS_FORMAT_VERSION;
+    v.created = unix_now();
+    randombytes_buf(v.volume_id, sizeof v.volume_id);
+    randombytes_buf(master, sizeof master);
+    st = seal_under_passphrase(&v, master, pass, passlen, level);
+    if (st == KS_OK)
+        st = write_keystore_file(&p, &v);
+    if (st == KS_OK && master_out != NULL)
+        memcpy(master_out, master, sizeof master);
+    sodium_memzero(master, sizeof master);
+    return st;
+}
+
+/* ---- open / close -------------------------------------------------------------------------- */
+
+/* Finds the database file and whether this process may write it and its directory (WAL mode
+ * creates -wal and -shm files next to it). */
+static int probe_db_file(const ks_paths *p, int *readonly)
+{
+    struct stat sb;
+
+    if (stat(p->db, &sb) != 0)
+        return errno == ENOENT || errno == ENOTDIR ? KS_ERR_MISSING : KS_ERR_IO;
+    if (!S_ISREG(sb.st_mode))
+        return KS_ERR_CORRUPT;
+    *readonly = faccessat(AT_FDCWD, p->db, W_OK, AT_EACCESS) != 0 ||
+                faccessat(AT_FDCWD, p->dir, W_OK, AT_EACCESS) != 0;
+    return KS_OK;
+}
+
+/* file:PATH?mode=ro&immutable=1, percent-encoding everything but unreserved characters. */
+static char *immutable_uri(const char *path)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    static const char prefix[] = "file:", suffix[] = "?mode=ro&immutable=1";
+    size_t n = strlen(prefix);
+    char *uri = malloc(sizeof prefix + 3 * strlen(path) + sizeof suffix);
+
+    if (uri == NULL)
+        return NULL;
+    memcpy(uri, prefix, n);
+    for (const unsigned char *c = (const unsigned char *)path; *c; c++) {
+        if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+            strchr("/-._~", *c) != NULL) {
+            uri[n++] = (char)*c;
+        } else {
+            uri[n++] = '%';
+            uri[n++] = hex[*c >> 4];
+            uri[n++] = hex[*c & 15];
+        }
+    }
+    memcpy(uri + n, suffix, sizeof suffix);
+    return uri;
+}
+
+static int connect_db(sqlite3 **db, const char *name, int flags)
+{
+    int rc = sqlite3_open_v2(name, db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_timeout(*db, BUSY_TIMEOUT_MS);
+        /* A keystore file may be hostile: no writes to the schema, no functions in it. */
+        sqlite3_db_config(*db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
+#ifdef SQLITE_DBCONFIG_TRUSTED_SCHEMA
+        sqlite3_db_config(*db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL);
+#endif
+    }
+    return rc;
+}
+
+static int query_user_version(sqlite3 *db, long long *version)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, NULL);
+
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(stmt);
+        if (rc == SQLITE_ROW) {
+            *version = sqlite3_column_int64(stmt, 0);
+            rc = SQLITE_OK;
+        } else if (rc == SQLITE_DONE) {
+            rc = SQLITE_CORRUPT;
+        }
+    }
+    sqlite3_finalize(stmt);
+    return rc;
+}
+
+/* Connects read-write, or read-only when the storage is.  A write-ahead-log database on
+ * read-only storage cannot be read without its -shm file unless opened as immutable (which
+ * then ignores commits left in a -wal file that has no -shm beside it). */
+static int connect_keystore(keystore *ks, const char *path)
+{
+    long long version;
+    char *uri;
+    int rc;
+
+    rc = connect_db(&ks->db, path, ks->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE);
+    if (rc != SQLITE_OK || !ks->readonly)
+        return status_from_sqlite(rc);
+    rc = query_user_version(ks->db, &version) & 0xff;
+    if (rc != SQLITE_READONLY && rc != SQLITE_CANTOPEN)
+        return KS_OK; /* readable, or an error that the checks will report */
+    sqlite3_close(ks->db);
+    ks->db = NULL;
+    uri = immutable_uri(path);
+    if (uri == NULL)
+        return KS_ERR_NOMEM;
+    rc = connect_db(&ks->db, uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI);
+    free(uri);
+    return status_from_sqlite(rc);
+}
+
+static int check_schema_version(sqlite3 *db)
+{
+    long long version = 0;
+    int rc = query_user_version(db, &version);
+
+    if (rc != SQLITE_OK)
+        return status_from_sqlite(rc);
+    if (version > KS_SCHEMA_VERSION)
+        return KS_ERR_VERSION;
+    return version == KS_SCHEMA_VERSION ? KS_OK : KS_ERR_CORRUPT;
+}
+
+static int prepare_statements(keystore *ks)
+{
+    for (int i = 0; i < ST_COUNT_; i++) {
+        int rc = sqlite3_prepare_v3(ks->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                                    &ks->stmt[i], NULL);
+        if ((rc & 0xff) == SQLITE_ERROR) /* no such table or column: not our schema */
+            return KS_ERR_CORRUPT;
+        if (rc != SQLITE_OK)
+            return status_from_sqlite(rc);
+    }
+    return KS_OK;
+}
+
+static int validate_keystore(keystore *ks)
+{
+    volume_row v;
+    int st = check_schema_version(ks->db);
+
+    if (st == KS_OK)
+        st = prepare_statements(ks);
+    if (st == KS_OK)
+        st = read_volume(ks, &v);
+    return st;
+}
+
+/* Fast commits: a write-ahead log, synced at checkpoints.  A crash may lose the last rows,
+ * which fsck rebuilds from the file headers; the master key is written with FULL. */
+static int tune_for_writes(keystore *ks)
+{
+    return exec_sql(ks->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
+}
+
+int keystore_open(keystore **out, const char *cipherdir)
+{
+    keystore *ks;
+    ks_paths p;
+    int readonly = 0;
+    int st;
+
+    if (out == NULL)
+        return KS_ERR_IO;
+    *out = NULL;
+    if (cipherdir == NULL || sodium_init() < 0)
+        return KS_ERR_IO;
+    st = paths_init(&p, cipherdir);
+    if (st == KS_OK)
+        st = probe_db_file(&p, &readonly);
+    if (st != KS_OK)
+        return st;
+
+    ks = calloc(1, sizeof *ks);
+    if (ks == NULL)
+        return KS_ERR_NOMEM;
+    if (pthread_mutex_init(&ks->lock, NULL) != 0) {
+        free(ks);
+        return KS_ERR_NOMEM;
+    }
+    ks->readonly = readonly;
+    st = connect_keystore(ks, p.db);
+    if (st == KS_OK)
+        st = validate_keystore(ks);
+    if (st == KS_OK && !ks->readonly)
+        st = tune_for_writes(ks);
+    if (st != KS_OK) {
+        keystore_close(ks);
+        return st;
+    }
+    *out = ks;
+    return KS_OK;
+}
+
+void keystore_close(keystore *ks)
+{
+    if (ks == NULL)
+        return;
+    for (int i = 0; i < ST_COUNT_; i++)
+        sqlite3_finalize(ks->stmt[i]);
+    sqlite3_close(ks->db);
+    pthread_mutex_destroy(&ks->lock);
+    free(ks);
+}
+
+/* ---- master key ---------------------------------------------------------------------------- */
+
+static int read_volume_locked(keystore *ks, volume_row *v)
+{
+    int st;
+    pthread_mutex_lock(&ks->lock);
+    st = read_volume(ks, v);
+    pthread_mutex_unlock(&ks->lock);
+    return st;
+}
+
+int keystore_unlock(keystore *ks, const char *pass, size_t passlen,
+                    uint8_t master_out[KS_MASTER_KEY_BYTES])
+{
+    uint8_t kek[KEK_BYTES], master[KS_MASTER_KEY_BYTES];
+    volume_row v;
+    int st;
+
+    if (ks == NULL || master_out == NULL || !passphrase_ok(pass, passlen))
+        return KS_ERR_IO;
+    st = read_volume_locked(ks, &v); /* fresh: another process may have rewrapped */
+    if (st == KS_OK)
+        st = derive_kek(kek, pass, passlen, &v);
+    if (st == KS_OK)
+        st = unseal_master(master, &v, kek);
+    if (st == KS_OK)
+        memcpy(master_out, master, sizeof master);
+    sodium_memzero(kek, sizeof kek);
+    sodium_memzero(master, sizeof master);
+    return st;
+}
+
+/* Replaces the KDF fields and the sealed key in one durable transaction. */
+static int store_sealing(keystore *ks, const volume_row *v)
+{
+    sqlite3_stmt *stmt = ks->stmt[ST_VOLUME_RESEAL];
+    int st = exec_sql(ks->db, "PRAGMA synchronous = FULL; BEGIN IMMEDIATE;");
+
+    if (st != KS_OK) {
+        (void)exec_sql(ks->db, "PRAGMA synchronous = NORMAL;");
+        return st;
+    }
+    st = bind_volume_kdf(stmt, 1, v);
+    if (st == KS_OK &&
+        sqlite3_bind_blob(stmt, 6, v->volume_id, sizeof v->volume_id, SQLITE_STATIC) != SQLITE_OK)
+        st = KS_ERR_IO;
+    if (st == KS_OK)
+        st = step_done(stmt);
+    else
+        sqlite3_clear_bindings(stmt);
+    if (st == KS_OK && sqlite3_changes(ks->db) != 1)
+        st = KS_ERR_CORRUPT; /* the volume row is gone or was duplicated */
+    if (st == KS_OK)
+        st = exec_sql(ks->db, "COMMIT;");
+    if (st != KS_OK)
+        (void)exec_sql(ks->db, "ROLLBACK;");
+    (void)exec_sql(ks->db, "PRAGMA synchronous = NORMAL;");
+    return st;
+}
+
+int keystore_rewrap(keystore *ks, const uint8_t master[KS_MASTER_KEY_BYTES], const char *newpass,
+                    size_t newpasslen, enum ks_kdf_level level)
+{
+    unsigned long long opslimit;
+    size_t memlimit;
+    volume_row v;
+    int st;
+
+    if (ks == NULL || master == NULL || !passphrase_ok(newpass, newpasslen) ||
+        kdf_limits(level, &opslimit, &memlimit) != 0 || ks->readonly)
+        return KS_ERR_IO;
+    st = read_volume_locked(ks, &v);
+    if (st == KS_OK)
+        st = seal_under_passphrase(&v, master, newpass, newpasslen, level);
+    if (st != KS_OK)
+        return st;
+    pthread_mutex_lock(&ks->lock);
+    st = store_sealing(ks, &v);
+    pthread_mutex_unlock(&ks->lock);
+    return st;
+}
+
+int keystore_volume_info(keystore *ks, ks_volume_info *info)
+{
+    volume_row v;
+    int st;
+
+    if (ks == NULL || info == NULL)
+        return KS_ERR_IO;
+    st = read_volume_locked(ks, &v);
+    if (st != KS_OK)
+        return st;
+    memset(info, 0, sizeof *info);
+    info->format_version = (int)v.format_version;
+    memcpy(info->volume_id, v.volume_id, sizeof info->volume_id);
+    info->kdf_opslimit = v.opslimit;
+    info->kdf_memlimit = v.memlimit;
+    info->created = v.created;
+    return KS_OK;
+}
+
+/* ---- file rows ----------------------------------------------------------------------------- */
+
+static int row_lengths_ok(const ks_file_row *row)
+{
+    return row->seed_sealed_len <= sizeof row->seed_sealed &&
+           row->nnvec_sealed_len <= sizeof row->nnvec_sealed;
+}
+
+static int bind_file_row(sqlite3_stmt *stmt, const ks_file_row *row, long long now)
+{
+    int rc = row->nnvec_sealed_len == 0
+                 ? sqlite3_bind_null(stmt, 4)
+                 : sqlite3_bind_blob(stmt, 4, row->nnvec_sealed, (int)row->nnvec_sealed_len,
+                                     SQLITE_STATIC);
+
+    if (rc != SQLITE_OK ||
+        sqlite3_bind_blob(stmt, 1, row->file_id, KS_FILE_ID_BYTES, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int(stmt, 2, row->kind) != SQLITE_OK ||
+        sqlite3_bind_blob(stmt, 3, row->seed_sealed, (int)row->seed_sealed_len, SQLITE_STATIC) !=
+            SQLITE_OK ||
+        sqlite3_bind_int64(stmt, 5, (sqlite3_int64)row->plain_size) != SQLITE_OK ||
+        sqlite3_bind_int64(stmt, 6, now) != SQLITE_OK)
+        return KS_ERR_IO;
+    return KS_OK;
+}
+
+int keystore_file_put(keystore *ks, const ks_file_row *row)
+{
+    sqlite3_stmt *stmt;
+    int st;
+
+    if (ks == NULL || row == NULL || !row_lengths_ok(row) || ks->readonly)
+        return KS_ERR_IO;
+    pthread_mutex_lock(&ks->lock);
+    stmt = ks->stmt[ST_FILE_PUT];
+    st = bind_file_row(stmt, row, unix_now());
+    if (st == KS_OK)
+        st = step_done(stmt);
+    else
+        sqlite3_clear_bindings(stmt);
+    pthread_mutex_unlock(&ks->lock);
+    return st;
+}
+
+int keystore_file_update(keystore *ks, const uint8_t file_id[KS_FILE_ID_BYTES], int kind,
+                         uint64_t plain_size)
+{
+    sqlite3_stmt *stmt;
+    int st = KS_OK;
+
+    if (ks == NULL || file_id == NULL || ks->readonly)
+        return KS_ERR_IO;
+    pthread_mutex_lock(&ks->lock);
+    stmt = ks->stmt[ST_FILE_UPDATE];
+    if (sqlite3_bind_blob(stmt, 1, file_id, KS_FILE_ID_BYTES, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int(stmt, 2, kind) != SQLITE_OK ||
+        sqlite3_bind_int64(stmt, 3, (sqlite3_int64)plain_size) != SQLITE_OK ||
+        sqlite3_bind_int64(stmt, 4, unix_now()) != SQLITE_OK)
+        st = KS_ERR_IO;
+    if (st == KS_OK)
+        st = step_done(stmt);
+    else
+        sqlite3_clear_bindings(stmt);
+    if (st == KS_OK && sqlite3_changes(ks->db) == 0)
+        st = KS_ERR_NOTFOUND;
+    pthread_mutex_unlock(&ks->lock);
+    return st;
+}
+
+/* Decodes the current row of ST_FILE_GET. */
+static int parse_file_row(sqlite3_stmt *stmt, ks_file_row *row)
+{
+    long long kind, plain_size, version;
+
+    if (column_int64(stmt, 0, &kind) != 0 || kind < INT_MIN || kind > INT_MAX ||
+        column_blob_upto(stmt, 1, row->seed_sealed, sizeof row->seed_sealed,
+                         &row->seed_sealed_len) != 0 ||
+        column_int64(stmt, 3, &plain_size) != 0 || column_int64(stmt, 4, &version) != 0)
+        return KS_ERR_CORRUPT;
+    if (sqlite3_column_type(stmt, 2) != SQLITE_NULL &&
+        column_blob_upto(stmt, 2, row->nnvec_sealed, sizeof row->nnvec_sealed,
+                         &row->nnvec_sealed_len) != 0)
+        return KS_ERR_CORRUPT;
+    row->kind = (int)kind;
+    row->plain_size = (uint64_t)plain_size;
+    row->version = (uint64_t)version;
+    return KS_OK;
+}
+
+int keystore_file_get(keystore *ks, const uint8_t file_id[KS_FILE_ID_BYTES], ks_file_row *row)
+{
+    uint8_t id[KS_FILE_ID_BYTES];
+    sqlite3_stmt *stmt;
+    int rc, st;
+
+    if (ks == NULL || file_id == NULL || row == NULL)
+        return KS_ERR_IO;
+    memcpy(id, file_id, sizeof id); /* file_id may point into row */
+    memset(row, 0, sizeof *row);
+    memcpy(row->file_id, id, sizeof id);
+    pthread_mutex_lock(&ks->lock);
+    stmt = ks->stmt[ST_FILE_GET];
+    rc = sqlite3_bind_blob(stmt, 1, id, sizeof id, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW)
+        st = parse_file_row(stmt, row);
+    else
+        st = rc == SQLITE_DONE ? KS_ERR_NOTFOUND : status_from_sqlite(rc);
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    pthread_mutex_unlock(&ks->lock);
+    return st;
+}
+
+int keystore_file_delete(keystore *ks, const uint8_t file_id[KS_FILE_ID_BYTES])
+{
+    sqlite3_stmt *stmt;
+    int st = KS_ERR_IO;
+
+    if (ks == NULL || file_id == NULL || ks->readonly)
+        return KS_ERR_IO;
+    pthread_mutex_lock(&ks->lock);
+    stmt = ks->stmt[ST_FILE_DELETE];
+    if (sqlite3_bind_blob(stmt, 1, file_id, KS_FILE_ID_BYTES, SQLITE_STATIC) == SQLITE_OK)
+        st = step_done(stmt);
+    else
+        sqlite3_clear_bindings(stmt);
+    pthread_mutex_unlock(&ks->lock);
+    return st;
+}
+
+long long keystore_file_count(keystore *ks)
+{
+    sqlite3_stmt *stmt;
+    long long count;
+    int rc;
+
+    if (ks == NULL)
+        return KS_ERR_IO;
+    pthread_mutex_lock(&ks->lock);
+    stmt = ks->stmt[ST_FILE_COUNT];
+    rc = sqlite3_step(stmt);
+    count = rc == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : status_from_sqlite(rc);
+    if (rc != SQLITE_ROW && count == KS_OK)
+        count = KS_ERR_IO;
+    sqlite3_reset(stmt);
+    pthread_mutex_unlock(&ks->lock);
+    return count;
+}
