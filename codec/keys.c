@@ -14,8 +14,8 @@ pxc_keys *pxc_keys_new(const uint8_t master[PXC_KEY_BYTES])
     if (!keys)
         return NULL;
     memcpy(keys->master, master, PXC_KEY_BYTES);
-    crypto_kdf_derive_from_key(keys->header, sizeof keys->header, HEADER_KDF_ID,
-                               HEADER_KDF_CONTEXT, keys->master);
+    crypto_kdf_derive_from_key(keys->header, sizeof keys->header, HEADER_KDF_ID, HEADER_KDF_CONTEXT,
+                               keys->master);
     return keys;
 }
 

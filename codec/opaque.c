@@ -128,7 +128,7 @@ static void block_ad(uint8_t ad[AD_BYTES], const opaque_file *of, uint64_t i, in
     memcpy(ad, of->secrets.file_id, PXC_FILE_ID_BYTES);
     for (int k = 0; k < 8; k++)
         ad[PXC_FILE_ID_BYTES + k] = (uint8_t)(i >> (8 * k));
-    ad[PXC_FILE_ID_BYTES + 8] = (uint8_t)final;
+    ad[PXC_FILE_ID_BYTES + 8] = (uint8_t) final;
 }
 
 /* Seals plen bytes into out (plen + OVERHEAD bytes); out already holds a fresh nonce. */

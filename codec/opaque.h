@@ -42,11 +42,11 @@ enum pxc_kind { PXC_KIND_OPAQUE = 0, PXC_KIND_PNG = 1, PXC_KIND_JPEG = 2 };
 #define OPAQUE_STORED_BLOCK_BYTES (OPAQUE_BLOCK_BYTES + OPAQUE_BLOCK_OVERHEAD)
 
 typedef struct opaque_file {
-    int fd;                /* backing file, opened read-write (or read-only for readers) */
+    int fd; /* backing file, opened read-write (or read-only for readers) */
     pxc_file_secrets secrets;
-    uint8_t key[PXC_KEY_BYTES]; /* content subkey */
+    uint8_t key[PXC_KEY_BYTES];               /* content subkey */
     uint8_t sealed[PXC_SEALED_SECRETS_BYTES]; /* as stored in the header, for the keystore row */
-    uint64_t plain_size;   /* kept current by opaque_write / opaque_truncate */
+    uint64_t plain_size;                      /* kept current by opaque_write / opaque_truncate */
 } opaque_file;
 
 /* Writes a new header and an empty final block to fd (which is truncated first),

@@ -126,8 +126,7 @@ static void test_holes_and_rekey(void)
     fstat(fd, &st);
     ok((uint64_t)st.st_blocks * 512 < 1 << 20, "stored file is sparse (%lld bytes allocated)",
        (long long)st.st_blocks * 512);
-    ok(opaque_read(&of, got, sizeof got, 12345678) == sizeof got && got[0] == 0 &&
-           got[4095] == 0,
+    ok(opaque_read(&of, got, sizeof got, 12345678) == sizeof got && got[0] == 0 && got[4095] == 0,
        "a hole reads as zeros");
     ok(opaque_read(&of, got, 10, 1ULL << 30) == 1 && got[0] == 0x5a, "the byte reads back");
     ok(opaque_truncate(&of, 0, keys) == 0 && of.plain_size == 0, "truncate to zero");
@@ -223,11 +222,16 @@ static void test_tamper(void)
         const char *name;
         void (*damage)(int);
     } cases[] = {
-        {"flipped magic", flip_magic},           {"flipped file id", flip_file_id},
-        {"flipped sealed seed", flip_sealed},    {"flipped nonce", flip_nonce},
-        {"flipped ciphertext", flip_ciphertext}, {"flipped tag", flip_tag},
-        {"cut at block boundary", cut_one_block}, {"cut by one byte", cut_one_byte},
-        {"appended garbage", append_garbage},    {"swapped blocks", swap_blocks},
+        {"flipped magic", flip_magic},
+        {"flipped file id", flip_file_id},
+        {"flipped sealed seed", flip_sealed},
+        {"flipped nonce", flip_nonce},
+        {"flipped ciphertext", flip_ciphertext},
+        {"flipped tag", flip_tag},
+        {"cut at block boundary", cut_one_block},
+        {"cut by one byte", cut_one_byte},
+        {"appended garbage", append_garbage},
+        {"swapped blocks", swap_blocks},
         {"zeroed final block", zero_last_block},
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {

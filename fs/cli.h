@@ -1,0 +1,27 @@
+/* The pixcrypt command line: subcommands and their exit codes (documented in the README
+ * and the man page; scripts rely on them). */
+#ifndef PXC_FS_CLI_H
+#define PXC_FS_CLI_H
+
+#include "keystore/keystore.h"
+
+enum pxc_exit {
+    PXC_EXIT_OK = 0,
+    PXC_EXIT_ERROR = 1,        /* anything not listed below */
+    PXC_EXIT_USAGE = 2,        /* bad command line */
+    PXC_EXIT_PASSPHRASE = 3,   /* wrong passphrase */
+    PXC_EXIT_LOCKED = 4,       /* the volume is already mounted */
+    PXC_EXIT_NOT_A_VOLUME = 5, /* keystore missing, corrupt or of an unknown version */
+    PXC_EXIT_MOUNT = 6,        /* the mount itself failed */
+};
+
+int cmd_init(int argc, char **argv);
+int cmd_passwd(int argc, char **argv);
+int cmd_mount(int argc, char **argv);
+
+/* Exit code for a keystore status. */
+int exit_for_keystore(int status);
+/* Parses interactive|moderate|sensitive; -1 if unknown. */
+int parse_kdf_level(const char *s);
+
+#endif

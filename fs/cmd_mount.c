@@ -1,0 +1,232 @@
+/* `pixcrypt mount`: unlock the volume, take its lock, mount, daemonize, serve. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fs/cli.h"
+#include "fs/log.h"
+#include "fs/passphrase.h"
+#include "fs/pxcfs.h"
+
+static const char mount_usage[] =
+    "usage: pixcrypt mount [-f] [-d] [-o OPTIONS] [--passfile FILE] CIPHERDIR MOUNTPOINT\n"
+    "  -f            stay in the foreground, log to stderr\n"
+    "  -d            debug: log every FUSE request (implies -f)\n"
+    "  -o OPTIONS    mount options, e.g. ro,allow_other\n";
+
+/* Takes CIPHERDIR/.pixcrypt/lock, held until the daemon exits.  Returns the lock fd,
+ * -1 with *read_only set if the cipher dir cannot be written (mount read-only, no lock
+ * needed), or -2 if another daemon holds it. */
+static int take_volume_lock(const char *cipherdir, int *read_only)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s/%s", cipherdir, KS_DIR, KS_LOCK_NAME);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        if (errno == EROFS || errno == EACCES) {
+            *read_only = 1;
+            return -1;
+        }
+        fprintf(stderr, "pixcrypt mount: cannot open %s: %s\n", path, strerror(errno));
+        return -3;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        fprintf(stderr, "pixcrypt mount: %s is already mounted (in use by pixcrypt pid %s)\n",
+                cipherdir, pid[0] ? pid : "?");
+        close(fd);
+        return -2;
+    }
+    return fd;
+}
+
+static void record_pid(int lock_fd)
+{
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (lock_fd >= 0 && ftruncate(lock_fd, 0) == 0 && pwrite(lock_fd, pid, (size_t)n, 0) < 0)
+        pxc_log(LOG_DEBUG, "cannot record pid in lock file");
+}
+
+/* fsname=… for /proc/mounts; commas would end the option, so escape them. */
+static void add_base_options(struct fuse_args *args, const char *cipherdir, int read_only)
+{
+    char opts[8192];
+    size_t k = (size_t)snprintf(opts, sizeof opts, "default_permissions,subtype=pixcrypt,fsname=");
+    for (const char *p = cipherdir; *p && k + 3 < sizeof opts; p++) {
+        if (*p == ',' || *p == '\\')
+            opts[k++] = '\\';
+        opts[k++] = *p;
+    }
+    opts[k] = '\0';
+    fuse_opt_add_arg(args, "-o");
+    fuse_opt_add_arg(args, opts);
+    if (read_only) {
+        fuse_opt_add_arg(args, "-o");
+        fuse_opt_add_arg(args, "ro");
+    }
+}
+
+static int serve(struct fuse *fuse, int foreground, int lock_fd)
+{
+    if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0)
+        return PXC_EXIT_ERROR;
+    if (!foreground) {
+        if (fuse_daemonize(0) != 0)
+            return PXC_EXIT_ERROR;
+        pxc_log_to_syslog();
+    }
+    record_pid(lock_fd);
+    umask(0); /* modes come from the callers, already masked by the kernel */
+    struct fuse_loop_config *loop = fuse_loop_cfg_create();
+    int rc = fuse_loop_mt(fuse, loop);
+    fuse_loop_cfg_destroy(loop);
+    fuse_remove_signal_handlers(fuse_get_session(fuse));
+    return rc == 0 ? PXC_EXIT_OK : PXC_EXIT_ERROR;
+}
+
+int cmd_mount(int argc, char **argv)
+{
+    static const struct option opts[] = {{"passfile", required_argument, NULL, 'p'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+    const char *passfile = NULL;
+    int foreground = 0, debug = 0, c;
+
+    fuse_opt_add_arg(&args, "pixcrypt");
+    while ((c = getopt_long(argc, argv, "fdo:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'f':
+            foreground = 1;
+            break;
+        case 'd':
+            foreground = debug = 1;
+            break;
+        case 'o':
+            fuse_opt_add_arg(&args, "-o");
+            fuse_opt_add_arg(&args, optarg);
+            break;
+        case 'p':
+            passfile = optarg;
+            break;
+        case 'h':
+            fputs(mount_usage, stdout);
+            fuse_opt_free_args(&args);
+            return PXC_EXIT_OK;
+        default:
+            fputs(mount_usage, stderr);
+            fuse_opt_free_args(&args);
+            return PXC_EXIT_USAGE;
+        }
+    }
+    if (optind + 2 != argc) {
+        fputs(mount_usage, stderr);
+        fuse_opt_free_args(&args);
+        return PXC_EXIT_USAGE;
+    }
+    if (debug) {
+        fuse_opt_add_arg(&args, "-d");
+        pxc_log_set_debug(1);
+    }
+
+    int exit_code = PXC_EXIT_ERROR, lock_fd = -1, read_only = 0;
+    char *cipherdir = realpath(argv[optind], NULL);
+    const char *mountpoint = argv[optind + 1];
+    keystore *ks = NULL;
+    pxc_keys *keys = NULL;
+    uint8_t *master = NULL;
+    char *pass = NULL;
+    size_t passlen;
+    struct fuse *fuse = NULL;
+    struct stat st;
+    pxc_fs fs;
+
+    memset(&fs, 0, sizeof fs);
+    fs.root_fd = -1;
+    if (!cipherdir) {
+        fprintf(stderr, "pixcrypt mount: %s: %s\n", argv[optind], strerror(errno));
+        exit_code = PXC_EXIT_NOT_A_VOLUME;
+        goto out;
+    }
+    if (stat(mountpoint, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "pixcrypt mount: mountpoint %s: %s\n", mountpoint,
+                errno && !S_ISDIR(st.st_mode) ? strerror(errno) : "not a directory");
+        exit_code = PXC_EXIT_MOUNT;
+        goto out;
+    }
+    int rc = keystore_open(&ks, cipherdir);
+    if (rc != KS_OK) {
+        fprintf(stderr, "pixcrypt mount: %s: %s\n", cipherdir, keystore_strerror(rc));
+        exit_code = exit_for_keystore(rc);
+        goto out;
+    }
+    lock_fd = take_volume_lock(cipherdir, &read_only);
+    if (lock_fd == -2) {
+        exit_code = PXC_EXIT_LOCKED;
+        goto out;
+    }
+    if (lock_fd < -1)
+        goto out;
+    master = sodium_malloc(KS_MASTER_KEY_BYTES);
+    if (!master || passphrase_read(passfile, "Passphrase: ", 0, &pass, &passlen) != 0)
+        goto out;
+    rc = keystore_unlock(ks, pass, passlen, master);
+    if (rc != KS_OK) {
+        fprintf(stderr, "pixcrypt mount: %s: %s\n", cipherdir, keystore_strerror(rc));
+        exit_code = exit_for_keystore(rc);
+        goto out;
+    }
+    keys = pxc_keys_new(master);
+    fs.root_fd = open(cipherdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    fs.nodes = node_table_new();
+    if (!keys || fs.root_fd < 0 || !fs.nodes) {
+        fprintf(stderr, "pixcrypt mount: cannot set up: %s\n", strerror(errno));
+        goto out;
+    }
+    fs.cipherdir = cipherdir;
+    fs.keys = keys;
+    fs.ks = ks;
+    fs.daemon_is_root = geteuid() == 0;
+
+    add_base_options(&args, cipherdir, read_only);
+    fuse = fuse_new(&args, pxcfs_operations(), sizeof(struct fuse_operations), &fs);
+    if (!fuse) {
+        fprintf(stderr, "pixcrypt mount: invalid mount options\n");
+        exit_code = PXC_EXIT_USAGE;
+        goto out;
+    }
+    if (fuse_mount(fuse, mountpoint) != 0) {
+        fprintf(stderr, "pixcrypt mount: cannot mount on %s\n", mountpoint);
+        exit_code = PXC_EXIT_MOUNT;
+        goto out;
+    }
+    exit_code = serve(fuse, foreground, lock_fd);
+    fuse_unmount(fuse);
+out:
+    if (fuse)
+        fuse_destroy(fuse);
+    fuse_opt_free_args(&args);
+    node_table_free(fs.nodes);
+    if (fs.root_fd >= 0)
+        close(fs.root_fd);
+    pxc_keys_free(keys);
+    if (master)
+        sodium_free(master);
+    passphrase_free(pass);
+    keystore_close(ks);
+    if (lock_fd >= 0)
+        close(lock_fd);
+    free(cipherdir);
+    return exit_code;
+}

@@ -1,0 +1,167 @@
+/* `pixcrypt init` and `pixcrypt passwd`: creating a volume and changing its passphrase. */
+#include <getopt.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fs/cli.h"
+#include "fs/passphrase.h"
+
+int exit_for_keystore(int status)
+{
+    switch (status) {
+    case KS_OK:
+        return PXC_EXIT_OK;
+    case KS_ERR_PASSPHRASE:
+        return PXC_EXIT_PASSPHRASE;
+    case KS_ERR_MISSING:
+    case KS_ERR_CORRUPT:
+    case KS_ERR_VERSION:
+        return PXC_EXIT_NOT_A_VOLUME;
+    default:
+        return PXC_EXIT_ERROR;
+    }
+}
+
+int parse_kdf_level(const char *s)
+{
+    if (strcmp(s, "interactive") == 0)
+        return KS_KDF_INTERACTIVE;
+    if (strcmp(s, "moderate") == 0)
+        return KS_KDF_MODERATE;
+    if (strcmp(s, "sensitive") == 0)
+        return KS_KDF_SENSITIVE;
+    return -1;
+}
+
+static const char init_usage[] =
+    "usage: pixcrypt init [--kdf interactive|moderate|sensitive] [--passfile FILE] CIPHERDIR\n";
+
+int cmd_init(int argc, char **argv)
+{
+    static const struct option opts[] = {{"kdf", required_argument, NULL, 'k'},
+                                         {"passfile", required_argument, NULL, 'p'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *passfile = NULL;
+    int level = KS_KDF_MODERATE, c;
+
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'k':
+            level = parse_kdf_level(optarg);
+            if (level < 0) {
+                fprintf(stderr, "pixcrypt init: unknown --kdf level '%s'\n%s", optarg, init_usage);
+                return PXC_EXIT_USAGE;
+            }
+            break;
+        case 'p':
+            passfile = optarg;
+            break;
+        case 'h':
+            fputs(init_usage, stdout);
+            return PXC_EXIT_OK;
+        default:
+            fputs(init_usage, stderr);
+            return PXC_EXIT_USAGE;
+        }
+    }
+    if (optind + 1 != argc) {
+        fputs(init_usage, stderr);
+        return PXC_EXIT_USAGE;
+    }
+    const char *dir = argv[optind];
+    char *pass;
+    size_t len;
+    if (passphrase_read(passfile, "New passphrase: ", 1, &pass, &len) != 0)
+        return PXC_EXIT_ERROR;
+    int rc = keystore_create(dir, pass, len, level, NULL);
+    passphrase_free(pass);
+    if (rc != KS_OK) {
+        fprintf(stderr, "pixcrypt init: %s: %s\n", dir, keystore_strerror(rc));
+        return PXC_EXIT_ERROR;
+    }
+    printf("Created a pixcrypt volume in %s.\nMount it with: pixcrypt mount %s MOUNTPOINT\n", dir,
+           dir);
+    return PXC_EXIT_OK;
+}
+
+static const char passwd_usage[] =
+    "usage: pixcrypt passwd [--kdf LEVEL] [--passfile OLD] [--new-passfile NEW] CIPHERDIR\n";
+
+int cmd_passwd(int argc, char **argv)
+{
+    static const struct option opts[] = {{"kdf", required_argument, NULL, 'k'},
+                                         {"passfile", required_argument, NULL, 'p'},
+                                         {"new-passfile", required_argument, NULL, 'n'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *passfile = NULL, *new_passfile = NULL;
+    int level = KS_KDF_MODERATE, c;
+
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'k':
+            level = parse_kdf_level(optarg);
+            if (level < 0) {
+                fprintf(stderr, "pixcrypt passwd: unknown --kdf level '%s'\n%s", optarg,
+                        passwd_usage);
+                return PXC_EXIT_USAGE;
+            }
+            break;
+        case 'p':
+            passfile = optarg;
+            break;
+        case 'n':
+            new_passfile = optarg;
+            break;
+        case 'h':
+            fputs(passwd_usage, stdout);
+            return PXC_EXIT_OK;
+        default:
+            fputs(passwd_usage, stderr);
+            return PXC_EXIT_USAGE;
+        }
+    }
+    if (optind + 1 != argc) {
+        fputs(passwd_usage, stderr);
+        return PXC_EXIT_USAGE;
+    }
+    const char *dir = argv[optind];
+    keystore *ks;
+    int rc = keystore_open(&ks, dir);
+    if (rc != KS_OK) {
+        fprintf(stderr, "pixcrypt passwd: %s: %s\n", dir, keystore_strerror(rc));
+        return exit_for_keystore(rc);
+    }
+    char *old = NULL, *fresh = NULL;
+    size_t oldlen, freshlen;
+    uint8_t *master = sodium_malloc(KS_MASTER_KEY_BYTES);
+    int exit_code = PXC_EXIT_ERROR;
+
+    if (!master || passphrase_read(passfile, "Current passphrase: ", 0, &old, &oldlen) != 0)
+        goto out;
+    rc = keystore_unlock(ks, old, oldlen, master);
+    if (rc != KS_OK) {
+        fprintf(stderr, "pixcrypt passwd: %s: %s\n", dir, keystore_strerror(rc));
+        exit_code = exit_for_keystore(rc);
+        goto out;
+    }
+    if (passphrase_read(new_passfile, "New passphrase: ", 1, &fresh, &freshlen) != 0)
+        goto out;
+    rc = keystore_rewrap(ks, master, fresh, freshlen, level);
+    if (rc != KS_OK) {
+        fprintf(stderr, "pixcrypt passwd: %s: %s\n", dir, keystore_strerror(rc));
+        exit_code = exit_for_keystore(rc);
+        goto out;
+    }
+    printf("Passphrase changed for %s.\n", dir);
+    exit_code = PXC_EXIT_OK;
+out:
+    passphrase_free(old);
+    passphrase_free(fresh);
+    if (master)
+        sodium_free(master);
+    keystore_close(ks);
+    return exit_code;
+}

@@ -1,0 +1,51 @@
+/* pixcrypt: an encrypting FUSE filesystem for photo and medical-image folders. */
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "codec/opaque.h"
+#include "fs/cli.h"
+
+#define PXC_VERSION "0.1.0"
+
+static const char usage[] =
+    "usage: pixcrypt COMMAND [OPTIONS] ARGS\n"
+    "\n"
+    "commands:\n"
+    "  init    [--kdf interactive|moderate|sensitive] [--passfile FILE] CIPHERDIR\n"
+    "  mount   [-f] [-d] [-o ro,allow_other,...] [--passfile FILE] CIPHERDIR MOUNTPOINT\n"
+    "  passwd  [--kdf LEVEL] [--passfile OLD] [--new-passfile NEW] CIPHERDIR\n"
+    "\n"
+    "Unmount with: fusermount3 -u MOUNTPOINT\n"
+    "Exit codes: 0 ok, 1 error, 2 usage, 3 wrong passphrase, 4 already mounted,\n"
+    "            5 not a volume (keystore missing or corrupt), 6 mount failed\n";
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return PXC_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        fputs(usage, stdout);
+        return PXC_EXIT_OK;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("pixcrypt %s (storage format %d)\n", PXC_VERSION, PXC_FORMAT_VERSION);
+        return PXC_EXIT_OK;
+    }
+    if (sodium_init() < 0) {
+        fputs("pixcrypt: cannot initialise libsodium\n", stderr);
+        return PXC_EXIT_ERROR;
+    }
+    /* Subcommands parse argv[1..]: their argv[0] is the command name. */
+    if (strcmp(cmd, "init") == 0)
+        return cmd_init(argc - 1, argv + 1);
+    if (strcmp(cmd, "mount") == 0)
+        return cmd_mount(argc - 1, argv + 1);
+    if (strcmp(cmd, "passwd") == 0)
+        return cmd_passwd(argc - 1, argv + 1);
+    fprintf(stderr, "pixcrypt: unknown command '%s'\n%s", cmd, usage);
+    return PXC_EXIT_USAGE;
+}
