@@ -187,7 +187,8 @@ _pxc_own_pids() {
     for _p in /proc/[0-9]*; do
         _pid=${_p#/proc/}
         [ "$_pid" = "$$" ] && continue
-        if tr '\0' ' ' <"$_p/cmdline" 2>/dev/null | grep -qF -- "$T/"; then
+        # (2>/dev/null first: a process may exit between the glob and the read)
+        if tr '\0' ' ' 2>/dev/null <"$_p/cmdline" | grep -qF -- "$T/"; then
             echo "$_pid"
         fi
     done
@@ -196,7 +197,10 @@ _pxc_own_pids() {
 _pxc_cleanup() {
     _st=$?
     trap - EXIT INT TERM HUP
-    [ -n "${_pxc_watchdog:-}" ] && kill "$_pxc_watchdog" 2>/dev/null
+    if [ -n "${_pxc_watchdog:-}" ]; then
+        pkill -P "$_pxc_watchdog" 2>/dev/null # its sleep
+        kill "$_pxc_watchdog" 2>/dev/null
+    fi
     for _m in $_pxc_mounts; do
         if mountpoint -q "$_m" 2>/dev/null; then
             $PXC_FUSERMOUNT -u "$_m" 2>/dev/null || $PXC_FUSERMOUNT -u -z "$_m" 2>/dev/null ||
@@ -240,7 +244,7 @@ _pxc_start_watchdog() {
             [ "$_p" = "$BASHPID" ] || kill -9 "$_p" 2>/dev/null
         done
         kill -TERM $$ 2>/dev/null
-    ) &
+    ) >/dev/null & # not holding stdout: prove waits for EOF on it
     _pxc_watchdog=$!
 }
 _pxc_start_watchdog
@@ -352,8 +356,8 @@ pxc_daemon_pids() {
     for p in /proc/[0-9]*; do
         pid=${p#/proc/}
         [ "$pid" = "$$" ] && continue
-        tr '\0' '\n' <"$p/cmdline" 2>/dev/null | grep -qxF -- "$m" || continue
-        argv0=$(tr '\0' '\n' <"$p/cmdline" 2>/dev/null | head -n 1)
+        tr '\0' '\n' 2>/dev/null <"$p/cmdline" | grep -qxF -- "$m" || continue
+        argv0=$(tr '\0' '\n' 2>/dev/null <"$p/cmdline" | head -n 1)
         case ${argv0##*/} in
         pixcrypt* | gocryptfs*) echo "$pid" ;;
         esac
