@@ -24,6 +24,8 @@
 #   BENCH_CORPUS_COPIES  how many times the corpus is copied in (default 10)
 #
 # Run as root for dropping the page cache (skipped, with a note, otherwise).
+# The Makefile runs this with sh: switch to bash first.
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 # shellcheck disable=SC2317  # functions are called through run/both and trap
 set -euo pipefail
 
