@@ -71,10 +71,11 @@ check_test() {
 	need_cmd pgrep procps
 	need_cmd cmp diffutils
 	need_cmd file file
+	need_cmd rsync rsync
 	# By package: /usr/local/bin/convert may be a stand-in, and some of
 	# these commands exist in more than one package.
 	need_pkgs imagemagick libjpeg-turbo-progs pngcheck libimage-exiftool-perl \
-		zopfli optipng
+		zopfli optipng advancecomp pngcrush
 }
 
 check_bench() {
