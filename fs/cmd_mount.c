@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -77,21 +78,38 @@ static void add_base_options(struct fuse_args *args, const char *cipherdir, int 
     }
 }
 
-static int serve(struct fuse *fuse, int foreground, int lock_fd)
+/* Every inode the kernel knows holds an O_PATH fd in the daemon: allow as many open
+ * files as permitted. */
+static void raise_fd_limit(void)
 {
-    if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0)
-        return PXC_EXIT_ERROR;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_max < (1 << 20)) {
+        struct rlimit more = {1 << 20, 1 << 20};
+        if (setrlimit(RLIMIT_NOFILE, &more) == 0) /* root may raise the hard limit */
+            return;
+    }
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+/* With the mount live: daemonize (unless -f), then serve requests until unmounted. */
+static int serve(struct fuse_session *se, int foreground, int lock_fd)
+{
     if (!foreground) {
         if (fuse_daemonize(0) != 0)
             return PXC_EXIT_ERROR;
         pxc_log_to_syslog();
     }
     record_pid(lock_fd);
+    raise_fd_limit();
     umask(0); /* modes come from the callers, already masked by the kernel */
     struct fuse_loop_config *loop = fuse_loop_cfg_create();
-    int rc = fuse_loop_mt(fuse, loop);
+    if (!loop)
+        return PXC_EXIT_ERROR;
+    int rc = fuse_session_loop_mt(se, loop);
     fuse_loop_cfg_destroy(loop);
-    fuse_remove_signal_handlers(fuse_get_session(fuse));
     return rc == 0 ? PXC_EXIT_OK : PXC_EXIT_ERROR;
 }
 
@@ -148,7 +166,8 @@ int cmd_mount(int argc, char **argv)
     uint8_t *master = NULL;
     char *pass = NULL;
     size_t passlen;
-    struct fuse *fuse = NULL;
+    struct fuse_session *se = NULL;
+    int handlers = 0, mounted = 0;
     struct stat st;
     pxc_fs fs;
 
@@ -189,8 +208,8 @@ int cmd_mount(int argc, char **argv)
     }
     keys = pxc_keys_new(master);
     fs.root_fd = open(cipherdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    fs.nodes = node_table_new();
-    if (!keys || fs.root_fd < 0 || !fs.nodes) {
+    fs.inodes = inode_table_new(cipherdir);
+    if (!keys || fs.root_fd < 0 || !fs.inodes) {
         fprintf(stderr, "pixcrypt mount: cannot set up: %s\n", strerror(errno));
         goto out;
     }
@@ -200,24 +219,31 @@ int cmd_mount(int argc, char **argv)
     fs.daemon_is_root = geteuid() == 0;
 
     add_base_options(&args, cipherdir, read_only);
-    fuse = fuse_new(&args, pxcfs_operations(), sizeof(struct fuse_operations), &fs);
-    if (!fuse) {
+    se = fuse_session_new(&args, pxcfs_operations(), sizeof(struct fuse_lowlevel_ops), &fs);
+    if (!se) {
         fprintf(stderr, "pixcrypt mount: invalid mount options\n");
         exit_code = PXC_EXIT_USAGE;
         goto out;
     }
-    if (fuse_mount(fuse, mountpoint) != 0) {
+    if (fuse_set_signal_handlers(se) != 0)
+        goto out;
+    handlers = 1;
+    if (fuse_session_mount(se, mountpoint) != 0) {
         fprintf(stderr, "pixcrypt mount: cannot mount on %s\n", mountpoint);
         exit_code = PXC_EXIT_MOUNT;
         goto out;
     }
-    exit_code = serve(fuse, foreground, lock_fd);
-    fuse_unmount(fuse);
+    mounted = 1;
+    exit_code = serve(se, foreground, lock_fd);
 out:
-    if (fuse)
-        fuse_destroy(fuse);
+    if (mounted)
+        fuse_session_unmount(se);
+    if (handlers)
+        fuse_remove_signal_handlers(se);
+    if (se)
+        fuse_session_destroy(se);
     fuse_opt_free_args(&args);
-    node_table_free(fs.nodes);
+    inode_table_free(fs.inodes);
     if (fs.root_fd >= 0)
         close(fs.root_fd);
     pxc_keys_free(keys);

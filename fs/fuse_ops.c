@@ -1,12 +1,15 @@
-/* FUSE operations: map mount paths onto the cipher dir, keep an open-file table, and
- * hand file content to the codec.  Path operations mirror the backing filesystem; file
- * content goes through codec/opaque.  With hard_remove and nullpath_ok, every operation
- * that has an open handle works on the handle's node, not on the path. */
+/* FUSE operations (libfuse's low-level API), modelled on libfuse's
+ * example/passthrough_hp.cc: FUSE inode ids are entries of the inode table
+ * (fs/inodes.h), one per backing inode, so hard links share one kernel inode; every
+ * operation works relative to the entries' O_PATH fds.  File content goes through
+ * fs/content.h.  The keystore directory at the root of the cipher dir does not exist
+ * as far as the mount is concerned. */
 #include "fs/pxcfs.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,680 +17,763 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "fs/content.h"
 #include "fs/log.h"
 
-static pxc_fs *ctx_fs(void)
+/* Kernel cache lifetimes, in seconds.  Every change made through the mount goes through
+ * the one kernel inode of the file it changes (hard links included), and the kernel
+ * updates or invalidates that inode's attributes and the names involved itself, so
+ * cached entries and attributes are never stale for changes made through the mount.
+ * Only changes made directly in the cipher dir take up to this long to show.  Negative
+ * entries are not cached, so a file put into the cipher dir shows up at once. */
+#define ENTRY_TIMEOUT 1.0
+#define ATTR_TIMEOUT 1.0
+
+static pxc_fs *req_fs(fuse_req_t req)
 {
-    return fuse_get_context()->private_data;
+    return fuse_req_userdata(req);
 }
 
-static pxc_node *handle_node(const struct fuse_file_info *fi)
+static pxc_inode *inode_of(fuse_req_t req, fuse_ino_t ino)
 {
-    return (pxc_node *)(uintptr_t)fi->fh;
+    if (ino == FUSE_ROOT_ID)
+        return inode_table_root(req_fs(req)->inodes);
+    return (pxc_inode *)(uintptr_t)ino;
 }
 
-/* Mount path -> path relative to the cipher dir ("." for the root).  The keystore
- * directory does not exist as far as the mount is concerned. */
-static int rel_path(const char *path, const char **out)
+static fuse_ino_t id_of(pxc_fs *fs, pxc_inode *n)
 {
-    static const size_t ks_len = sizeof KS_DIR - 1;
-    if (!path)
-        return -ENOENT; /* an unlinked file's handle was expected, not a path */
-    while (*path == '/')
-        path++;
-    if (*path == '\0') {
-        *out = ".";
-        return 0;
-    }
-    if (strncmp(path, KS_DIR, ks_len) == 0 && (path[ks_len] == '\0' || path[ks_len] == '/'))
-        return -ENOENT;
-    *out = path;
-    return 0;
+    return n == inode_table_root(fs->inodes) ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)n;
 }
-
-/* ---- ownership of new entries ------------------------------------------- */
-
-/* With allow_other the daemon runs as root and new entries must belong to the caller,
- * as on a local filesystem (group from a setgid parent directory). */
-static void own_by_caller(pxc_fs *fs, const char *rel, int fd)
-{
-    if (!fs->daemon_is_root)
-        return;
-    struct fuse_context *c = fuse_get_context();
-    gid_t gid = c->gid;
-    char parent[4096];
-    struct stat pst;
-
-    if (c->uid == geteuid() && c->gid == getegid())
-        return; /* the backing filesystem already did what the caller's own would */
-
-    snprintf(parent, sizeof parent, "%s", rel);
-    char *slash = strrchr(parent, '/');
-    if (slash)
-        *slash = '\0';
-    else
-        strcpy(parent, ".");
-    if (fstatat(fs->root_fd, parent, &pst, 0) == 0 && (pst.st_mode & S_ISGID))
-        gid = (gid_t)-1; /* the backing filesystem already gave it the directory's group */
-    int rc = fd >= 0 ? fchown(fd, c->uid, gid)
-                     : fchownat(fs->root_fd, rel, c->uid, gid, AT_SYMLINK_NOFOLLOW);
-    if (rc != 0)
-        pxc_log(LOG_WARNING, "/%s: cannot give it to uid %u: %s", rel, (unsigned)c->uid,
-                strerror(errno));
-}
-
-/* ---- keystore rows ------------------------------------------------------ */
-
-static void row_put(pxc_fs *fs, const opaque_file *f)
-{
-    ks_file_row row;
-    memset(&row, 0, sizeof row);
-    memcpy(row.file_id, f->secrets.file_id, sizeof row.file_id);
-    row.kind = PXC_KIND_OPAQUE;
-    memcpy(row.seed_sealed, f->sealed, sizeof f->sealed);
-    row.seed_sealed_len = sizeof f->sealed;
-    row.plain_size = f->plain_size;
-    int rc = keystore_file_put(fs->ks, &row);
-    if (rc != KS_OK)
-        pxc_log(LOG_WARNING, "keystore: cannot record a file: %s (fsck can rebuild it)",
-                keystore_strerror(rc));
-}
-
-/* Called with the node locked, after its content changed and its last writer left. */
-static void row_update(pxc_fs *fs, pxc_node *n)
-{
-    struct stat st;
-    int rc =
-        keystore_file_update(fs->ks, n->file.secrets.file_id, PXC_KIND_OPAQUE, n->file.plain_size);
-    if (rc == KS_ERR_NOTFOUND && fstat(n->file.fd, &st) == 0 && st.st_nlink > 0)
-        row_put(fs, &n->file); /* a file from before this row existed: index it now */
-    else if (rc != KS_OK && rc != KS_ERR_NOTFOUND)
-        pxc_log(LOG_WARNING, "%s: keystore update failed: %s", n->path, keystore_strerror(rc));
-}
-
-/* The file id of the regular file at rel if removing that name removes its last link
- * (so its keystore row must go too).  Returns 1 and fills id, or 0. */
-static int doomed_file_id(pxc_fs *fs, const char *rel, const struct stat *keep, uint8_t id[16])
-{
-    struct stat st;
-    uint8_t head[32];
-    if (fstatat(fs->root_fd, rel, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
-        st.st_nlink != 1)
-        return 0;
-    if (keep && keep->st_dev == st.st_dev && keep->st_ino == st.st_ino)
-        return 0;
-    int fd = openat(fs->root_fd, rel, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return 0;
-    ssize_t r = pread(fd, head, sizeof head, 0);
-    close(fd);
-    if (r != (ssize_t)sizeof head || pxc_stored_kind(head, sizeof head) < 0)
-        return 0;
-    memcpy(id, head + 16, 16);
-    return 1;
-}
-
-/* ---- the open-file table ------------------------------------------------ */
 
 static int is_write_access(int flags)
 {
     return (flags & O_ACCMODE) != O_RDONLY;
 }
 
-/* Adds a handle to the node of an open backing fd (taking over the fd).  `fresh` is
- * the codec state of a file just created through this fd, or NULL to read its header. */
-static int node_attach(pxc_fs *fs, int fd, int fd_writable, int want_write, const char *path,
-                       const opaque_file *fresh, pxc_node **out)
+/* The keystore directory at the root: invisible, and no entry may take its name. */
+static int is_keystore_name(pxc_fs *fs, pxc_inode *parent, const char *name)
 {
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return -e;
-    }
-    node_table_lock(fs->nodes);
-    pxc_node *n = node_table_find(fs->nodes, st.st_dev, st.st_ino);
-    if (n) {
-        /* Already open: share the node; upgrade its fd if this handle needs to write. */
-        if (want_write && !n->fd_writable && fd_writable) {
-            dup3(fd, n->file.fd, O_CLOEXEC);
-            n->fd_writable = 1;
-        }
-        close(fd);
-        if (want_write && !n->fd_writable) {
-            node_table_unlock(fs->nodes);
-            return -EACCES;
-        }
-    } else {
-        n = node_table_add(fs->nodes, st.st_dev, st.st_ino);
-        if (!n) {
-            node_table_unlock(fs->nodes);
-            close(fd);
-            return -ENOMEM;
-        }
-        int rc = 0;
-        if (fresh)
-            n->file = *fresh;
-        else
-            rc = opaque_open(&n->file, fd, fs->keys);
-        n->file.fd = fd;
-        n->fd_writable = fd_writable;
-        if (rc != 0) {
-            node_table_remove(fs->nodes, n); /* closes fd */
-            node_table_unlock(fs->nodes);
-            if (rc == -EBADMSG) {
-                pxc_log(LOG_ERR,
-                        "%s: not a valid pixcrypt file of this volume "
-                        "(header or size fails authentication)",
-                        path ? path : "?");
-                return -EIO;
-            }
-            return rc;
-        }
-    }
-    n->refs++;
-    if (want_write)
-        n->writers++;
-    node_set_path(n, path);
-    node_table_unlock(fs->nodes);
-    *out = n;
+    return parent == inode_table_root(fs->inodes) &&
+           (strcmp(name, KS_DIR) == 0 || strcmp(name, "..") == 0);
+}
+
+static void reply_err(fuse_req_t req, int err)
+{
+    fuse_reply_err(req, err < 0 ? -err : err);
+}
+
+/* ---- attributes and entries --------------------------------------------- */
+
+/* Attributes of n for the kernel: the backing inode's, with the plaintext size. */
+static int inode_attr(pxc_fs *fs, pxc_inode *n, struct stat *st)
+{
+    if (fstatat(n->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+        return -errno;
+    if (S_ISREG(st->st_mode))
+        content_stat_size(fs, n, -1, NULL, st);
     return 0;
 }
 
-static int node_open(pxc_fs *fs, const char *path, int flags, pxc_node **out)
+/* Fills e for the inode that the O_PATH fd refers to (taken over) and counts one
+ * kernel lookup on it.  name/dirfd, if given, is a name of it, to read its header. */
+static int entry_from_fd(pxc_fs *fs, int fd, int dirfd, const char *name,
+                         struct fuse_entry_param *e)
 {
-    const char *rel;
-    int rc = rel_path(path, &rel), want_write = is_write_access(flags), writable = 1;
+    memset(e, 0, sizeof *e);
+    if (fstatat(fd, "", &e->attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    pxc_inode *n = inode_lookup(fs->inodes, fd, &e->attr);
+    if (!n)
+        return -ENOMEM;
+    if (S_ISREG(e->attr.st_mode))
+        content_stat_size(fs, n, dirfd, name, &e->attr);
+    e->ino = id_of(fs, n);
+    e->attr_timeout = ATTR_TIMEOUT;
+    e->entry_timeout = ENTRY_TIMEOUT;
+    return 0;
+}
+
+static int do_lookup(pxc_fs *fs, pxc_inode *parent, const char *name, struct fuse_entry_param *e)
+{
+    if (is_keystore_name(fs, parent, name))
+        return -ENOENT;
+    int fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        int err = errno;
+        if (err == EMFILE || err == ENFILE)
+            pxc_log(LOG_ERR, "lookup: out of file descriptors");
+        return -err;
+    }
+    return entry_from_fd(fs, fd, parent->fd, name, e);
+}
+
+/* The kernel did not take the entry we replied with (the request was interrupted). */
+static void undo_lookup(pxc_fs *fs, const struct fuse_entry_param *e)
+{
+    pxc_inode *n =
+        e->ino == FUSE_ROOT_ID ? inode_table_root(fs->inodes) : (pxc_inode *)(uintptr_t)e->ino;
+    inode_forget(fs->inodes, n, 1);
+}
+
+static void reply_entry(fuse_req_t req, pxc_fs *fs, const struct fuse_entry_param *e)
+{
+    if (fuse_reply_entry(req, e) != 0)
+        undo_lookup(fs, e);
+}
+
+static void pxc_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    pxc_fs *fs = req_fs(req);
+    struct fuse_entry_param e;
+    int rc = do_lookup(fs, inode_of(req, parent), name, &e);
     if (rc)
-        return rc;
-    /* Read-write even for readers, so that one shared fd serves later writers. */
-    int fd = openat(fs->root_fd, rel, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0 && !want_write && (errno == EACCES || errno == EROFS || errno == EPERM)) {
-        fd = openat(fs->root_fd, rel, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        writable = 0;
-    }
-    if (fd < 0)
-        return -errno;
-    return node_attach(fs, fd, writable, want_write, path, NULL, out);
+        reply_err(req, rc);
+    else
+        reply_entry(req, fs, &e);
 }
 
-static void node_release(pxc_fs *fs, pxc_node *n, int was_writer)
+static void forget_one(pxc_fs *fs, fuse_ino_t ino, uint64_t nlookup)
 {
-    int last_writer = 0;
-    node_table_lock(fs->nodes);
-    if (was_writer)
-        last_writer = --n->writers == 0;
-    node_table_unlock(fs->nodes);
-
-    if (last_writer) {
-        /* The content is complete: record it.  (Format-preserving codecs transcode the
-         * file at this point.) */
-        pthread_rwlock_wrlock(&n->lock);
-        if (n->dirty) {
-            row_update(fs, n);
-            n->dirty = 0;
-        }
-        pthread_rwlock_unlock(&n->lock);
-    }
-
-    node_table_lock(fs->nodes);
-    if (--n->refs == 0)
-        node_table_remove(fs->nodes, n);
-    node_table_unlock(fs->nodes);
+    if (ino != FUSE_ROOT_ID)
+        inode_forget(fs->inodes, (pxc_inode *)(uintptr_t)ino, nlookup);
 }
 
-static int content_error(pxc_node *n, int rc, uint64_t off)
+static void pxc_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-    if (rc == -EBADMSG) {
-        pxc_log(LOG_ERR, "%s: stored data fails authentication near offset %llu", n->path,
-                (unsigned long long)off);
-        return -EIO;
+    forget_one(req_fs(req), ino, nlookup);
+    fuse_reply_none(req);
+}
+
+static void pxc_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+    pxc_fs *fs = req_fs(req);
+    for (size_t i = 0; i < count; i++)
+        forget_one(fs, forgets[i].ino, forgets[i].nlookup);
+    fuse_reply_none(req);
+}
+
+static void pxc_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)fi;
+    struct stat st;
+    int rc = inode_attr(req_fs(req), inode_of(req, ino), &st);
+    if (rc)
+        reply_err(req, rc);
+    else
+        fuse_reply_attr(req, &st, ATTR_TIMEOUT);
+}
+
+/* Sets a regular file's plaintext size, through the handle's open state if there is a
+ * handle, else through a temporary one. */
+static int set_size(pxc_fs *fs, pxc_inode *n, off_t size, struct fuse_file_info *fi)
+{
+    if (n->type != S_IFREG)
+        return n->type == S_IFDIR ? -EISDIR : -EINVAL;
+    if (fi)
+        return content_truncate(fs, n, size);
+    inode_open_ref(fs->inodes, n);
+    int rc = content_attach(fs, n, 1, -1, NULL);
+    if (rc == 0) {
+        rc = content_truncate(fs, n, size);
+        content_detach(fs, n, 1);
     }
+    inode_open_unref(fs->inodes, n);
     return rc;
 }
 
-static int node_truncate(pxc_fs *fs, pxc_node *n, off_t size)
+static void pxc_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
+                        struct fuse_file_info *fi)
 {
-    uint8_t old_id[16];
-    if (size < 0)
-        return -EINVAL;
-    pthread_rwlock_wrlock(&n->lock);
-    memcpy(old_id, n->file.secrets.file_id, sizeof old_id);
-    int rc = opaque_truncate(&n->file, (uint64_t)size, fs->keys);
-    if (rc == 0) {
-        n->dirty = 1;
-        if (memcmp(old_id, n->file.secrets.file_id, sizeof old_id) != 0) {
-            /* Re-keyed: the row moves to the new file id. */
-            keystore_file_delete(fs->ks, old_id);
-            row_put(fs, &n->file);
-        }
+    pxc_fs *fs = req_fs(req);
+    pxc_inode *n = inode_of(req, ino);
+    char proc[32];
+    int rc = 0;
+
+    inode_proc_path(n, proc);
+    if ((valid & FUSE_SET_ATTR_MODE) && chmod(proc, attr->st_mode & 07777) != 0)
+        rc = -errno;
+    if (rc == 0 && (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
+        uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
+        gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
+        if (fchownat(n->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+            rc = -errno;
     }
-    pthread_rwlock_unlock(&n->lock);
-    return content_error(n, rc, (uint64_t)size);
-}
-
-/* ---- attributes --------------------------------------------------------- */
-
-/* Replaces a stored regular file's size by its plaintext size: from the open node if
- * there is one, else from the stored header and size (one small read, no decryption). */
-static void plain_attr(pxc_fs *fs, int dirfd, const char *rel, struct stat *st)
-{
-    node_table_lock(fs->nodes);
-    pxc_node *n = node_table_find(fs->nodes, st->st_dev, st->st_ino);
-    if (n) {
-        st->st_size = (off_t)n->file.plain_size;
-        node_table_unlock(fs->nodes);
-        return;
+    if (rc == 0 && (valid & FUSE_SET_ATTR_SIZE))
+        rc = set_size(fs, n, attr->st_size, fi);
+    if (rc == 0 && (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))) {
+        struct timespec tv[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
+        if (valid & FUSE_SET_ATTR_ATIME_NOW)
+            tv[0].tv_nsec = UTIME_NOW;
+        else if (valid & FUSE_SET_ATTR_ATIME)
+            tv[0] = attr->st_atim;
+        if (valid & FUSE_SET_ATTR_MTIME_NOW)
+            tv[1].tv_nsec = UTIME_NOW;
+        else if (valid & FUSE_SET_ATTR_MTIME)
+            tv[1] = attr->st_mtim;
+        /* Through /proc: lands on the inode itself, symlinks included. */
+        if (utimensat(AT_FDCWD, proc, tv, 0) != 0)
+            rc = -errno;
     }
-    node_table_unlock(fs->nodes);
+    struct stat st;
+    if (rc == 0)
+        rc = inode_attr(fs, n, &st);
+    if (rc)
+        reply_err(req, rc);
+    else
+        fuse_reply_attr(req, &st, ATTR_TIMEOUT);
+}
 
-    uint8_t head[16];
-    uint64_t plain = 0;
-    int fd = openat(dirfd, rel, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd >= 0) {
-        if (pread(fd, head, sizeof head, 0) == (ssize_t)sizeof head &&
-            pxc_stored_kind(head, sizeof head) == PXC_KIND_OPAQUE &&
-            opaque_plain_size((uint64_t)st->st_size, &plain) != 0)
-            plain = 0;
-        close(fd);
+static void pxc_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+    char buf[PATH_MAX + 1];
+    ssize_t len = readlinkat(inode_of(req, ino)->fd, "", buf, sizeof buf);
+    if (len < 0) {
+        reply_err(req, errno);
+    } else if ((size_t)len >= sizeof buf) {
+        reply_err(req, ENAMETOOLONG);
+    } else {
+        buf[len] = '\0';
+        fuse_reply_readlink(req, buf);
     }
-    st->st_size = (off_t)plain; /* unreadable or damaged files show as empty; reads say EIO */
 }
 
-static int pxc_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
+static void pxc_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
-    pxc_fs *fs = ctx_fs();
-    if (fi && fi->fh) {
-        pxc_node *n = handle_node(fi);
-        if (fstat(n->file.fd, st) != 0)
-            return -errno;
-        pthread_rwlock_rdlock(&n->lock);
-        st->st_size = (off_t)n->file.plain_size;
-        pthread_rwlock_unlock(&n->lock);
-        return 0;
-    }
-    const char *rel;
-    int rc = rel_path(path, &rel);
-    if (rc)
-        return rc;
-    if (fstatat(fs->root_fd, rel, st, AT_SYMLINK_NOFOLLOW) != 0)
-        return -errno;
-    if (S_ISREG(st->st_mode))
-        plain_attr(fs, fs->root_fd, rel, st);
-    return 0;
+    char proc[32];
+    inode_proc_path(inode_of(req, ino), proc);
+    reply_err(req, faccessat(AT_FDCWD, proc, mask, AT_EACCESS) ? errno : 0);
 }
 
-static int pxc_opendir(const char *path, struct fuse_file_info *fi)
+static void pxc_statfs(fuse_req_t req, fuse_ino_t ino)
 {
-    const char *rel;
-    int rc = rel_path(path, &rel);
-    if (rc)
-        return rc;
-    int dfd = openat(ctx_fs()->root_fd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0)
-        return -errno;
-    fi->fh = (uint64_t)dfd;
-    return 0;
-}
-
-static int pxc_releasedir(const char *path, struct fuse_file_info *fi)
-{
-    (void)path;
-    close((int)fi->fh);
-    return 0;
-}
-
-/* Lists the whole directory in one call (libfuse buffers it), skipping the keystore
- * directory at the root. */
-static int pxc_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t off,
-                       struct fuse_file_info *fi, enum fuse_readdir_flags flags)
-{
-    pxc_fs *fs = ctx_fs();
-    (void)path;
-    (void)off;
-    /* A fresh open file description: its own position, independent of other readers. */
-    int dfd = openat((int)fi->fh, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0)
-        return -errno;
-    DIR *d = fdopendir(dfd);
-    if (!d) {
-        close(dfd);
-        return -errno;
-    }
-    struct stat dst, rootst;
-    int at_root = fstat(dfd, &dst) == 0 && fstat(fs->root_fd, &rootst) == 0 &&
-                  dst.st_dev == rootst.st_dev && dst.st_ino == rootst.st_ino;
-    int plus = flags & FUSE_READDIR_PLUS;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        struct stat st;
-        enum fuse_fill_dir_flags fill_flags = 0;
-        if (at_root && strcmp(e->d_name, KS_DIR) == 0)
-            continue;
-        memset(&st, 0, sizeof st);
-        st.st_ino = e->d_ino;
-        st.st_mode = DTTOIF(e->d_type);
-        /* readdirplus: hand over full attributes so `ls -l` needs no lookups. */
-        if (plus && strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
-            fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-            if (S_ISREG(st.st_mode))
-                plain_attr(fs, dfd, e->d_name, &st);
-            fill_flags = FUSE_FILL_DIR_PLUS;
-        }
-        if (fill(buf, e->d_name, &st, 0, fill_flags))
-            break;
-    }
-    closedir(d);
-    return 0;
-}
-
-static int pxc_readlink(const char *path, char *buf, size_t size)
-{
-    const char *rel;
-    int rc = rel_path(path, &rel);
-    if (rc)
-        return rc;
-    if (size == 0)
-        return -EINVAL;
-    ssize_t n = readlinkat(ctx_fs()->root_fd, rel, buf, size - 1);
-    if (n < 0)
-        return -errno;
-    buf[n] = '\0';
-    return 0;
-}
-
-static int pxc_access(const char *path, int mask)
-{
-    const char *rel;
-    int rc = rel_path(path, &rel);
-    if (rc)
-        return rc;
-    return faccessat(ctx_fs()->root_fd, rel, mask, AT_EACCESS) ? -errno : 0;
-}
-
-static int pxc_statfs(const char *path, struct statvfs *sv)
-{
-    (void)path;
-    return fstatvfs(ctx_fs()->root_fd, sv) ? -errno : 0;
-}
-
-static int pxc_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
-{
-    pxc_fs *fs = ctx_fs();
-    if (fi && fi->fh)
-        return fchmod(handle_node(fi)->file.fd, mode) ? -errno : 0;
-    const char *rel;
-    int rc = rel_path(path, &rel);
-    if (rc)
-        return rc;
-    return fchmodat(fs->root_fd, rel, mode, 0) ? -errno : 0;
-}
-
-static int pxc_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
-{
-    pxc_fs *fs = ctx_fs();
-    if (fi && fi->fh)
-        return fchown(handle_node(fi)->file.fd, uid, gid) ? -errno : 0;
-    const char *rel;
-    int rc = rel_path(path, &rel);
-    if (rc)
-        return rc;
-    return fchownat(fs->root_fd, rel, uid, gid, AT_SYMLINK_NOFOLLOW) ? -errno : 0;
-}
-
-static int pxc_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi)
-{
-    pxc_fs *fs = ctx_fs();
-    if (fi && fi->fh)
-        return futimens(handle_node(fi)->file.fd, tv) ? -errno : 0;
-    const char *rel;
-    int rc = rel_path(path, &rel);
-    if (rc)
-        return rc;
-    return utimensat(fs->root_fd, rel, tv, AT_SYMLINK_NOFOLLOW) ? -errno : 0;
+    (void)ino;
+    struct statvfs sv;
+    if (fstatvfs(req_fs(req)->root_fd, &sv) != 0)
+        reply_err(req, errno);
+    else
+        fuse_reply_statfs(req, &sv);
 }
 
 /* ---- namespace ---------------------------------------------------------- */
 
-static int pxc_mkdir(const char *path, mode_t mode)
+/* With allow_other the daemon runs as root and new entries must belong to the caller,
+ * as on a local filesystem (group from a setgid parent directory).  fd: the new entry,
+ * O_PATH or open. */
+static void own_by_caller(pxc_fs *fs, fuse_req_t req, pxc_inode *parent, int fd, const char *name)
 {
-    pxc_fs *fs = ctx_fs();
-    const char *rel;
-    int rc = rel_path(path, &rel);
-    if (rc)
-        return rc == -ENOENT ? -EPERM : rc;
-    if (mkdirat(fs->root_fd, rel, mode) != 0)
-        return -errno;
-    own_by_caller(fs, rel, -1);
-    return 0;
+    if (!fs->daemon_is_root)
+        return;
+    const struct fuse_ctx *c = fuse_req_ctx(req);
+    if (c->uid == geteuid() && c->gid == getegid())
+        return; /* the backing filesystem already did what the caller's own would */
+    gid_t gid = c->gid;
+    struct stat pst;
+    if (fstat(parent->fd, &pst) == 0 && (pst.st_mode & S_ISGID))
+        gid = (gid_t)-1; /* the backing filesystem already gave it the directory's group */
+    if (fchownat(fd, "", c->uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+        char where[512];
+        inode_name(fs->inodes, parent, where, sizeof where);
+        pxc_log(LOG_WARNING, "%s/%s: cannot give it to uid %u: %s",
+                strcmp(where, "/") == 0 ? "" : where, name, (unsigned)c->uid, strerror(errno));
+    }
 }
 
-static int pxc_rmdir(const char *path)
+/* After creating `name` in parent (not a stored regular file): give it to the caller
+ * and reply with its entry. */
+static void reply_new_entry(fuse_req_t req, pxc_fs *fs, pxc_inode *parent, const char *name)
 {
-    const char *rel;
-    int rc = rel_path(path, &rel);
+    struct fuse_entry_param e;
+    int fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        reply_err(req, errno);
+        return;
+    }
+    own_by_caller(fs, req, parent, fd, name);
+    int rc = entry_from_fd(fs, fd, -1, NULL, &e);
+    if (rc)
+        reply_err(req, rc);
+    else
+        reply_entry(req, fs, &e);
+}
+
+static void pxc_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+    pxc_fs *fs = req_fs(req);
+    pxc_inode *p = inode_of(req, parent);
+    if (is_keystore_name(fs, p, name)) {
+        reply_err(req, EPERM);
+        return;
+    }
+    if (mkdirat(p->fd, name, mode) != 0) {
+        reply_err(req, errno);
+        return;
+    }
+    reply_new_entry(req, fs, p, name);
+}
+
+static void pxc_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name)
+{
+    pxc_fs *fs = req_fs(req);
+    pxc_inode *p = inode_of(req, parent);
+    if (is_keystore_name(fs, p, name)) {
+        reply_err(req, EPERM);
+        return;
+    }
+    if (symlinkat(target, p->fd, name) != 0) {
+        reply_err(req, errno);
+        return;
+    }
+    reply_new_entry(req, fs, p, name);
+}
+
+/* A new regular file: its stored form, its keystore row, its owner.  On success *fd is
+ * open read-write on it, *fresh holds its codec state and e its entry (one lookup). */
+static int create_file(fuse_req_t req, pxc_fs *fs, pxc_inode *p, const char *name, mode_t mode,
+                       int *fd, opaque_file *fresh, struct fuse_entry_param *e)
+{
+    char proc[32];
+    int rc = content_create(fs, p->fd, name, mode, fd, fresh);
     if (rc)
         return rc;
-    return unlinkat(ctx_fs()->root_fd, rel, AT_REMOVEDIR) ? -errno : 0;
+    own_by_caller(fs, req, p, *fd, name);
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", *fd);
+    int pfd = open(proc, O_PATH | O_CLOEXEC);
+    rc = pfd < 0 ? -errno : entry_from_fd(fs, pfd, -1, NULL, e);
+    if (rc) {
+        close(*fd);
+        opaque_close(fresh);
+    }
+    return rc;
 }
 
-static int pxc_symlink(const char *target, const char *path)
+static void pxc_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
-    pxc_fs *fs = ctx_fs();
-    const char *rel;
-    int rc = rel_path(path, &rel);
-    if (rc)
-        return rc == -ENOENT ? -EPERM : rc;
-    if (symlinkat(target, fs->root_fd, rel) != 0)
-        return -errno;
-    own_by_caller(fs, rel, -1);
-    return 0;
+    pxc_fs *fs = req_fs(req);
+    pxc_inode *p = inode_of(req, parent);
+    if (is_keystore_name(fs, p, name)) {
+        reply_err(req, EPERM);
+        return;
+    }
+    if (S_ISREG(mode)) {
+        struct fuse_entry_param e;
+        opaque_file fresh;
+        int fd;
+        int rc = create_file(req, fs, p, name, mode, &fd, &fresh, &e);
+        if (rc) {
+            reply_err(req, rc);
+            return;
+        }
+        close(fd);
+        opaque_close(&fresh);
+        reply_entry(req, fs, &e);
+        return;
+    }
+    if (mknodat(p->fd, name, mode, rdev) != 0) {
+        reply_err(req, errno);
+        return;
+    }
+    reply_new_entry(req, fs, p, name);
 }
 
-static int pxc_link(const char *from, const char *to)
+static void pxc_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
-    const char *rf, *rt;
-    int rc = rel_path(from, &rf);
-    if (rc == 0)
-        rc = rel_path(to, &rt);
-    if (rc)
-        return rc;
-    int fd = ctx_fs()->root_fd;
-    return linkat(fd, rf, fd, rt, 0) ? -errno : 0;
+    pxc_fs *fs = req_fs(req);
+    pxc_inode *n = inode_of(req, ino), *p = inode_of(req, newparent);
+    struct fuse_entry_param e;
+    char proc[32];
+    if (is_keystore_name(fs, p, newname)) {
+        reply_err(req, EPERM);
+        return;
+    }
+    if (linkat(AT_FDCWD, inode_proc_path(n, proc), p->fd, newname, AT_SYMLINK_FOLLOW) != 0) {
+        reply_err(req, errno);
+        return;
+    }
+    memset(&e, 0, sizeof e);
+    int rc = inode_attr(fs, n, &e.attr);
+    if (rc) {
+        reply_err(req, rc);
+        return;
+    }
+    inode_lookup_again(fs->inodes, n);
+    e.ino = id_of(fs, n);
+    e.attr_timeout = ATTR_TIMEOUT;
+    e.entry_timeout = ENTRY_TIMEOUT;
+    reply_entry(req, fs, &e);
 }
 
-static int pxc_unlink(const char *path)
+static void pxc_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    pxc_fs *fs = ctx_fs();
-    const char *rel;
+    pxc_fs *fs = req_fs(req);
+    pxc_inode *p = inode_of(req, parent);
     uint8_t id[16];
-    int rc = rel_path(path, &rel);
-    if (rc)
-        return rc;
-    int doomed = doomed_file_id(fs, rel, NULL, id);
-    if (unlinkat(fs->root_fd, rel, 0) != 0)
-        return -errno;
+    if (is_keystore_name(fs, p, name)) {
+        reply_err(req, ENOENT);
+        return;
+    }
+    int doomed = content_doomed(p->fd, name, NULL, id);
+    if (unlinkat(p->fd, name, 0) != 0) {
+        reply_err(req, errno);
+        return;
+    }
     if (doomed)
-        keystore_file_delete(fs->ks, id);
-    return 0;
+        content_forget_row(fs, id);
+    reply_err(req, 0);
 }
 
-static int pxc_rename(const char *from, const char *to, unsigned int flags)
+static void pxc_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    pxc_fs *fs = ctx_fs();
-    const char *rf, *rt;
+    pxc_fs *fs = req_fs(req);
+    pxc_inode *p = inode_of(req, parent);
+    if (is_keystore_name(fs, p, name)) {
+        reply_err(req, ENOENT);
+        return;
+    }
+    reply_err(req, unlinkat(p->fd, name, AT_REMOVEDIR) ? errno : 0);
+}
+
+static void pxc_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                       const char *newname, unsigned int flags)
+{
+    pxc_fs *fs = req_fs(req);
+    pxc_inode *p = inode_of(req, parent), *np = inode_of(req, newparent);
     struct stat src;
     uint8_t id[16];
-    int rc = rel_path(from, &rf);
-    if (rc == 0)
-        rc = rel_path(to, &rt);
-    if (rc)
-        return rc;
+    if (is_keystore_name(fs, p, name)) {
+        reply_err(req, ENOENT);
+        return;
+    }
+    if (is_keystore_name(fs, np, newname)) {
+        reply_err(req, EPERM);
+        return;
+    }
     int doomed = 0;
-    if (!(flags & RENAME_EXCHANGE) && fstatat(fs->root_fd, rf, &src, AT_SYMLINK_NOFOLLOW) == 0)
-        doomed = doomed_file_id(fs, rt, &src, id);
-    if (renameat2(fs->root_fd, rf, fs->root_fd, rt, flags) != 0)
-        return -errno;
+    if (!(flags & RENAME_EXCHANGE) && fstatat(p->fd, name, &src, AT_SYMLINK_NOFOLLOW) == 0)
+        doomed = content_doomed(np->fd, newname, &src, id);
+    if (renameat2(p->fd, name, np->fd, newname, flags) != 0) {
+        reply_err(req, errno);
+        return;
+    }
     if (doomed)
-        keystore_file_delete(fs->ks, id);
-    return 0;
+        content_forget_row(fs, id);
+    reply_err(req, 0);
+}
+
+/* ---- directories -------------------------------------------------------- */
+
+typedef struct dir_handle {
+    pthread_mutex_t mutex; /* one readdir at a time on a handle */
+    DIR *dp;
+    off_t offset; /* position of dp, as the kernel knows offsets */
+    int at_root;
+} dir_handle;
+
+static dir_handle *handle_dir(const struct fuse_file_info *fi)
+{
+    return (dir_handle *)(uintptr_t)fi->fh;
+}
+
+static void pxc_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    pxc_fs *fs = req_fs(req);
+    pxc_inode *n = inode_of(req, ino);
+    dir_handle *d = calloc(1, sizeof *d);
+    if (!d) {
+        reply_err(req, ENOMEM);
+        return;
+    }
+    int fd = openat(n->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || !(d->dp = fdopendir(fd))) {
+        int err = errno;
+        if (fd >= 0)
+            close(fd);
+        free(d);
+        reply_err(req, err);
+        return;
+    }
+    pthread_mutex_init(&d->mutex, NULL);
+    d->at_root = n == inode_table_root(fs->inodes);
+    inode_open_ref(fs->inodes, n);
+    fi->fh = (uint64_t)(uintptr_t)d;
+    if (fuse_reply_open(req, fi) != 0) {
+        closedir(d->dp);
+        pthread_mutex_destroy(&d->mutex);
+        free(d);
+        inode_open_unref(fs->inodes, n);
+    }
+}
+
+static int is_dot_or_dotdot(const char *name)
+{
+    return name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'));
+}
+
+/* readdir and readdirplus.  Plus hands over full attributes (and a lookup) per entry,
+ * so that `ls -l` needs no further requests.  The keystore directory is skipped. */
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi, int plus)
+{
+    pxc_fs *fs = req_fs(req);
+    pxc_inode *dir = inode_of(req, ino);
+    dir_handle *d = handle_dir(fi);
+    char *buf = malloc(size), *p = buf;
+    size_t rem = size;
+    int err = 0;
+    if (!buf) {
+        reply_err(req, ENOMEM);
+        return;
+    }
+    pthread_mutex_lock(&d->mutex);
+    if (off != d->offset) {
+        seekdir(d->dp, off);
+        d->offset = off;
+    }
+    for (;;) {
+        errno = 0;
+        struct dirent *ent = readdir(d->dp);
+        if (!ent) {
+            err = errno;
+            break;
+        }
+        /* Consumed from the stream: a later call that does not continue from here
+         * (this entry did not fit) seeks back. */
+        d->offset = ent->d_off;
+        if (d->at_root && strcmp(ent->d_name, KS_DIR) == 0)
+            continue;
+        struct fuse_entry_param e;
+        size_t entsize;
+        int looked_up = 0;
+        memset(&e, 0, sizeof e);
+        if (plus && !is_dot_or_dotdot(ent->d_name)) {
+            int rc = do_lookup(fs, dir, ent->d_name, &e);
+            if (rc == -ENOENT)
+                continue; /* removed since readdir saw it */
+            if (rc) {
+                err = -rc;
+                break;
+            }
+            looked_up = 1;
+        } else {
+            e.attr.st_ino = ent->d_ino;
+            e.attr.st_mode = (mode_t)DTTOIF(ent->d_type);
+        }
+        entsize = plus ? fuse_add_direntry_plus(req, p, rem, ent->d_name, &e, ent->d_off)
+                       : fuse_add_direntry(req, p, rem, ent->d_name, &e.attr, ent->d_off);
+        if (entsize > rem) {
+            if (looked_up)
+                undo_lookup(fs, &e);
+            break;
+        }
+        p += entsize;
+        rem -= entsize;
+    }
+    pthread_mutex_unlock(&d->mutex);
+    /* An error can only be reported when no entries (and lookups) are in the buffer. */
+    if (err && rem == size)
+        reply_err(req, err);
+    else
+        fuse_reply_buf(req, buf, size - rem);
+    free(buf);
+}
+
+static void pxc_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                        struct fuse_file_info *fi)
+{
+    do_readdir(req, ino, size, off, fi, 0);
+}
+
+static void pxc_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                            struct fuse_file_info *fi)
+{
+    do_readdir(req, ino, size, off, fi, 1);
+}
+
+static void pxc_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    pxc_fs *fs = req_fs(req);
+    dir_handle *d = handle_dir(fi);
+    closedir(d->dp);
+    pthread_mutex_destroy(&d->mutex);
+    free(d);
+    inode_open_unref(fs->inodes, inode_of(req, ino));
+    reply_err(req, 0);
+}
+
+static void pxc_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+    (void)ino;
+    int fd = dirfd(handle_dir(fi)->dp);
+    reply_err(req, (datasync ? fdatasync(fd) : fsync(fd)) ? errno : 0);
 }
 
 /* ---- file content ------------------------------------------------------- */
 
-/* Creates the backing file and its empty stored form.  On success *fd_out is open
- * read-write and *fresh holds its codec state. */
-static int create_stored_file(pxc_fs *fs, const char *rel, mode_t mode, int *fd_out,
-                              opaque_file *fresh)
+static pxc_inode *handle_inode(const struct fuse_file_info *fi)
 {
-    int fd =
-        openat(fs->root_fd, rel, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, mode & 07777);
-    if (fd < 0)
-        return -errno;
-    own_by_caller(fs, rel, fd);
-    int rc = opaque_create(fresh, fd, fs->keys);
-    if (rc != 0) {
-        unlinkat(fs->root_fd, rel, 0);
-        close(fd);
-        return rc;
-    }
-    row_put(fs, fresh);
-    *fd_out = fd;
-    return 0;
+    return (pxc_inode *)(uintptr_t)fi->fh;
 }
 
-static int pxc_open(const char *path, struct fuse_file_info *fi)
+/* Opens a handle on the regular file n: attaches to its content, truncates for O_TRUNC.
+ * `fd`/`fresh`: a file just created (see content_attach). */
+static int open_handle(pxc_fs *fs, pxc_inode *n, struct fuse_file_info *fi, int fd,
+                       const opaque_file *fresh)
 {
-    pxc_fs *fs = ctx_fs();
-    pxc_node *n;
-    int rc = node_open(fs, path, fi->flags, &n);
-    if (rc)
+    int want_write = is_write_access(fi->flags);
+    inode_open_ref(fs->inodes, n);
+    int rc = content_attach(fs, n, want_write, fd, fresh);
+    if (rc == 0 && (fi->flags & O_TRUNC) && want_write && !fresh) {
+        rc = content_truncate(fs, n, 0);
+        if (rc)
+            content_detach(fs, n, want_write);
+    }
+    if (rc) {
+        inode_open_unref(fs->inodes, n);
         return rc;
-    if ((fi->flags & O_TRUNC) && is_write_access(fi->flags)) {
-        rc = node_truncate(fs, n, 0);
-        if (rc) {
-            node_release(fs, n, 1);
-            return rc;
-        }
     }
     fi->fh = (uint64_t)(uintptr_t)n;
+    /* The page cache is dropped on open: a stored file changed in the cipher dir (or
+     * damaged) is read afresh, and damage gives EIO rather than old cached bytes. */
+    fi->keep_cache = 0;
     return 0;
 }
 
-static int pxc_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+static void close_handle(pxc_fs *fs, pxc_inode *n, int flags)
 {
-    pxc_fs *fs = ctx_fs();
-    const char *rel;
+    content_detach(fs, n, is_write_access(flags));
+    inode_open_unref(fs->inodes, n);
+}
+
+static void pxc_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    pxc_fs *fs = req_fs(req);
+    pxc_inode *n = inode_of(req, ino);
+    if (n->type != S_IFREG) {
+        reply_err(req, n->type == S_IFDIR ? EISDIR : EINVAL);
+        return;
+    }
+    int rc = open_handle(fs, n, fi, -1, NULL);
+    if (rc)
+        reply_err(req, rc);
+    else if (fuse_reply_open(req, fi) != 0)
+        close_handle(fs, n, fi->flags);
+}
+
+static void pxc_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                       struct fuse_file_info *fi)
+{
+    pxc_fs *fs = req_fs(req);
+    pxc_inode *p = inode_of(req, parent);
+    struct fuse_entry_param e;
     opaque_file fresh;
-    pxc_node *n;
-    int fd;
-    int rc = rel_path(path, &rel);
-    if (rc)
-        return rc == -ENOENT ? -EPERM : rc;
-    rc = create_stored_file(fs, rel, mode, &fd, &fresh);
-    if (rc == -EEXIST && !(fi->flags & O_EXCL))
-        return pxc_open(path, fi); /* lost a race with another creator: open theirs */
-    if (rc)
-        return rc;
-    rc = node_attach(fs, fd, 1, is_write_access(fi->flags), path, &fresh, &n);
-    opaque_close(&fresh);
-    if (rc)
-        return rc;
-    fi->fh = (uint64_t)(uintptr_t)n;
-    return 0;
-}
-
-static int pxc_mknod(const char *path, mode_t mode, dev_t rdev)
-{
-    pxc_fs *fs = ctx_fs();
-    const char *rel;
-    int rc = rel_path(path, &rel);
-    if (rc)
-        return rc == -ENOENT ? -EPERM : rc;
-    if (S_ISREG(mode)) {
-        opaque_file fresh;
-        int fd;
-        rc = create_stored_file(fs, rel, mode, &fd, &fresh);
-        if (rc == 0) {
-            close(fd);
-            opaque_close(&fresh);
-        }
-        return rc;
+    int fd, rc;
+    if (is_keystore_name(fs, p, name)) {
+        reply_err(req, EPERM);
+        return;
     }
-    if (mknodat(fs->root_fd, rel, mode, rdev) != 0)
-        return -errno;
-    own_by_caller(fs, rel, -1);
-    return 0;
+    rc = create_file(req, fs, p, name, mode, &fd, &fresh, &e);
+    if (rc == -EEXIST && !(fi->flags & O_EXCL)) {
+        /* Lost a race with another creator: open theirs. */
+        rc = do_lookup(fs, p, name, &e);
+        if (rc == 0 && !S_ISREG(e.attr.st_mode)) {
+            undo_lookup(fs, &e);
+            rc = S_ISDIR(e.attr.st_mode) ? -EISDIR : -EEXIST;
+        }
+        if (rc == 0) {
+            pxc_inode *n = (pxc_inode *)(uintptr_t)e.ino;
+            rc = open_handle(fs, n, fi, -1, NULL);
+            if (rc)
+                undo_lookup(fs, &e);
+        }
+    } else if (rc == 0) {
+        rc = open_handle(fs, (pxc_inode *)(uintptr_t)e.ino, fi, fd, &fresh);
+        opaque_close(&fresh);
+        if (rc)
+            undo_lookup(fs, &e);
+    }
+    if (rc) {
+        reply_err(req, rc);
+        return;
+    }
+    if (fuse_reply_create(req, &e, fi) != 0) {
+        close_handle(fs, handle_inode(fi), fi->flags);
+        undo_lookup(fs, &e);
+    }
 }
 
-static int pxc_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
-{
-    (void)path;
-    pxc_node *n = handle_node(fi);
-    pthread_rwlock_rdlock(&n->lock);
-    ssize_t r = opaque_read(&n->file, buf, size, (uint64_t)off);
-    pthread_rwlock_unlock(&n->lock);
-    return r < 0 ? content_error(n, (int)r, (uint64_t)off) : (int)r;
-}
-
-static int pxc_write(const char *path, const char *buf, size_t size, off_t off,
+static void pxc_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                      struct fuse_file_info *fi)
 {
-    (void)path;
-    pxc_node *n = handle_node(fi);
-    pthread_rwlock_wrlock(&n->lock);
-    ssize_t r = opaque_write(&n->file, buf, size, (uint64_t)off);
-    if (r > 0)
-        n->dirty = 1;
-    pthread_rwlock_unlock(&n->lock);
-    return r < 0 ? content_error(n, (int)r, (uint64_t)off) : (int)r;
+    (void)ino;
+    pxc_fs *fs = req_fs(req);
+    char *buf = malloc(size ? size : 1);
+    if (!buf) {
+        reply_err(req, ENOMEM);
+        return;
+    }
+    ssize_t r = content_read(fs, handle_inode(fi), buf, size, off);
+    if (r < 0)
+        reply_err(req, (int)r);
+    else
+        fuse_reply_buf(req, buf, (size_t)r);
+    free(buf);
 }
 
-static int pxc_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+static void pxc_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                      struct fuse_file_info *fi)
 {
-    pxc_fs *fs = ctx_fs();
-    if (fi && fi->fh)
-        return node_truncate(fs, handle_node(fi), size);
-    pxc_node *n;
-    int rc = node_open(fs, path, O_WRONLY, &n);
-    if (rc)
-        return rc;
-    rc = node_truncate(fs, n, size);
-    node_release(fs, n, 1);
-    return rc;
+    (void)ino;
+    ssize_t r = content_write(req_fs(req), handle_inode(fi), buf, size, off);
+    if (r < 0)
+        reply_err(req, (int)r);
+    else
+        fuse_reply_write(req, (size_t)r);
 }
 
-static int pxc_fsync(const char *path, int datasync, struct fuse_file_info *fi)
+static void pxc_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    (void)path;
-    int fd = handle_node(fi)->file.fd;
-    return (datasync ? fdatasync(fd) : fsync(fd)) ? -errno : 0;
+    (void)ino;
+    (void)fi;
+    /* Writes reach the backing file as they come; nothing is buffered here. */
+    reply_err(req, 0);
 }
 
-static int pxc_release(const char *path, struct fuse_file_info *fi)
+static void pxc_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    (void)path;
-    node_release(ctx_fs(), handle_node(fi), is_write_access(fi->flags));
-    return 0;
+    (void)ino;
+    close_handle(req_fs(req), handle_inode(fi), fi->flags);
+    reply_err(req, 0);
 }
 
-static void *pxc_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+static void pxc_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-    cfg->use_ino = 1;     /* hard links show one inode number, as on ext4 */
-    cfg->hard_remove = 1; /* unlinked open files stay usable through their handle */
-    cfg->nullpath_ok = 1;
-    cfg->entry_timeout = 1.0;
-    cfg->attr_timeout = 1.0;
-    cfg->negative_timeout = 0.0;
+    (void)ino;
+    reply_err(req, content_fsync(handle_inode(fi), datasync));
+}
+
+/* ---- session ------------------------------------------------------------ */
+
+static void pxc_init(void *userdata, struct fuse_conn_info *conn)
+{
+    (void)userdata;
     if (conn->capable & FUSE_CAP_READDIRPLUS)
-        conn->want |= FUSE_CAP_READDIRPLUS;
+        conn->want |= FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO;
+    if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+        conn->want |= FUSE_CAP_ATOMIC_O_TRUNC; /* O_TRUNC arrives with open: one re-key */
+    conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
     conn->max_write = 1 << 20; /* fewer, larger writes: one pwrite per call */
-    return fuse_get_context()->private_data;
 }
 
-static const struct fuse_operations operations = {
+static const struct fuse_lowlevel_ops operations = {
     .init = pxc_init,
+    .lookup = pxc_lookup,
+    .forget = pxc_forget,
+    .forget_multi = pxc_forget_multi,
     .getattr = pxc_getattr,
+    .setattr = pxc_setattr,
     .readlink = pxc_readlink,
     .mknod = pxc_mknod,
     .mkdir = pxc_mkdir,
@@ -696,24 +782,23 @@ static const struct fuse_operations operations = {
     .symlink = pxc_symlink,
     .rename = pxc_rename,
     .link = pxc_link,
-    .chmod = pxc_chmod,
-    .chown = pxc_chown,
-    .truncate = pxc_truncate,
     .open = pxc_open,
     .read = pxc_read,
     .write = pxc_write,
-    .statfs = pxc_statfs,
+    .flush = pxc_flush,
     .release = pxc_release,
     .fsync = pxc_fsync,
     .opendir = pxc_opendir,
     .readdir = pxc_readdir,
+    .readdirplus = pxc_readdirplus,
     .releasedir = pxc_releasedir,
+    .fsyncdir = pxc_fsyncdir,
+    .statfs = pxc_statfs,
     .access = pxc_access,
     .create = pxc_create,
-    .utimens = pxc_utimens,
 };
 
-const struct fuse_operations *pxcfs_operations(void)
+const struct fuse_lowlevel_ops *pxcfs_operations(void)
 {
     return &operations;
 }

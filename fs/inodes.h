@@ -1,0 +1,77 @@
+/* The inode table: one entry per backing inode (st_dev, st_ino) that the kernel knows
+ * about, so that every hard link of a file is one FUSE inode with one attribute cache
+ * and one page cache, as on ext4.
+ *
+ * Each entry holds an O_PATH fd on its backing inode.  Operations work relative to it
+ * (*at() calls, /proc/self/fd/N) and never by path, so they keep working after a rename
+ * and on files that were unlinked while open.  An entry lives while the kernel holds
+ * lookups on it (nlookup, given back by forget) or it has open handles (nopen); the
+ * root entry lives as long as the table.
+ *
+ * A regular file's entry also carries its open-file state (fs/content.h): the content
+ * fd and codec state shared by every handle to the file, under the entry's rwlock. */
+#ifndef PXC_FS_INODES_H
+#define PXC_FS_INODES_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "codec/opaque.h"
+
+typedef struct pxc_inode {
+    /* identity: fixed for the entry's life */
+    dev_t dev;
+    ino_t ino;
+    int fd;      /* O_PATH on the backing inode */
+    mode_t type; /* S_IFMT bits */
+
+    /* lifetime: under the table mutex */
+    uint64_t nlookup;
+    uint64_t nopen;
+
+    /* open-file state of a regular file: under `lock` (write-locked to change) */
+    pthread_rwlock_t lock;
+    int nfiles;       /* open file handles; `file` is valid while > 0 */
+    int writers;      /* of which open for writing */
+    int fd_writable;  /* file.fd was opened read-write */
+    int dirty;        /* written since the keystore row was last updated */
+    opaque_file file; /* file.fd: the content fd shared by all handles, or -1 */
+
+    struct pxc_inode *next; /* hash chain */
+} pxc_inode;
+
+typedef struct inode_table inode_table;
+
+/* A table whose root entry is the directory `root_path`, opened here.  NULL on failure
+ * (errno set). */
+inode_table *inode_table_new(const char *root_path);
+/* Frees every entry (closing fds, wiping keys of open files), then the table. */
+void inode_table_free(inode_table *t);
+
+pxc_inode *inode_table_root(inode_table *t);
+
+/* The entry for the backing inode described by st, found or added, with one more
+ * kernel lookup.  Takes over fd (an O_PATH fd on that inode): it becomes the new
+ * entry's fd or is closed.  NULL (fd closed) if out of memory. */
+pxc_inode *inode_lookup(inode_table *t, int fd, const struct stat *st);
+/* One more kernel lookup on an entry the kernel already knows (a new hard link). */
+void inode_lookup_again(inode_table *t, pxc_inode *n);
+/* The kernel dropped n lookups; frees the entry when nothing refers to it any more. */
+void inode_forget(inode_table *t, pxc_inode *n, uint64_t nlookup);
+
+/* Open handles (files and directories) keep an entry alive. */
+void inode_open_ref(inode_table *t, pxc_inode *n);
+void inode_open_unref(inode_table *t, pxc_inode *n);
+
+/* Number of entries, for tests and stats. */
+size_t inode_table_count(inode_table *t);
+
+/* "/proc/self/fd/N" for the entry's fd; buf must hold 32 bytes. */
+const char *inode_proc_path(const pxc_inode *n, char *buf);
+/* The entry's current path in the mount ("/a/b.jpg", with " (deleted)" once unlinked),
+ * for log lines. */
+void inode_name(inode_table *t, const pxc_inode *n, char *buf, size_t size);
+
+#endif
