@@ -72,6 +72,7 @@ check_test() {
 	need_cmd cmp diffutils
 	need_cmd file file
 	need_cmd rsync rsync
+	need_cmd sqlite3 sqlite3
 	# By package: /usr/local/bin/convert may be a stand-in, and some of
 	# these commands exist in more than one package.
 	need_pkgs imagemagick libjpeg-turbo-progs pngcheck libimage-exiftool-perl \
