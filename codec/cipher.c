@@ -58,8 +58,9 @@
  *
  * Vector kernels.  On x86-64 with AVX-512 (BW, VBMI), samples stored in bytes go through
  * kernels that compute the same values 64 at a time (see "vector kernels" below); the
- * in-chunk gather and scatter stay scalar.  Everything else is portable C, and
- * pxc_cipher_force_portable() lets tests compare the two.
+ * in-chunk permutation runs as hardware gathers, decryption's through the inverse
+ * permutation.  Everything else is portable C, and pxc_cipher_force_portable() lets
+ * tests compare the two.
  */
 #include "codec/cipher.h"
 
@@ -74,6 +75,8 @@
 #define BLOCK 16384u     /* samples per nonce of the diffusion keystream; part of the format */
 #define KS_BYTES 4096    /* sequential reader: ChaCha20 output per refill, a multiple of 64 */
 #define RAW_BYTES 32768u /* block keystream: ChaCha20 output per call, a multiple of 64 */
+
+#define GATHER_SLACK 16 /* readable bytes after the last chunk buffer */
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 
@@ -301,8 +304,8 @@ typedef struct perm {
     uint32_t *from;  /* output chunk e holds input chunk from[e] */
     uint32_t *order; /* output chunks in visit order */
     uint16_t *mask;  /* per output chunk, XORed into in-chunk offsets */
-    uint16_t *inner; /* CHUNK entries: the in-chunk permutation */
-    uint16_t *tperm; /* tail entries: the tail permutation */
+    uint16_t *inner; /* CHUNK entries: the in-chunk permutation, then CHUNK of its inverse */
+    uint16_t *tperm; /* tail entries: the tail permutation, then tail of its inverse */
     uint8_t *seen;   /* one bit per chunk */
     void *buf[2];    /* chunk buffers */
     void *mem;
@@ -317,10 +320,11 @@ static size_t round16(size_t v)
 static int perm_alloc(perm *pm, size_t n, int wide)
 {
     size_t c = n / CHUNK, t = n % CHUNK;
-    size_t from_b = round16(c * 4), mask_b = round16(c * 2), inner_b = c ? CHUNK * 2 : 0;
-    size_t tail_b = round16(t * 2), seen_b = round16((c + 7) / 8);
+    size_t from_b = round16(c * 4), mask_b = round16(c * 2), inner_b = c ? CHUNK * 4 : 0;
+    size_t tail_b = round16(t * 4), seen_b = round16((c + 7) / 8);
     size_t buf_b = round16((c ? CHUNK : t) << wide);
-    size_t bytes = 2 * from_b + mask_b + inner_b + tail_b + seen_b + 2 * buf_b;
+    /* GATHER_SLACK: the vector gather reads 4 bytes at each sample of a chunk buffer. */
+    size_t bytes = 2 * from_b + mask_b + inner_b + tail_b + seen_b + 2 * buf_b + GATHER_SLACK;
     uint8_t *mem = malloc(bytes);
 
     if (!mem)
@@ -340,6 +344,7 @@ static int perm_alloc(perm *pm, size_t n, int wide)
     return 0;
 }
 
+/* A Fisher-Yates permutation in a[0..len), and its inverse in a[len..2*len). */
 static void shuffle16(uint16_t *a, size_t len, keystream *ks)
 {
     for (size_t i = 0; i < len; i++)
@@ -350,6 +355,8 @@ static void shuffle16(uint16_t *a, size_t len, keystream *ks)
         a[i - 1] = a[j];
         a[j] = t;
     }
+    for (size_t i = 0; i < len; i++)
+        a[len + a[i]] = (uint16_t)i;
 }
 
 static void shuffle32(uint32_t *a, size_t len, keystream *ks)
@@ -427,7 +434,8 @@ static ALWAYS_INLINE void sum_kernel(void *dst, const void *src, const uint16_t 
     *acc = a;
 }
 
-/* src is a scratch copy, which decryption may clobber. */
+/* src is a scratch copy, which decryption may clobber; idx[len..2*len) holds the inverse
+ * of idx[0..len). */
 static void sum_chunk(void *dst, void *src, const uint16_t *idx, size_t len, uint32_t x, uint32_t m,
                       uint32_t *acc, int wide, int dec)
 {
@@ -690,7 +698,8 @@ static ALWAYS_INLINE void dec_kernel(void *p, size_t lo, size_t hi, const void *
 /* ---- vector kernels: samples in bytes, m <= 256 ----
  *
  * The same arithmetic as the portable loops, 64 samples at a time with AVX-512 (BW and
- * VBMI): running sums by log-step lane shifts, S by two-table byte permutes.  With
+ * VBMI): running sums by log-step lane shifts, S by two-table byte permutes, the
+ * in-chunk permutation by 32-bit gathers (GATHER_SLACK covers their 3 extra bytes).  With
  * m = 2^d, sums are kept mod 256 and masked on store, as the portable code does; for
  * other m every addition is reduced by one masked subtraction.  The loops are
  * instantiated for both cases, with constant flags. */
@@ -783,6 +792,48 @@ static VEC_INLINE __m512i vkey(const void *key, size_t j, int pow2)
     return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 
+/* dst[i] = src[idx[i] ^ x], 16 at a time; reads up to 3 bytes past src[max index]. */
+static VEC_INLINE void vgather(uint8_t *dst, const uint8_t *src, const uint16_t *idx, size_t len,
+                               uint32_t x)
+{
+    __m512i vx = _mm512_set1_epi32((int)x);
+    size_t i = 0;
+
+    for (; i + 16 <= len; i += 16) {
+        __m512i at = _mm512_xor_si512(
+            _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(idx + i))),
+            vx);
+        __m512i g = _mm512_i32gather_epi32(at, (const void *)src, 1);
+        _mm_storeu_si128((__m128i *)(void *)(dst + i), _mm512_cvtepi32_epi8(g));
+    }
+    for (; i < len; i++)
+        dst[i] = src[idx[i] ^ x];
+}
+
+/* The same scatter as dst[idx[i] ^ x] = src[i], as a gather through the inverse
+ * permutation inv: dst[y] = src[inv[y ^ x]].  Block y0..y0+15 reads the inverse at block
+ * y0 ^ x with lanes exchanged by x mod 16; needs x == 0 or len a multiple of 16 (and
+ * of every x: len a power of two). */
+static VEC_INLINE void vgather_inv(uint8_t *dst, const uint8_t *src, const uint16_t *inv,
+                                   size_t len, uint32_t x)
+{
+    uint32_t lanes[16];
+    size_t y = 0;
+
+    for (unsigned l = 0; l < 16; l++)
+        lanes[l] = l ^ (x & 15);
+    __m512i swap = _mm512_loadu_si512(lanes);
+    for (; y + 16 <= len; y += 16) {
+        const uint16_t *blk = inv + (y ^ (x & ~15u));
+        __m512i at = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)blk));
+        __m512i g =
+            _mm512_i32gather_epi32(_mm512_permutexvar_epi32(swap, at), (const void *)src, 1);
+        _mm_storeu_si128((__m128i *)(void *)(dst + y), _mm512_cvtepi32_epi8(g));
+    }
+    for (; y < len; y++) /* x == 0 here */
+        dst[y] = src[inv[y]];
+}
+
 static VEC_INLINE void vec_sum_enc_t(uint8_t *dst, const uint8_t *src, const uint16_t *idx,
                                      size_t len, uint32_t x, uint32_t m, uint32_t *acc, int pow2)
 {
@@ -790,8 +841,7 @@ static VEC_INLINE void vec_sum_enc_t(uint8_t *dst, const uint8_t *src, const uin
     uint32_t a = *acc & 255, mask = m - 1;
     size_t j = 0;
 
-    for (size_t i = 0; i < len; i++)
-        dst[i] = src[idx[i] ^ x];
+    vgather(dst, src, idx, len, x);
     if (len >= 64) {
         __m512i va = _mm512_set1_epi8((char)a), last = _mm512_set1_epi8(63);
         vec_mod_init(&vm, m);
@@ -831,8 +881,11 @@ static VEC_INLINE void vec_sum_dec_t(uint8_t *dst, uint8_t *src, const uint16_t 
     if (len)
         src[0] = DIFF(src[0], a);
 #undef DIFF
-    for (size_t i = 0; i < len; i++)
-        dst[idx[i] ^ x] = src[i];
+    if (x == 0 || len % 16 == 0)
+        vgather_inv(dst, src, idx + len, len, x);
+    else
+        for (size_t i = 0; i < len; i++)
+            dst[idx[i] ^ x] = src[i];
     *acc = next;
 }
 

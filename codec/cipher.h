@@ -28,7 +28,7 @@
  * values as the portable code.
  *
  * Memory: works in place.  Each call allocates about 10 bytes per chunk of
- * PXC_CIPHER_CHUNK_SAMPLES samples (the chunk order) and at most about 330 KiB more
+ * PXC_CIPHER_CHUNK_SAMPLES samples (the chunk order) and at most about 400 KiB more
  * (chunk buffers, permutation tables, a table of 2 * m bytes, keystream blocks), all of
  * it wiped before it is freed; there is no O(n) scratch buffer.  Calls share no state
  * and may run concurrently.  Call sodium_init() first so that libsodium picks its
