@@ -1,0 +1,83 @@
+/* Dispatch over the storage kinds; see stored.h. */
+#include "codec/stored.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "codec/opaque.h"
+#include "codec/png.h"
+
+static const uint8_t png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+
+int pxc_stored_peek(const uint8_t *head, size_t n, uint64_t stored_size, pxc_stored_info *out)
+{
+    memset(out, 0, sizeof *out);
+    if (n >= OPAQUE_HEADER_BYTES && pxc_stored_kind(head, n) == PXC_KIND_OPAQUE) {
+        if (opaque_plain_size(stored_size, &out->plain_size) != 0)
+            return -EBADMSG;
+        out->kind = PXC_KIND_OPAQUE;
+        memcpy(out->file_id, head + 16, PXC_FILE_ID_BYTES);
+        memcpy(out->sealed, head + 32, PXC_SEALED_SECRETS_BYTES);
+        memcpy(out->header_ad, head, sizeof out->header_ad);
+        return 0;
+    }
+    png_peek_info png;
+    if (n >= PNG_PEEK_BYTES && png_codec_peek(head, n, &png) == 0) {
+        out->kind = PXC_KIND_PNG;
+        out->plain_size = png.plain_size;
+        memcpy(out->file_id, png.file_id, PXC_FILE_ID_BYTES);
+        memcpy(out->sealed, png.sealed, PXC_SEALED_SECRETS_BYTES);
+        memcpy(out->header_ad, png.header_ad, sizeof out->header_ad);
+        return 0;
+    }
+    return -EBADMSG;
+}
+
+int pxc_stored_open_secrets(const pxc_stored_info *info, const pxc_keys *keys, pxc_file_secrets *s)
+{
+    if (pxc_secrets_open(s, keys, info->sealed, info->header_ad, sizeof info->header_ad) != 0)
+        return -EBADMSG;
+    memcpy(s->file_id, info->file_id, PXC_FILE_ID_BYTES);
+    return 0;
+}
+
+int pxc_stored_candidate_kind(const uint8_t *head, size_t n)
+{
+    if (n >= sizeof png_signature && memcmp(head, png_signature, sizeof png_signature) == 0)
+        return PXC_KIND_PNG;
+    return PXC_KIND_OPAQUE;
+}
+
+int pxc_stored_encode(int kind, const uint8_t *plain, size_t n, const pxc_keys *keys,
+                      const pxc_file_secrets *s, uint8_t **stored, size_t *stored_len,
+                      const char **why)
+{
+    *stored = NULL;
+    *stored_len = 0;
+    if (n > PXC_STORED_MAX_IMAGE_FILE) {
+        if (why)
+            *why = "too large to transform";
+        return -EFBIG;
+    }
+    switch (kind) {
+    case PXC_KIND_PNG:
+        return png_codec_encode(plain, n, keys, s, stored, stored_len, why);
+    default:
+        if (why)
+            *why = "no format-preserving codec for this content";
+        return -ENOTSUP;
+    }
+}
+
+int pxc_stored_decode(int kind, const uint8_t *stored, size_t n, const pxc_keys *keys,
+                      uint8_t **plain, size_t *plain_len)
+{
+    *plain = NULL;
+    *plain_len = 0;
+    switch (kind) {
+    case PXC_KIND_PNG:
+        return png_codec_decode(stored, n, keys, plain, plain_len);
+    default:
+        return -EINVAL;
+    }
+}
