@@ -622,9 +622,16 @@ static pxc_inode *handle_inode(const struct fuse_file_info *fi)
 static int open_handle(pxc_fs *fs, pxc_inode *n, struct fuse_file_info *fi, int fd,
                        const opaque_file *fresh)
 {
-    int want_write = is_write_access(fi->flags);
+    int want_write = is_write_access(fi->flags), rc = 0;
+    /* With atomic O_TRUNC the kernel leaves truncation to open, whatever the access
+     * mode (Linux truncates on O_RDONLY|O_TRUNC too). */
+    if ((fi->flags & O_TRUNC) && !want_write && !fresh)
+        rc = set_size(fs, n, 0, NULL);
     inode_open_ref(fs->inodes, n);
-    int rc = content_attach(fs, n, want_write, fd, fresh);
+    if (rc == 0)
+        rc = content_attach(fs, n, want_write, fd, fresh);
+    else if (fd >= 0)
+        close(fd);
     if (rc == 0 && (fi->flags & O_TRUNC) && want_write && !fresh) {
         rc = content_truncate(fs, n, 0);
         if (rc)
@@ -638,6 +645,9 @@ static int open_handle(pxc_fs *fs, pxc_inode *n, struct fuse_file_info *fi, int 
     /* The page cache is dropped on open: a stored file changed in the cipher dir (or
      * damaged) is read afresh, and damage gives EIO rather than old cached bytes. */
     fi->keep_cache = 0;
+    /* Writes reach the backing file as they come, so close() has nothing to flush: no
+     * FLUSH request per close. */
+    fi->noflush = 1;
     return 0;
 }
 
@@ -737,7 +747,8 @@ static void pxc_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     (void)ino;
     (void)fi;
-    /* Writes reach the backing file as they come; nothing is buffered here. */
+    /* Writes reach the backing file as they come; nothing is buffered here.  (Handles
+     * are opened with noflush; kernels without it still send FLUSH.) */
     reply_err(req, 0);
 }
 
