@@ -66,7 +66,12 @@ static pxc_inode *entry_new(int fd, const struct stat *st)
     n->type = st->st_mode & S_IFMT;
     n->fd = fd;
     n->file.fd = -1;
-    pthread_rwlock_init(&n->lock, NULL);
+    /* Writer-preferring: a stream of reads does not starve a writer. */
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&n->lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
     return n;
 }
 
