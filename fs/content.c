@@ -261,9 +261,11 @@ int content_truncate(pxc_fs *fs, pxc_inode *n, off_t size)
     if (rc == 0) {
         n->dirty = 1;
         if (memcmp(old_id, n->file.secrets.file_id, sizeof old_id) != 0) {
-            /* Re-keyed: the row moves to the new file id. */
+            /* Re-keyed: the row moves to the new file id (unless the file is gone). */
+            struct stat st;
             keystore_file_delete(fs->ks, old_id);
-            row_put(fs, &n->file);
+            if (fstat(n->file.fd, &st) != 0 || st.st_nlink > 0)
+                row_put(fs, &n->file);
         }
     }
     pthread_rwlock_unlock(&n->lock);
