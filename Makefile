@@ -37,6 +37,12 @@ UNIT_BINS = $(UNIT_SRCS:%.c=$(BUILD)/%)
 TOOL_SRCS = $(wildcard tests/tools/*.c)
 TOOL_BINS = $(TOOL_SRCS:%.c=$(BUILD)/%)
 
+# The shared image corpus the tests read (never copied into the project): next to the
+# checkout, or where the workspace keeps it when the checkout lives elsewhere.
+PXC_CORPUS ?= $(firstword $(wildcard $(abspath $(CURDIR)/../shared/corpus) /work/shared/corpus))
+TEST_ENV   = PXC_BUILD=$(CURDIR)/$(BUILD) PXC_BIN=$(CURDIR)/$(BUILD)/pixcrypt \
+             $(if $(PXC_CORPUS),PXC_CORPUS=$(PXC_CORPUS))
+
 .PHONY: all deps check check-unit demo demo-stop bench install uninstall clean format
 
 all: pixcrypt
@@ -66,11 +72,10 @@ deps:
 check: deps
 	@sh contrib/deps.sh test
 	$(MAKE) pixcrypt $(UNIT_BINS) $(TOOL_BINS)
-	PXC_BUILD=$(CURDIR)/$(BUILD) PXC_BIN=$(CURDIR)/$(BUILD)/pixcrypt \
-	  prove --timer $(PROVE_FLAGS) $(UNIT_BINS) tests/t/*.t
+	$(TEST_ENV) prove --timer $(PROVE_FLAGS) $(UNIT_BINS) tests/t/*.t
 
 check-unit: $(UNIT_BINS)
-	PXC_BUILD=$(CURDIR)/$(BUILD) prove $(PROVE_FLAGS) $(UNIT_BINS)
+	$(TEST_ENV) prove $(PROVE_FLAGS) $(UNIT_BINS)
 
 demo: deps
 	$(MAKE) pixcrypt
