@@ -21,9 +21,9 @@ enum {
     LENGTH_CODES = 29,
     DIST_CODES = 30,
     FAST_BITS = 10, /* decode table width; longer codes take the slow path */
+    MAX_MATCH = 258,
+    MAX_DISTANCE = 32768,
 };
-
-enum { RECIPE_PACK_LEVEL = 6 };
 
 enum block_type { BLOCK_STORED = 0, BLOCK_FIXED = 1, BLOCK_DYNAMIC = 2 };
 
@@ -88,8 +88,12 @@ static void buf_put_bytes(bytebuf *b, const void *src, size_t n)
     b->len += n;
 }
 
-static void buf_put_byte(bytebuf *b, unsigned v)
+static inline void buf_put_byte(bytebuf *b, unsigned v)
 {
+    if (b->len < b->cap) {
+        b->bytes[b->len++] = (uint8_t)v;
+        return;
+    }
     uint8_t byte = (uint8_t)v;
     buf_put_bytes(b, &byte, 1);
 }
@@ -100,8 +104,18 @@ static void buf_put_u16(bytebuf *b, unsigned v)
     buf_put_bytes(b, le, 2);
 }
 
+static void buf_put_u32be(bytebuf *b, uint32_t v)
+{
+    uint8_t be[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+    buf_put_bytes(b, be, 4);
+}
+
 static void buf_put_varint(bytebuf *b, uint64_t v)
 {
+    if (v < 0x80) {
+        buf_put_byte(b, (unsigned)v);
+        return;
+    }
     uint8_t enc[10];
     size_t n = 0;
     while (v >= 0x80) {
@@ -156,17 +170,6 @@ static const uint8_t *rd_bytes(bytereader *r, uint64_t n)
     const uint8_t *p = r->bytes + r->pos;
     r->pos += n;
     return p;
-}
-
-/* A sub-reader over the next varint-sized section of r. */
-static bytereader rd_section(bytereader *r)
-{
-    bytereader s = {0};
-    uint64_t n = rd_varint(r);
-    s.bytes = rd_bytes(r, n);
-    s.len = s.bytes ? (size_t)n : 0;
-    s.bad = r->bad;
-    return s;
 }
 
 /* ---------------------------------------------------------------- bit reader */
@@ -359,178 +362,6 @@ static void fixed_code_lengths(uint8_t litlen[LITLEN_SYMBOLS], uint8_t dist[DIST
     memset(dist, 5, DIST_SYMBOLS);
 }
 
-/* ---------------------------------------------------------------- match model */
-
-/* Build and replay predict each match from the decompressed data alone.  The earlier
- * positions starting with the same three bytes are walked most recent first, as
- * zlib's longest-match search walks them.  zlib takes the first candidate of the
- * greatest length it sees, so its match is nearly always one that is longer than all
- * candidates before it, with its full length: the recipe names it by its index among
- * those "record" candidates.  Other matches are named by length and rank among the
- * candidates at least that long, and the rest by length and distance. */
-enum {
-    MODEL_HASH_BITS = 16,
-    MODEL_WINDOW = 32768,
-    MODEL_MAX_STEPS = 4096, /* chain entries visited per match: bounds the work */
-    MAX_MATCH = 258,
-    CHOICE_MAX_RECORD = 239, /* choices 0..239: index among record candidates */
-    CHOICE_RANKED = 240,     /* length, then rank among candidates that long */
-    CHOICE_RAW = 241,        /* length, then distance */
-    MAX_RANK = 255,
-};
-
-typedef struct {
-    const uint8_t *data;
-    size_t len, inserted;                /* positions below inserted are in the chains */
-    uint32_t head[1 << MODEL_HASH_BITS]; /* latest position + 1 with this hash, 0: none */
-    uint32_t prev[MODEL_WINDOW];         /* previous position + 1 with the same hash */
-} match_model;
-
-typedef struct {
-    unsigned length, distance; /* distance 0: none */
-} match;
-
-static inline uint32_t hash3(const uint8_t *p)
-{
-    uint32_t v = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
-    return (v * 0x9e3779b1u) >> (32 - MODEL_HASH_BITS);
-}
-
-static void model_insert_before(match_model *m, size_t pos)
-{
-    size_t end = m->len < 3 ? 0 : m->len - 2; /* a position needs three bytes */
-    if (pos < end)
-        end = pos;
-    for (size_t p = m->inserted; p < end; p++) {
-        uint32_t h = hash3(m->data + p);
-        m->prev[p & (MODEL_WINDOW - 1)] = m->head[h];
-        m->head[h] = (uint32_t)(p + 1);
-    }
-    if (end > m->inserted)
-        m->inserted = end;
-}
-
-/* Walks one hash chain.  Positions are kept modulo 2^32; distances must grow and stay
- * within the window, which ends the walk on anything stale. */
-typedef struct {
-    const match_model *m;
-    size_t pos;
-    uint32_t next;
-    unsigned last, steps;
-} chain_walk;
-
-static inline void walk_start(chain_walk *w, const match_model *m, size_t pos)
-{
-    w->m = m;
-    w->pos = pos;
-    w->next = pos + 3 <= m->len ? m->head[hash3(m->data + pos)] : 0;
-    w->last = 0;
-    w->steps = 0;
-}
-
-/* Distance of the next candidate; 0 when the walk is over. */
-static inline unsigned walk_next(chain_walk *w)
-{
-    if (w->next == 0 || w->steps++ >= MODEL_MAX_STEPS)
-        return 0;
-    uint32_t distance = (uint32_t)w->pos - (w->next - 1);
-    if (distance <= w->last || distance > MODEL_WINDOW || distance > w->pos)
-        return 0;
-    w->last = distance;
-    w->next = w->m->prev[(w->pos - distance) & (MODEL_WINDOW - 1)];
-    return distance;
-}
-
-/* How many bytes at pos equal those distance back, up to limit. */
-static inline unsigned match_length(const uint8_t *data, size_t pos, unsigned distance,
-                                    unsigned limit)
-{
-    const uint8_t *a = data + pos - distance, *b = data + pos;
-    unsigned n = 0;
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    for (; n + 8 <= limit; n += 8) {
-        uint64_t x, y;
-        memcpy(&x, a + n, 8);
-        memcpy(&y, b + n, 8);
-        if (x != y)
-            return n + (unsigned)__builtin_ctzll(x ^ y) / 8;
-    }
-#endif
-    while (n < limit && a[n] == b[n])
-        n++;
-    return n;
-}
-
-static unsigned longest_possible(const match_model *m, size_t pos)
-{
-    size_t left = m->len - pos;
-    return left < MAX_MATCH ? (unsigned)left : MAX_MATCH;
-}
-
-/* The index-th candidate longer than every candidate before it, at its full length. */
-static match model_record(const match_model *m, size_t pos, unsigned index)
-{
-    unsigned cap = longest_possible(m, pos), best = 2;
-    chain_walk w;
-    walk_start(&w, m, pos);
-    for (unsigned d; best < cap && (d = walk_next(&w));) {
-        if (m->data[pos - d + best] != m->data[pos + best])
-            continue; /* cannot be longer than best */
-        unsigned len = match_length(m->data, pos, d, cap);
-        if (len <= best)
-            continue;
-        if (index-- == 0)
-            return (match){len, d};
-        best = len;
-    }
-    return (match){0, 0};
-}
-
-/* The rank-th candidate matching at least length bytes (length <= bytes left). */
-static unsigned model_ranked(const match_model *m, size_t pos, unsigned length, unsigned rank)
-{
-    chain_walk w;
-    walk_start(&w, m, pos);
-    for (unsigned d; (d = walk_next(&w));) {
-        if (m->data[pos - d + length - 1] != m->data[pos + length - 1])
-            continue;
-        if (match_length(m->data, pos, d, length) == length && rank-- == 0)
-            return d;
-    }
-    return 0;
-}
-
-/* The cheapest way to name the match (length, distance) at pos; *rank for RANKED.
- * Walks the chain as model_record and model_ranked do, measuring a candidate only when
- * one of its two deciding bytes shows it may be a record or match mt.length bytes. */
-static unsigned model_choice(const match_model *m, size_t pos, match mt, unsigned *rank)
-{
-    unsigned cap = longest_possible(m, pos), best = 2, records = 0, at_least = 0;
-    const uint8_t *here = m->data + pos;
-    chain_walk w;
-    walk_start(&w, m, pos);
-    for (unsigned d; (d = walk_next(&w));) {
-        const uint8_t *there = here - d;
-        int may_record = best < cap && there[best] == here[best];
-        int may_reach = there[mt.length - 1] == here[mt.length - 1];
-        if (d != mt.distance && !may_record && !may_reach)
-            continue;
-        unsigned len = match_length(m->data, pos, d, cap);
-        if (d == mt.distance) {
-            if (len > best && len == mt.length && records <= CHOICE_MAX_RECORD)
-                return records;
-            *rank = at_least;
-            return at_least <= MAX_RANK ? CHOICE_RANKED : CHOICE_RAW;
-        }
-        if (len > best) {
-            best = len;
-            records++;
-        }
-        at_least += len >= mt.length;
-    }
-    return CHOICE_RAW;
-}
-
 #define TRY(expr)                                                                                  \
     do {                                                                                           \
         int try_err_ = (expr);                                                                     \
@@ -544,12 +375,8 @@ typedef struct {
     bitreader in;
     uint8_t *out;
     size_t out_len, out_cap, max_out;
-    bytebuf blocks, trees, runs; /* recipe sections */
-    /* Matches as found (gap since the previous one, length - 3, distance - 1), turned
-     * into predictions once all data is known. */
-    bytebuf match_gaps, match_lengths, match_dists;
-    size_t last_match_end;
-    huff_decoder litlen, dist; /* current dynamic block's codes */
+    bytebuf blocks, trees, runs, lengths, dist_high, dist_low; /* recipe sections */
+    huff_decoder litlen, dist;                                 /* current dynamic block's codes */
     huff_decoder fixed_litlen, fixed_dist;
     int fixed_ready;
     uint8_t cmf, flg, final_padding;
@@ -646,9 +473,17 @@ static void copy_match(parser *p, size_t length, size_t distance)
 {
     uint8_t *to = p->out + p->out_len;
     const uint8_t *from = to - distance;
-    for (size_t i = 0; i < length; i++)
-        to[i] = from[i]; /* byte by byte: source and destination may overlap */
     p->out_len += length;
+    if (distance >= length) {
+        memcpy(to, from, length);
+        return;
+    }
+    size_t i = 0;
+    if (distance >= 8) /* eight bytes at a time never read what this copy has yet to write */
+        for (; i + 8 <= length; i += 8)
+            memcpy(to + i, from + i, 8);
+    for (; i < length; i++)
+        to[i] = from[i];
 }
 
 static int parse_match(parser *p, unsigned sym, const huff_decoder *dist, uint64_t run)
@@ -666,13 +501,13 @@ static int parse_match(parser *p, unsigned sym, const huff_decoder *dist, uint64
     if (distance > p->out_len)
         return parse_fail(p, -EINVAL, "invalid distance too far back");
     TRY(out_reserve(p, length));
-    buf_put_varint(&p->match_gaps, p->out_len - p->last_match_end);
-    buf_put_byte(&p->match_lengths, (unsigned)(length - 3));
-    buf_put_u16(&p->match_dists, (unsigned)(distance - 1));
     copy_match(p, length, distance);
-    p->last_match_end = p->out_len;
     int as_284 = li == SYMBOL_284_INDEX && lx == SYMBOL_284_EXTRA_258;
     buf_put_varint(&p->runs, run << 2 | (as_284 ? RUN_THEN_MATCH_258_AS_284 : RUN_THEN_MATCH));
+    if (!as_284)
+        buf_put_byte(&p->lengths, (unsigned)(length - 3));
+    buf_put_byte(&p->dist_high, (unsigned)(distance - 1) >> 8);
+    buf_put_byte(&p->dist_low, (unsigned)(distance - 1) & 0xff);
     return 0;
 }
 
@@ -821,108 +656,101 @@ static uint32_t adler_of(const uint8_t *data, size_t len)
     return (uint32_t)adler;
 }
 
-static void put_section(bytebuf *body, const bytebuf *section)
+/* Deflates src[0..n) into dst (room for compressBound(n)); 0 or -ENOMEM. */
+static int pack_with(const uint8_t *src, size_t n, int level, int strategy, uint8_t *dst,
+                     size_t *dst_len)
 {
-    buf_put_varint(body, section->len);
-    buf_put_bytes(body, section->bytes, section->len);
-}
-
-/* Predicted matches: the choices, lengths, ranks and dists sections. */
-typedef struct {
-    bytebuf choices, lengths, ranks, dists;
-} match_sections;
-
-static void describe_match(const match_model *m, size_t pos, match mt, match_sections *out)
-{
-    unsigned rank = 0, choice = model_choice(m, pos, mt, &rank);
-    buf_put_byte(&out->choices, choice);
-    if (choice <= CHOICE_MAX_RECORD)
-        return;
-    buf_put_byte(&out->lengths, mt.length - 3);
-    if (choice == CHOICE_RANKED)
-        buf_put_byte(&out->ranks, rank);
-    else
-        buf_put_u16(&out->dists, mt.distance - 1);
-}
-
-static int model_matches(const parser *p, match_sections *out)
-{
-    match_model *m = calloc(1, sizeof *m);
-    if (!m)
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (deflateInit2(&z, level, Z_DEFLATED, 15, 8, strategy) != Z_OK)
         return -ENOMEM;
-    m->data = p->out;
-    m->len = p->out_len;
-    bytereader gaps = {p->match_gaps.bytes, p->match_gaps.len, 0, 0};
-    bytereader lengths = {p->match_lengths.bytes, p->match_lengths.len, 0, 0};
-    bytereader dists = {p->match_dists.bytes, p->match_dists.len, 0, 0};
-    for (size_t pos = 0; gaps.pos < gaps.len;) {
-        pos += rd_varint(&gaps);
-        match mt = {rd_byte(&lengths) + 3, rd_u16(&dists) + 1};
-        model_insert_before(m, pos);
-        describe_match(m, pos, mt, out);
-        pos += mt.length;
-    }
-    free(m);
-    return 0;
+    z.next_in = (Bytef *)src;
+    z.next_out = dst;
+    size_t in_left = n, out_left = compressBound((uLong)n);
+    int ret;
+    do { /* avail_in and avail_out are uInt */
+        z.avail_in = (uInt)(in_left < (1u << 30) ? in_left : 1u << 30);
+        z.avail_out = (uInt)(out_left < (1u << 30) ? out_left : 1u << 30);
+        in_left -= z.avail_in;
+        out_left -= z.avail_out;
+        ret = deflate(&z, in_left ? Z_NO_FLUSH : Z_FINISH);
+        in_left += z.avail_in;
+        out_left += z.avail_out;
+    } while (ret == Z_OK);
+    *dst_len = z.total_out;
+    deflateEnd(&z);
+    return ret == Z_STREAM_END ? 0 : -ENOMEM;
 }
 
-static void assemble_body(const parser *p, const match_sections *ms, bytebuf *body)
+/* Packing tried on each section's first PACK_SAMPLE bytes; the smallest result decides
+ * how the whole section is packed.  Huffman coding alone suits the short-range noise of
+ * match lengths and distances in photos, run-length matching the runs of text, and
+ * level 1 the repetitive sections of flat images; level 6 and above gain 1-8% on some
+ * sections at several times the cost. */
+enum { PACK_SAMPLE = 64 << 10 };
+static const struct {
+    int level, strategy;
+} packings[] = {{1, Z_HUFFMAN_ONLY}, {1, Z_RLE}, {1, Z_DEFAULT_STRATEGY}};
+
+/* Appends one section: varint size << 1 | packed, then either the bytes as they are or
+ * varint packed size and the zlib stream. */
+static int put_section(bytebuf *r, const bytebuf *section)
 {
-    buf_put_byte(body, p->cmf);
-    buf_put_byte(body, p->flg);
-    buf_put_varint(body, p->out_len);
+    size_t n = section->len, sample = n < PACK_SAMPLE ? n : PACK_SAMPLE, best = 0;
+    size_t best_len = sample, got;
+    uint8_t *packed = malloc(compressBound((uLong)n));
+    if (!packed)
+        return -ENOMEM;
+    int err = 0;
+    for (size_t k = 0; k < sizeof packings / sizeof *packings && sample >= 16 && !err; k++) {
+        err = pack_with(section->bytes, sample, packings[k].level, packings[k].strategy, packed,
+                        &got);
+        if (!err && got < best_len) {
+            best_len = got;
+            best = k + 1;
+        }
+    }
+    size_t tried = sizeof packings / sizeof *packings;
+    if (!err && best && (sample < n || best != tried)) /* packed holds the last one tried */
+        err = pack_with(section->bytes, n, packings[best - 1].level, packings[best - 1].strategy,
+                        packed, &best_len);
+    if (!err && best && best_len + best_len / 64 < n) {
+        buf_put_varint(r, (uint64_t)n << 1 | 1);
+        buf_put_varint(r, best_len);
+        buf_put_bytes(r, packed, best_len);
+    } else if (!err) {
+        buf_put_varint(r, (uint64_t)n << 1);
+        buf_put_bytes(r, section->bytes, n);
+    }
+    free(packed);
+    return err;
+}
+
+static int write_recipe(const parser *p, bytebuf *r)
+{
+    buf_put_byte(r, DEFLATE_RECIPE_FORMAT);
+    buf_put_byte(r, p->cmf);
+    buf_put_byte(r, p->flg);
+    buf_put_varint(r, p->out_len);
     int adler_differs = p->adler_found != adler_of(p->out, p->out_len);
-    buf_put_byte(body, adler_differs);
-    if (adler_differs) {
-        uint8_t be[4] = {(uint8_t)(p->adler_found >> 24), (uint8_t)(p->adler_found >> 16),
-                         (uint8_t)(p->adler_found >> 8), (uint8_t)p->adler_found};
-        buf_put_bytes(body, be, 4);
-    }
-    buf_put_byte(body, p->final_padding);
-    buf_put_varint(body, p->in.len - p->trailing_at);
-    buf_put_bytes(body, p->in.in + p->trailing_at, p->in.len - p->trailing_at);
-    put_section(body, &p->blocks);
-    put_section(body, &p->trees);
-    put_section(body, &p->runs);
-    put_section(body, &ms->choices);
-    put_section(body, &ms->lengths);
-    put_section(body, &ms->ranks);
-    put_section(body, &ms->dists);
-}
-
-/* Format byte, body size, then the body deflated.  Level 6 rather than 9: recipes
- * come out about 7% larger, but building is several times faster. */
-static int pack_recipe(const bytebuf *body, uint8_t **recipe, size_t *recipe_len)
-{
-    bytebuf head = {0};
-    buf_put_byte(&head, DEFLATE_RECIPE_FORMAT);
-    buf_put_varint(&head, body->len);
-    if (head.failed)
-        return -ENOMEM;
-    uLongf packed = compressBound(body->len);
-    uint8_t *r = malloc(head.len + packed);
-    if (!r) {
-        free(head.bytes);
-        return -ENOMEM;
-    }
-    memcpy(r, head.bytes, head.len);
-    int z = compress2(r + head.len, &packed, body->bytes ? body->bytes : r, body->len,
-                      RECIPE_PACK_LEVEL);
-    if (z != Z_OK) {
-        free(head.bytes);
-        free(r);
-        return -ENOMEM;
-    }
-    *recipe_len = head.len + packed;
-    *recipe = r;
-    free(head.bytes);
-    return 0;
+    buf_put_byte(r, adler_differs);
+    if (adler_differs)
+        buf_put_u32be(r, p->adler_found);
+    buf_put_byte(r, p->final_padding);
+    buf_put_varint(r, p->in.len - p->trailing_at);
+    buf_put_bytes(r, p->in.in + p->trailing_at, p->in.len - p->trailing_at);
+    const bytebuf *sections[] = {&p->blocks,  &p->trees,     &p->runs,
+                                 &p->lengths, &p->dist_high, &p->dist_low};
+    for (size_t i = 0; i < sizeof sections / sizeof *sections; i++)
+        TRY(put_section(r, sections[i]));
+    buf_put_u32be(r, r->failed ? 0 : adler_of(r->bytes, r->len));
+    return r->failed ? -ENOMEM : 0;
 }
 
 static int sections_failed(const parser *p)
 {
-    return p->blocks.failed || p->trees.failed || p->runs.failed || p->match_gaps.failed ||
-           p->match_lengths.failed || p->match_dists.failed;
+    return p->blocks.failed || p->trees.failed || p->runs.failed || p->lengths.failed ||
+           p->dist_high.failed || p->dist_low.failed;
 }
 
 static void parser_free(parser *p)
@@ -931,9 +759,9 @@ static void parser_free(parser *p)
     free(p->blocks.bytes);
     free(p->trees.bytes);
     free(p->runs.bytes);
-    free(p->match_gaps.bytes);
-    free(p->match_lengths.bytes);
-    free(p->match_dists.bytes);
+    free(p->lengths.bytes);
+    free(p->dist_high.bytes);
+    free(p->dist_low.bytes);
     free(p);
 }
 
@@ -962,57 +790,50 @@ int deflate_recipe_build(const uint8_t *zstream, size_t zlen, size_t max_out, ui
     p->in.len = zstream ? zlen : 0;
     p->max_out = max_out;
     int err = parse_stream(p);
-    bytebuf body = {0};
-    match_sections ms = {0};
+    bytebuf r = {0};
     if (!err) {
-        err = model_matches(p, &ms);
-        if (!err)
-            assemble_body(p, &ms, &body);
-        if (!err && (body.failed || ms.choices.failed || ms.lengths.failed || ms.ranks.failed ||
-                     ms.dists.failed))
-            err = -ENOMEM;
-        if (!err)
-            err = pack_recipe(&body, recipe, recipe_len);
+        err = write_recipe(p, &r);
         if (err)
             parse_fail(p, err, "out of memory");
     }
-    free(ms.choices.bytes);
-    free(ms.lengths.bytes);
-    free(ms.ranks.bytes);
-    free(ms.dists.bytes);
-    if (!err && !p->out && !(p->out = malloc(1))) { /* empty data is still a buffer */
+    if (!err && !p->out && !(p->out = malloc(1))) /* empty data is still a buffer */
         err = parse_fail(p, -ENOMEM, "out of memory");
-        free(*recipe);
-        *recipe = NULL;
-        *recipe_len = 0;
-    }
     if (!err) {
         *data = p->out;
         *data_len = p->out_len;
         p->out = NULL;
+        *recipe = r.bytes;
+        *recipe_len = r.len;
+        r.bytes = NULL;
     }
     if (why)
         *why = err ? p->why : NULL;
-    free(body.bytes);
+    free(r.bytes);
     parser_free(p);
     return err;
 }
 
 /* ---------------------------------------------------------------- replay */
 
+/* Bits go out through a 64-bit accumulator that is stored whole (eight bytes,
+ * unaligned) after every few codes, keeping only the bits short of a byte: between
+ * flushes fewer than 8 bits are pending, so 56 more fit.  The buffer always keeps
+ * BW_SLACK bytes beyond what has been written for that store. */
+enum { BW_SLACK = 8 };
+
 typedef struct {
     uint8_t *bytes;
     size_t len, cap;
     uint64_t acc;   /* pending bits, least significant first */
-    unsigned count; /* pending bits in acc, below 32 between calls */
+    unsigned count; /* pending bits in acc, below 8 between flushes */
 } bitwriter;
 
-/* Room for n more bytes plus whatever the accumulator holds. */
+/* Room for n more bytes plus whatever the accumulator holds and the slack. */
 static int bw_reserve(bitwriter *w, size_t n)
 {
     if (n > SIZE_MAX / 4)
         return -ENOMEM;
-    size_t need = n + 8;
+    size_t need = n + 1 + BW_SLACK;
     if (need <= w->cap - w->len)
         return 0;
     size_t cap = w->cap ? w->cap : 4096;
@@ -1026,36 +847,41 @@ static int bw_reserve(bitwriter *w, size_t n)
     return 0;
 }
 
-/* Appends the n <= 32 low bits of bits (higher bits must be zero). */
-static inline void bw_put(bitwriter *w, uint32_t bits, unsigned n)
+static inline void store_le64(uint8_t *to, uint64_t v)
 {
-    w->acc |= (uint64_t)bits << w->count;
-    w->count += n;
-    if (w->count >= 32) {
-        uint8_t *to = w->bytes + w->len;
-        to[0] = (uint8_t)w->acc;
-        to[1] = (uint8_t)(w->acc >> 8);
-        to[2] = (uint8_t)(w->acc >> 16);
-        to[3] = (uint8_t)(w->acc >> 24);
-        w->len += 4;
-        w->acc >>= 32;
-        w->count -= 32;
-    }
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(to, &v, 8);
+#else
+    for (unsigned i = 0; i < 8; i++)
+        to[i] = (uint8_t)(v >> 8 * i);
+#endif
 }
 
-/* Writes out whole pending bytes; on a byte boundary this empties the accumulator. */
-static void bw_flush_bytes(bitwriter *w)
+/* Appends the n low bits of bits (higher bits zero); at most 56 bits between flushes. */
+static inline void bw_put(bitwriter *w, uint64_t bits, unsigned n)
 {
-    while (w->count >= 8) {
-        w->bytes[w->len++] = (uint8_t)w->acc;
-        w->acc >>= 8;
-        w->count -= 8;
-    }
+    w->acc |= bits << w->count;
+    w->count += n;
+}
+
+/* Writes out the whole bytes pending; on a byte boundary this empties the accumulator. */
+static inline void bw_flush(bitwriter *w)
+{
+    store_le64(w->bytes + w->len, w->acc);
+    w->len += w->count >> 3;
+    w->acc >>= w->count & 56;
+    w->count &= 7;
+}
+
+static void bw_bits(bitwriter *w, uint64_t bits, unsigned n)
+{
+    bw_put(w, bits, n);
+    bw_flush(w);
 }
 
 static unsigned bw_bits_to_byte_boundary(const bitwriter *w)
 {
-    return (8 - w->count % 8) % 8;
+    return (8 - w->count) % 8;
 }
 
 typedef struct {
@@ -1079,24 +905,42 @@ static int encoder_build(huff_encoder *e, const uint8_t *lens, unsigned n, enum 
     return 0;
 }
 
-/* One block's codes, with each match length's symbol and extra bits pre-joined. */
+/* One block's codes in the forms the writer takes them: each literal's code and
+ * length in one word, each match length's symbol joined with its extra bits. */
 typedef struct {
-    huff_encoder litlen, dist;
-    uint32_t length_bits[256]; /* indexed by length - 3 */
+    uint32_t literal[256];     /* code << 4 | length; 0: the byte has no code */
+    uint32_t length_bits[256]; /* indexed by match length - 3 */
     uint8_t length_nbits[256]; /* 0: the length symbol has no code */
+    uint32_t as_284_bits;      /* length 258 as symbol 284 with extra bits 31 */
+    uint8_t as_284_nbits;
+    uint16_t dist_code[DIST_SYMBOLS];
+    uint8_t dist_len[DIST_SYMBOLS];
+    uint16_t end_code;
+    uint8_t end_len;
 } block_coder;
 
-static void coder_join_lengths(block_coder *c)
+static void coder_join(block_coder *c, const huff_encoder *litlen, const huff_encoder *dist)
 {
+    for (unsigned b = 0; b < 256; b++)
+        c->literal[b] = litlen->len[b] ? (uint32_t)litlen->code[b] << 4 | litlen->len[b] : 0;
     /* Ascending symbols, so 258 ends up as symbol 285, not as 284 + 31. */
     for (unsigned li = 0; li < LENGTH_CODES; li++) {
-        unsigned sym = FIRST_LENGTH_SYMBOL + li, len = c->litlen.len[sym];
+        unsigned sym = FIRST_LENGTH_SYMBOL + li, len = litlen->len[sym];
         for (unsigned x = 0; x < 1u << length_extra[li]; x++) {
             unsigned i = length_base[li] + x - 3;
-            c->length_bits[i] = c->litlen.code[sym] | x << len;
+            c->length_bits[i] = litlen->code[sym] | x << len;
             c->length_nbits[i] = len ? (uint8_t)(len + length_extra[li]) : 0;
         }
     }
+    unsigned sym = FIRST_LENGTH_SYMBOL + SYMBOL_284_INDEX, len = litlen->len[sym];
+    c->as_284_bits = litlen->code[sym] | (uint32_t)SYMBOL_284_EXTRA_258 << len;
+    c->as_284_nbits = len ? (uint8_t)(len + length_extra[SYMBOL_284_INDEX]) : 0;
+    for (unsigned d = 0; d < DIST_SYMBOLS; d++) {
+        c->dist_code[d] = dist->code[d];
+        c->dist_len[d] = dist->len[d];
+    }
+    c->end_code = litlen->code[END_OF_BLOCK];
+    c->end_len = litlen->len[END_OF_BLOCK];
 }
 
 static unsigned dist_symbol(unsigned distance)
@@ -1112,8 +956,7 @@ typedef struct {
     bitwriter out;
     const uint8_t *data;
     size_t data_len, pos; /* pos: data coded so far */
-    bytereader blocks, trees, runs, choices, lengths, ranks, dists;
-    match_model model;
+    bytereader blocks, trees, runs, lengths, dist_high, dist_low;
     block_coder fixed, dynamic;
     int fixed_ready;
 } replayer;
@@ -1126,7 +969,7 @@ static int replay_codelen_code(replayer *r, huff_encoder *codelen, unsigned hcle
         if (v > 7)
             return -EBADMSG;
         lens[codelen_order[i]] = (uint8_t)v;
-        bw_put(&r->out, v, 3);
+        bw_bits(&r->out, v, 3);
     }
     return encoder_build(codelen, lens, CODELEN_SYMBOLS, CODE_CODELENS) ? -EBADMSG : 0;
 }
@@ -1138,7 +981,7 @@ static int replay_code_lengths(replayer *r, const huff_encoder *codelen, uint8_t
         unsigned sym = rd_byte(&r->trees);
         if (r->trees.bad || sym >= CODELEN_SYMBOLS || !codelen->len[sym])
             return -EBADMSG;
-        bw_put(&r->out, codelen->code[sym], codelen->len[sym]);
+        bw_bits(&r->out, codelen->code[sym], codelen->len[sym]);
         if (sym < 16) {
             lens[n++] = (uint8_t)sym;
             continue;
@@ -1150,7 +993,7 @@ static int replay_code_lengths(replayer *r, const huff_encoder *codelen, uint8_t
         unsigned extra = rd_byte(&r->trees);
         if (extra >> bits || base + extra > total - n)
             return -EBADMSG;
-        bw_put(&r->out, extra, bits);
+        bw_bits(&r->out, extra, bits);
         memset(lens + n, value, base + extra);
         n += base + extra;
     }
@@ -1164,119 +1007,197 @@ static int replay_dynamic_header(replayer *r)
         return -EBADMSG;
     /* At most 14 + 19 * 3 + 316 * 14 bits. */
     TRY(bw_reserve(&r->out, 1024));
-    bw_put(&r->out, hlit, 5);
-    bw_put(&r->out, hdist, 5);
-    bw_put(&r->out, hclen, 4);
+    bw_bits(&r->out, hlit | hdist << 5 | hclen << 10, 14);
     huff_encoder codelen;
     TRY(replay_codelen_code(r, &codelen, hclen));
     unsigned nlen = hlit + 257, ndist = hdist + 1;
     uint8_t lens[LITLEN_SYMBOLS + DIST_SYMBOLS];
     TRY(replay_code_lengths(r, &codelen, lens, nlen + ndist));
-    block_coder *c = &r->dynamic;
-    if (!lens[END_OF_BLOCK] || encoder_build(&c->litlen, lens, nlen, CODE_LITLEN) ||
-        encoder_build(&c->dist, lens + nlen, ndist, CODE_DIST))
+    huff_encoder litlen, dist;
+    if (!lens[END_OF_BLOCK] || encoder_build(&litlen, lens, nlen, CODE_LITLEN) ||
+        encoder_build(&dist, lens + nlen, ndist, CODE_DIST))
         return -EBADMSG;
-    coder_join_lengths(c);
+    coder_join(&r->dynamic, &litlen, &dist);
     return 0;
 }
 
 static const block_coder *fixed_coder(replayer *r)
 {
     if (!r->fixed_ready) {
-        uint8_t litlen[LITLEN_SYMBOLS], dist[DIST_SYMBOLS];
-        fixed_code_lengths(litlen, dist);
-        encoder_build(&r->fixed.litlen, litlen, LITLEN_SYMBOLS, CODE_LITLEN);
-        encoder_build(&r->fixed.dist, dist, DIST_SYMBOLS, CODE_DIST);
-        coder_join_lengths(&r->fixed);
+        uint8_t litlen_lens[LITLEN_SYMBOLS], dist_lens[DIST_SYMBOLS];
+        fixed_code_lengths(litlen_lens, dist_lens);
+        huff_encoder litlen, dist;
+        encoder_build(&litlen, litlen_lens, LITLEN_SYMBOLS, CODE_LITLEN);
+        encoder_build(&dist, dist_lens, DIST_SYMBOLS, CODE_DIST);
+        coder_join(&r->fixed, &litlen, &dist);
         r->fixed_ready = 1;
     }
     return &r->fixed;
 }
 
-static int replay_literals(replayer *r, const huff_encoder *litlen, size_t run)
+/* The writer's state in locals, for the symbol loop: stores through a byte pointer may
+ * alias anything, so fields reached through pointers would be reloaded after each. */
+typedef struct {
+    uint8_t *at, *end; /* next byte to write; end of the buffer */
+    uint64_t acc;
+    unsigned count;
+} bitcursor;
+
+static inline void bc_put(bitcursor *b, uint64_t bits, unsigned n)
 {
-    const uint8_t *p = r->data + r->pos, *end = p + run;
-    for (; p < end; p++) {
-        unsigned len = litlen->len[*p];
-        if (!len)
-            return -EINVAL; /* this byte cannot be a literal here: not the recorded data */
-        bw_put(&r->out, litlen->code[*p], len);
+    b->acc |= bits << b->count;
+    b->count += n;
+}
+
+static inline void bc_flush(bitcursor *b)
+{
+    store_le64(b->at, b->acc);
+    b->at += b->count >> 3;
+    b->acc >>= b->count & 56;
+    b->count &= 7;
+}
+
+/* Codes the n literals at p, three codes of at most 15 bits per flush; the caller has
+ * made room for two bytes per literal.  Nonzero if a byte has no code in this block. */
+static inline unsigned put_literals(bitcursor *b, const uint32_t *literal, const uint8_t *p,
+                                    size_t n)
+{
+    unsigned missing = 0;
+    size_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t x = literal[p[i]], y = literal[p[i + 1]], z = literal[p[i + 2]];
+        missing |= !x | !y | !z;
+        bc_put(b, x >> 4, x & 15);
+        bc_put(b, y >> 4, y & 15);
+        bc_put(b, z >> 4, z & 15);
+        bc_flush(b);
     }
-    r->pos += run;
+    for (; i < n; i++) {
+        uint32_t x = literal[p[i]];
+        missing |= !x;
+        bc_put(b, x >> 4, x & 15);
+        bc_flush(b);
+    }
+    return missing;
+}
+
+/* A section being read in the symbol loop. */
+typedef struct {
+    const uint8_t *at, *end;
+} cursor;
+
+static cursor cursor_of(const bytereader *r)
+{
+    return (cursor){r->bytes + r->pos, r->bytes + r->len};
+}
+
+static void cursor_back(bytereader *r, cursor c)
+{
+    r->pos = (size_t)(c.at - r->bytes);
+}
+
+/* Reads the next varint of the runs section; -1 if it is cut short or too long. */
+static inline int next_token(cursor *c, uint64_t *token)
+{
+    if (c->at == c->end)
+        return -1;
+    uint64_t byte = *c->at++, v = byte & 0x7f;
+    for (unsigned shift = 7; byte >= 0x80; shift += 7) {
+        if (c->at == c->end || shift >= 64)
+            return -1;
+        byte = *c->at++;
+        v |= (byte & 0x7f) << shift;
+    }
+    *token = v;
     return 0;
 }
 
-/* The next match, from its recorded choice and the data before it. */
-static int replay_predict(replayer *r, match *mt)
-{
-    unsigned choice = rd_byte(&r->choices), rank;
-    size_t left = r->data_len - r->pos;
-    model_insert_before(&r->model, r->pos);
-    if (choice <= CHOICE_MAX_RECORD) {
-        *mt = model_record(&r->model, r->pos, choice);
-    } else if (choice == CHOICE_RANKED || choice == CHOICE_RAW) {
-        mt->length = rd_byte(&r->lengths) + 3;
-        if (mt->length > left)
-            return -EINVAL;
-        rank = choice == CHOICE_RANKED ? rd_byte(&r->ranks) : 0;
-        mt->distance = choice == CHOICE_RANKED ? model_ranked(&r->model, r->pos, mt->length, rank)
-                                               : rd_u16(&r->dists) + 1;
-    } else {
-        return -EBADMSG;
-    }
-    if (r->choices.bad || r->lengths.bad || r->ranks.bad || r->dists.bad)
-        return -EBADMSG;
-    if (mt->distance == 0 || mt->distance > r->pos || mt->length < 3 || mt->length > left)
-        return -EBADMSG;
-    return 0;
-}
-
-static int replay_match(replayer *r, const block_coder *c, unsigned kind)
-{
-    match mt;
-    TRY(replay_predict(r, &mt));
-    if (kind == RUN_THEN_MATCH) {
-        unsigned i = mt.length - 3;
-        if (!c->length_nbits[i])
-            return -EBADMSG;
-        bw_put(&r->out, c->length_bits[i], c->length_nbits[i]);
-    } else if (kind == RUN_THEN_MATCH_258_AS_284 && mt.length == 258) {
-        unsigned sym = FIRST_LENGTH_SYMBOL + SYMBOL_284_INDEX;
-        if (!c->litlen.len[sym])
-            return -EBADMSG;
-        bw_put(&r->out, c->litlen.code[sym], c->litlen.len[sym]);
-        bw_put(&r->out, SYMBOL_284_EXTRA_258, length_extra[SYMBOL_284_INDEX]);
-    } else {
-        return -EBADMSG;
-    }
-    unsigned dsym = dist_symbol(mt.distance);
-    if (!c->dist.len[dsym])
-        return -EBADMSG;
-    bw_put(&r->out, c->dist.code[dsym], c->dist.len[dsym]);
-    bw_put(&r->out, mt.distance - dist_base[dsym], dist_extra[dsym]);
-    r->pos += mt.length;
-    return 0;
-}
-
+/* The literal runs, matches and end of one fixed or dynamic block. */
 static int replay_symbols(replayer *r, const block_coder *c)
 {
+    bitwriter *w = &r->out;
+    bitcursor b = {w->bytes + w->len, w->bytes + w->cap, w->acc, w->count};
+    cursor runs = cursor_of(&r->runs), lengths = cursor_of(&r->lengths);
+    cursor high = cursor_of(&r->dist_high), low = cursor_of(&r->dist_low);
+    const uint8_t *data = r->data;
+    size_t pos = r->pos, data_len = r->data_len;
+    int err;
     for (;;) {
-        uint64_t token = rd_varint(&r->runs);
-        if (r->runs.bad)
-            return -EBADMSG;
-        uint64_t run = token >> 2;
-        unsigned kind = token & 3;
-        if (run > r->data_len - r->pos)
-            return -EINVAL;
-        /* A code is at most 15 bits: two bytes per literal, plus one match. */
-        TRY(bw_reserve(&r->out, 2 * (size_t)run + 16));
-        TRY(replay_literals(r, &c->litlen, (size_t)run));
-        if (kind == RUN_THEN_END) {
-            bw_put(&r->out, c->litlen.code[END_OF_BLOCK], c->litlen.len[END_OF_BLOCK]);
-            return 0;
+        uint64_t token;
+        if (next_token(&runs, &token)) {
+            err = -EBADMSG;
+            break;
         }
-        TRY(replay_match(r, c, kind));
+        size_t run = (size_t)(token >> 2);
+        unsigned kind = token & 3;
+        if (token >> 2 > data_len - pos) {
+            err = -EINVAL;
+            break;
+        }
+        /* A code is at most 15 bits: two bytes per literal, seven for a match. */
+        size_t need = 2 * run + 8 + 1 + BW_SLACK;
+        if ((size_t)(b.end - b.at) < need) {
+            w->len = (size_t)(b.at - w->bytes);
+            if ((err = bw_reserve(w, need)) != 0)
+                break;
+            b.at = w->bytes + w->len;
+            b.end = w->bytes + w->cap;
+        }
+        if (put_literals(&b, c->literal, data + pos, run)) {
+            err = -EINVAL; /* this byte cannot be a literal here: not the recorded data */
+            break;
+        }
+        pos += run;
+        if (kind == RUN_THEN_END) {
+            bc_put(&b, c->end_code, c->end_len);
+            bc_flush(&b);
+            err = 0;
+            break;
+        }
+        unsigned length, nbits;
+        uint32_t bits;
+        if (kind == RUN_THEN_MATCH && lengths.at < lengths.end) {
+            unsigned i = *lengths.at++;
+            length = i + 3;
+            bits = c->length_bits[i];
+            nbits = c->length_nbits[i];
+        } else if (kind == RUN_THEN_MATCH_258_AS_284) {
+            length = MAX_MATCH;
+            bits = c->as_284_bits;
+            nbits = c->as_284_nbits;
+        } else {
+            err = -EBADMSG;
+            break;
+        }
+        if (high.at == high.end || low.at == low.end) {
+            err = -EBADMSG;
+            break;
+        }
+        unsigned distance = ((unsigned)*high.at++ << 8 | *low.at++) + 1;
+        unsigned dsym = dist_symbol(distance), dlen = c->dist_len[dsym & 31];
+        if (!nbits || !dlen || distance > MAX_DISTANCE || distance > pos) {
+            err = -EBADMSG;
+            break;
+        }
+        if (length > data_len - pos) {
+            err = -EINVAL;
+            break;
+        }
+        bc_put(&b, bits, nbits); /* at most 20 bits */
+        bc_put(&b, c->dist_code[dsym] | (uint64_t)(distance - dist_base[dsym]) << dlen,
+               dlen + dist_extra[dsym]); /* at most 28 bits */
+        bc_flush(&b);
+        pos += length;
     }
+    w->len = (size_t)(b.at - w->bytes);
+    w->acc = b.acc;
+    w->count = b.count;
+    cursor_back(&r->runs, runs);
+    cursor_back(&r->lengths, lengths);
+    cursor_back(&r->dist_high, high);
+    cursor_back(&r->dist_low, low);
+    r->pos = pos;
+    return err;
 }
 
 static int replay_stored(replayer *r)
@@ -1288,8 +1209,7 @@ static int replay_stored(replayer *r)
     if (len > r->data_len - r->pos)
         return -EINVAL;
     TRY(bw_reserve(&r->out, (size_t)len + 8));
-    bw_put(&r->out, padding, pad_bits);
-    bw_flush_bytes(&r->out);
+    bw_bits(&r->out, padding, pad_bits); /* now on a byte boundary, nothing pending */
     uint8_t *to = r->out.bytes + r->out.len;
     to[0] = (uint8_t)len;
     to[1] = (uint8_t)(len >> 8);
@@ -1310,8 +1230,7 @@ static int replay_blocks(replayer *r)
         if (r->blocks.bad || header > 7)
             return -EBADMSG;
         TRY(bw_reserve(&r->out, 8));
-        bw_put(&r->out, final, 1);
-        bw_put(&r->out, type, 2);
+        bw_bits(&r->out, final | type << 1, 3);
         if (type == BLOCK_STORED) {
             TRY(replay_stored(r));
         } else if (type == BLOCK_FIXED) {
@@ -1326,33 +1245,74 @@ static int replay_blocks(replayer *r)
     return 0;
 }
 
-/* Inflates the recipe body, refusing sizes deflate could not have produced. */
-static int unpack_recipe(const uint8_t *recipe, size_t recipe_len, uint8_t **body, size_t *body_len)
+/* Inflates src[0..n) into exactly size bytes at dst; 0, -EBADMSG or -ENOMEM. */
+static int unpack_section(const uint8_t *src, size_t n, uint8_t *dst, size_t size)
 {
-    bytereader r = {recipe, recipe_len, 0, 0};
-    if (rd_byte(&r) != DEFLATE_RECIPE_FORMAT)
-        return -EBADMSG;
-    uint64_t n = rd_varint(&r);
-    uLong packed = recipe_len - r.pos;
-    if (r.bad || n > (uint64_t)packed * 1032 + 64)
-        return -EBADMSG;
-    uint8_t *b = malloc(n ? (size_t)n : 1);
-    if (!b)
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (inflateInit(&z) != Z_OK)
         return -ENOMEM;
-    uLongf got = (uLongf)n;
-    int z = uncompress2(b, &got, recipe + r.pos, &packed);
-    if (z != Z_OK || got != n || packed != recipe_len - r.pos) {
-        free(b);
-        return z == Z_MEM_ERROR ? -ENOMEM : -EBADMSG;
+    z.next_in = (Bytef *)src;
+    z.next_out = dst;
+    size_t in_left = n, out_left = size;
+    int ret;
+    do { /* avail_in and avail_out are uInt */
+        z.avail_in = (uInt)(in_left < (1u << 30) ? in_left : 1u << 30);
+        z.avail_out = (uInt)(out_left < (1u << 30) ? out_left : 1u << 30);
+        in_left -= z.avail_in;
+        out_left -= z.avail_out;
+        ret = inflate(&z, Z_NO_FLUSH);
+        in_left += z.avail_in;
+        out_left += z.avail_out;
+    } while (ret == Z_OK);
+    inflateEnd(&z);
+    if (ret == Z_MEM_ERROR)
+        return -ENOMEM;
+    return ret == Z_STREAM_END && in_left == 0 && out_left == 0 ? 0 : -EBADMSG;
+}
+
+enum { SECTIONS = 6 };
+
+/* The recipe's sections: those stored as they are point into the recipe, packed ones
+ * are inflated into one buffer. */
+static int read_sections(bytereader *b, bytereader *sections[SECTIONS], uint8_t **unpacked)
+{
+    static const uint8_t nothing[1];
+    const uint8_t *packed[SECTIONS];
+    size_t packed_len[SECTIONS], total = 0;
+    for (unsigned i = 0; i < SECTIONS; i++) {
+        uint64_t head = rd_varint(b), size = head >> 1;
+        packed_len[i] = head & 1 ? (size_t)rd_varint(b) : 0;
+        packed[i] = head & 1 ? rd_bytes(b, packed_len[i]) : NULL;
+        const uint8_t *bytes = head & 1 ? nothing : rd_bytes(b, size);
+        /* Deflate expands at most 1032-fold. */
+        if (b->bad || (head & 1 && size > (uint64_t)packed_len[i] * 1032 + 64))
+            return -EBADMSG;
+        *sections[i] = (bytereader){size ? bytes : nothing, (size_t)size, 0, 0};
+        if (head & 1)
+            total += (size_t)size; /* below 1032 times the recipe size */
     }
-    *body = b;
-    *body_len = (size_t)n;
+    if (b->pos != b->len)
+        return -EBADMSG;
+    *unpacked = total ? malloc(total) : NULL;
+    if (total && !*unpacked)
+        return -ENOMEM;
+    size_t at = 0;
+    for (unsigned i = 0; i < SECTIONS; i++) {
+        if (!packed[i])
+            continue;
+        TRY(unpack_section(packed[i], packed_len[i], *unpacked + at, sections[i]->len));
+        if (sections[i]->len)
+            sections[i]->bytes = *unpacked + at;
+        at += sections[i]->len;
+    }
     return 0;
 }
 
 static void put_bytes(bitwriter *w, const uint8_t *src, size_t n)
 {
-    memcpy(w->bytes + w->len, src, n);
+    if (n)
+        memcpy(w->bytes + w->len, src, n);
     w->len += n;
 }
 
@@ -1366,6 +1326,7 @@ typedef struct {
 
 static int read_frame(bytereader *b, stream_frame *f)
 {
+    unsigned format = rd_byte(b);
     f->cmf = (uint8_t)rd_byte(b);
     f->flg = (uint8_t)rd_byte(b);
     f->data_len = rd_varint(b);
@@ -1375,7 +1336,7 @@ static int read_frame(bytereader *b, stream_frame *f)
     f->final_padding = (uint8_t)rd_byte(b);
     f->trailing_len = rd_varint(b);
     f->trailing = rd_bytes(b, f->trailing_len);
-    return b->bad || flags > 1 ? -EBADMSG : 0;
+    return b->bad || format != DEFLATE_RECIPE_FORMAT || flags > 1 ? -EBADMSG : 0;
 }
 
 static int replay_frame_end(replayer *r, const stream_frame *f)
@@ -1384,8 +1345,7 @@ static int replay_frame_end(replayer *r, const stream_frame *f)
     if (f->final_padding >> pad_bits)
         return -EBADMSG;
     TRY(bw_reserve(&r->out, 4 + f->trailing_len));
-    bw_put(&r->out, f->final_padding, pad_bits);
-    bw_flush_bytes(&r->out);
+    bw_bits(&r->out, f->final_padding, pad_bits);
     uint32_t a = adler_of(r->data, r->data_len);
     uint8_t computed[4] = {(uint8_t)(a >> 24), (uint8_t)(a >> 16), (uint8_t)(a >> 8), (uint8_t)a};
     put_bytes(&r->out, f->adler_raw ? f->adler : computed, 4);
@@ -1395,33 +1355,35 @@ static int replay_frame_end(replayer *r, const stream_frame *f)
 
 static int sections_consumed(const replayer *r)
 {
-    const bytereader *s[] = {&r->blocks,  &r->trees, &r->runs, &r->choices,
-                             &r->lengths, &r->ranks, &r->dists};
+    const bytereader *s[] = {&r->blocks,  &r->trees,     &r->runs,
+                             &r->lengths, &r->dist_high, &r->dist_low};
     for (size_t i = 0; i < sizeof s / sizeof *s; i++)
         if (s[i]->bad || s[i]->pos != s[i]->len)
             return 0;
     return 1;
 }
 
-static int replay_body(replayer *r, const uint8_t *body, size_t body_len)
+static int replay_recipe(replayer *r, const uint8_t *recipe, size_t recipe_len, uint8_t **unpacked)
 {
-    bytereader b = {body, body_len, 0, 0};
+    if (!recipe || recipe_len < 5)
+        return -EBADMSG;
+    const uint8_t *sum = recipe + recipe_len - 4;
+    uint32_t stored =
+        (uint32_t)sum[0] << 24 | (uint32_t)sum[1] << 16 | (uint32_t)sum[2] << 8 | sum[3];
+    if (adler_of(recipe, recipe_len - 4) != stored)
+        return -EBADMSG;
+    bytereader b = {recipe, recipe_len - 4, 0, 0};
     stream_frame f;
     TRY(read_frame(&b, &f));
-    r->blocks = rd_section(&b);
-    r->trees = rd_section(&b);
-    r->runs = rd_section(&b);
-    r->choices = rd_section(&b);
-    r->lengths = rd_section(&b);
-    r->ranks = rd_section(&b);
-    r->dists = rd_section(&b);
-    if (b.bad || b.pos != b.len)
-        return -EBADMSG;
+    bytereader *sections[SECTIONS] = {&r->blocks,  &r->trees,     &r->runs,
+                                      &r->lengths, &r->dist_high, &r->dist_low};
+    TRY(read_sections(&b, sections, unpacked));
     if (f.data_len != r->data_len)
         return -EINVAL;
-    TRY(bw_reserve(&r->out, r->data_len / 2 + 64));
-    bw_put(&r->out, f.cmf, 8);
-    bw_put(&r->out, f.flg, 8);
+    /* Room for a stream somewhat larger than the data, so that it is rarely moved;
+     * pages never written cost nothing. */
+    TRY(bw_reserve(&r->out, r->data_len + r->data_len / 8 + 64));
+    bw_bits(&r->out, f.cmf | (unsigned)f.flg << 8, 16);
     TRY(replay_blocks(r));
     TRY(replay_frame_end(r, &f));
     if (r->pos != r->data_len)
@@ -1434,20 +1396,14 @@ int deflate_recipe_replay(const uint8_t *recipe, size_t recipe_len, const uint8_
 {
     *zstream = NULL;
     *zlen = 0;
-    uint8_t *body;
-    size_t body_len;
-    TRY(unpack_recipe(recipe, recipe_len, &body, &body_len));
     replayer *r = calloc(1, sizeof *r);
-    if (!r) {
-        free(body);
+    if (!r)
         return -ENOMEM;
-    }
     static const uint8_t no_data[1];
     r->data = data ? data : no_data;
     r->data_len = data ? data_len : 0;
-    r->model.data = r->data;
-    r->model.len = r->data_len;
-    int err = replay_body(r, body, body_len);
+    uint8_t *unpacked = NULL;
+    int err = replay_recipe(r, recipe, recipe_len, &unpacked);
     if (!err) {
         *zstream = r->out.bytes;
         *zlen = r->out.len;
@@ -1455,6 +1411,6 @@ int deflate_recipe_replay(const uint8_t *recipe, size_t recipe_len, const uint8_
         free(r->out.bytes);
     }
     free(r);
-    free(body);
+    free(unpacked);
     return err;
 }
