@@ -86,8 +86,9 @@ demo-stop:
 
 bench: deps
 	@sh contrib/deps.sh bench
-	$(MAKE) pixcrypt
+	$(MAKE) pixcrypt $(BUILD)/tests/tools/pngdecode
 	sh contrib/bench.sh $(CURDIR)/pixcrypt
+	PXC_CORPUS=$(PXC_CORPUS) sh contrib/bench-images.sh $(CURDIR)/pixcrypt $(BUILD)/tests/tools/pngdecode
 
 install: pixcrypt
 	install -d $(DESTDIR)$(PREFIX)/bin

@@ -1,0 +1,124 @@
+#!/bin/bash
+# contrib/bench-images.sh PIXCRYPT_BINARY PNGDECODE_BINARY -- what storing images as
+# images costs, measured in one run on this machine:
+#   overhead   stored size / original size of PNGs, median per encoder family
+#              (the corpus sets, and one photo-like image re-encoded by each encoder)
+#   big PNG    writing a 4000x3000 RGB PNG into the mount and reading it back cold,
+#              against `convert in.png out.png`, a plain libpng decode (tests/tools/
+#              pngdecode) and the same copy through gocryptfs, as ratios
+# Environment: PXC_CORPUS (default ../shared/corpus), BENCH_DIR (default /var/tmp),
+# BENCH_KEEP=1 keeps the work directory.
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
+set -euo pipefail
+
+[ $# -eq 2 ] || { echo "usage: bash contrib/bench-images.sh PIXCRYPT PNGDECODE" >&2; exit 2; }
+PXC=$(readlink -f "$1")
+PNGDECODE=$(readlink -f "$2")
+here=$(cd "$(dirname "$0")/.." && pwd)
+CORPUS=${PXC_CORPUS:-$here/../shared/corpus}
+work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/pixcrypt-bench-images.XXXXXX")
+pass=$work/pass
+printf 'bench passphrase\n' >"$pass"
+C=$work/cipher M=$work/mnt G=$work/gcipher GM=$work/gmnt S=$work/src
+mkdir -p "$C" "$M" "$G" "$GM" "$S"
+
+cleanup() {
+	set +e
+	for m in "$M" "$GM"; do mountpoint -q "$m" && fusermount3 -u "$m"; done
+	sleep 0.5
+	if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "kept $work"; else rm -rf --one-file-system "$work"; fi
+}
+trap cleanup EXIT
+
+mount_pxc() { "$PXC" mount --passfile "$pass" "$C" "$M"; }
+umount_wait() {
+	local i
+	fusermount3 -u "$1"
+	for i in $(seq 50); do pgrep -f -- " $1\$" >/dev/null || return 0; sleep 0.1; done
+}
+cold() { sync; [ -w /proc/sys/vm/drop_caches ] && echo 3 >/proc/sys/vm/drop_caches || true; }
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) printf "%.2f", v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+is_stored_png() { [ "$(dd if="$1" bs=1 skip=37 count=4 status=none 2>/dev/null | tr -d '\0')" = pxCR ]; }
+
+"$PXC" init --kdf interactive --passfile "$pass" "$C" >/dev/null
+mount_pxc
+
+# ---------------------------------------------------------------- overhead
+echo "generating the encoder variants of a 1024x768 photo-like image ..."
+convert -seed 7 -size 1024x768 plasma:fractal -blur 0x1 -depth 8 "$S/photo.png"
+declare -A fam=()
+add() { fam[$1]="${fam[$1]:-} $2"; }
+for q in 1 6 9; do convert "$S/photo.png" -quality "${q}5" "$S/zlib$q.png" && add "ImageMagick/zlib -$q" "$S/zlib$q.png"; done
+command -v optipng >/dev/null && optipng -quiet -o2 "$S/photo.png" -out "$S/optipng.png" && add optipng "$S/optipng.png"
+command -v zopflipng >/dev/null && zopflipng -q "$S/photo.png" "$S/zopflipng.png" >/dev/null && add zopflipng "$S/zopflipng.png"
+command -v advpng >/dev/null && cp "$S/photo.png" "$S/advpng.png" && advpng -q -z -3 "$S/advpng.png" && add advpng "$S/advpng.png"
+command -v pngcrush >/dev/null && pngcrush -q "$S/photo.png" "$S/pngcrush.png" 2>/dev/null && add pngcrush "$S/pngcrush.png"
+convert "$S/photo.png" -colors 256 "PNG8:$S/palette.png" && add "palette (ImageMagick)" "$S/palette.png"
+if [ -d "$CORPUS/png" ]; then
+	for set in pngsuite testpngs libjpeg-turbo; do
+		[ -d "$CORPUS/png/$set" ] || continue
+		for f in "$CORPUS/png/$set"/*.png; do add "corpus: $set" "$f"; done
+	done
+fi
+
+echo
+echo "| PNGs | files | stored as PNG | stored / original, median | stored / raw pixels, median |"
+echo "| --- | --- | --- | --- | --- |"
+n=0
+for k in $(printf '%s\n' "${!fam[@]}" | sort | tr ' ' '\037'); do
+	k=${k//$'\037'/ }
+	files=0 aspng=0
+	: >"$work/r1" && : >"$work/r2"
+	for f in ${fam[$k]}; do
+		n=$((n + 1))
+		files=$((files + 1))
+		cp "$f" "$M/f$n.png" 2>/dev/null || continue
+		is_stored_png "$C/f$n.png" || continue
+		aspng=$((aspng + 1))
+		o=$(stat -c %s "$f") s=$(stat -c %s "$C/f$n.png")
+		echo "$s $o" | awk '{ printf "%.4f\n", $1 / $2 }' >>"$work/r1"
+		# raw pixels: width x height x channels x depth / 8, as IHDR says
+		echo "$s $(identify -format '%w %h %z %[channels]\n' "$f" 2>/dev/null | head -n 1)" |
+			awk '{ c = 1; if ($5 ~ /rgba/) c = 4; else if ($5 ~ /rgb/) c = 3; else if ($5 ~ /graya/) c = 2
+			       raw = $2 * $3 * c * $4 / 8; if (raw > 0) printf "%.4f\n", $1 / raw }' >>"$work/r2"
+	done
+	echo "| $k | $files | $aspng | $(median <"$work/r1") | $(median <"$work/r2") |"
+done
+
+# ---------------------------------------------------------------- big PNG
+echo
+echo "generating a 4000x3000 8-bit RGB PNG ..."
+convert -seed 3 -size 4000x3000 plasma:fractal -depth 8 "$S/big.png"
+big_mb=$(awk -v b="$(stat -c %s "$S/big.png")" 'BEGIN { printf "%.1f", b / 1048576 }')
+gocryptfs -q -init -extpass "cat $pass" -scryptn 10 "$G" >/dev/null 2>&1 &&
+	gocryptfs -q -nosyslog -extpass "cat $pass" "$G" "$GM" >/dev/null 2>&1 && have_gc=1 || have_gc=0
+cat "$S/big.png" >/dev/null
+
+t0=$(now); convert "$S/big.png" "$work/convert-out.png"; t1=$(now); t_convert=$(secs "$t0" "$t1")
+cold; t0=$(now); "$PNGDECODE" "$S/big.png"; t1=$(now); t_decode=$(secs "$t0" "$t1")
+t0=$(now); cp "$S/big.png" "$M/big.png" && sync "$M/big.png"; t1=$(now); t_write=$(secs "$t0" "$t1")
+stored=$(is_stored_png "$C/big.png" && echo "stored as PNG" || echo "stored opaque")
+umount_wait "$M"; cold; mount_pxc
+t0=$(now); cat "$M/big.png" >/dev/null; t1=$(now); t_read=$(secs "$t0" "$t1")
+t0=$(now); cat "$M/big.png" >/dev/null; t1=$(now); t_read_warm=$(secs "$t0" "$t1")
+cmp -s "$S/big.png" "$M/big.png" && same=identical || same=DIFFERENT
+if [ $have_gc = 1 ]; then
+	t0=$(now); cp "$S/big.png" "$GM/big.png" && sync "$GM/big.png"; t1=$(now); g_write=$(secs "$t0" "$t1")
+	umount_wait "$GM"; cold
+	gocryptfs -q -nosyslog -extpass "cat $pass" "$G" "$GM" >/dev/null 2>&1
+	t0=$(now); cat "$GM/big.png" >/dev/null; t1=$(now); g_read=$(secs "$t0" "$t1")
+fi
+r() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+echo
+echo "4000x3000 RGB PNG, $big_mb MiB, $stored, read back $same"
+echo
+echo "| operation | time | ratio |"
+echo "| --- | --- | --- |"
+echo "| write into the mount (cp + sync) | ${t_write} s | $(r "$t_write" "$t_convert") x convert in.png out.png (${t_convert} s) |"
+echo "| read back, cold (cat) | ${t_read} s | $(r "$t_read" "$t_decode") x plain libpng decode (${t_decode} s) |"
+echo "| read back again, cached | ${t_read_warm} s | $(r "$t_read_warm" "$t_decode") x plain libpng decode |"
+if [ $have_gc = 1 ]; then
+	echo "| gocryptfs: write / read cold | ${g_write} s / ${g_read} s | pixcrypt takes $(r "$t_write" "$g_write") x / $(r "$t_read" "$g_read") x as long |"
+fi
