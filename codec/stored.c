@@ -28,6 +28,7 @@ int pxc_stored_peek(const uint8_t *head, size_t n, uint64_t stored_size, pxc_sto
         memcpy(out->file_id, png.file_id, PXC_FILE_ID_BYTES);
         memcpy(out->sealed, png.sealed, PXC_SEALED_SECRETS_BYTES);
         memcpy(out->header_ad, png.header_ad, sizeof out->header_ad);
+        out->head_bytes = png.head_bytes;
         return 0;
     }
     return -EBADMSG;
@@ -77,6 +78,19 @@ int pxc_stored_decode(int kind, const uint8_t *stored, size_t n, const pxc_keys 
     switch (kind) {
     case PXC_KIND_PNG:
         return png_codec_decode(stored, n, keys, plain, plain_len);
+    default:
+        return -EINVAL;
+    }
+}
+
+int pxc_stored_decode_head(int kind, const uint8_t *stored, size_t n, const pxc_keys *keys,
+                           uint8_t **head, size_t *head_len)
+{
+    *head = NULL;
+    *head_len = 0;
+    switch (kind) {
+    case PXC_KIND_PNG:
+        return png_codec_decode_head(stored, n, keys, head, head_len);
     default:
         return -EINVAL;
     }

@@ -24,6 +24,7 @@ typedef struct pxc_stored_info {
     uint8_t file_id[PXC_FILE_ID_BYTES];
     uint8_t sealed[PXC_SEALED_SECRETS_BYTES]; /* sealed seed || nnvec */
     uint8_t header_ad[32];                    /* what the sealed secrets are bound to */
+    uint64_t head_bytes; /* stored bytes pxc_stored_decode_head needs; 0 for opaque */
 } pxc_stored_info;
 
 /* Identifies a stored file from its first n bytes (n = min(stored_size,
@@ -53,5 +54,14 @@ int pxc_stored_encode(int kind, const uint8_t *plain, size_t n, const pxc_keys *
  * -EBADMSG when it does not authenticate. */
 int pxc_stored_decode(int kind, const uint8_t *stored, size_t n, const pxc_keys *keys,
                       uint8_t **plain, size_t *plain_len);
+
+/* The plaintext's leading bytes that precede its image data (for PNG: signature, IHDR
+ * and every chunk before the first IDAT), without decoding the image: *head (malloc'ed,
+ * *head_len bytes) is a prefix of what pxc_stored_decode gives.  Needs only the first
+ * info.head_bytes stored bytes (n may be larger; -ENODATA if smaller), which
+ * authenticate on their own; the rest of the file is not checked.  -EBADMSG when they
+ * do not authenticate, -EINVAL for kinds without a separately readable head. */
+int pxc_stored_decode_head(int kind, const uint8_t *stored, size_t n, const pxc_keys *keys,
+                           uint8_t **head, size_t *head_len);
 
 #endif

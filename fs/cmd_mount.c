@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <stddef.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +21,20 @@ static const char mount_usage[] =
     "usage: pixcrypt mount [-f] [-d] [-o OPTIONS] [--passfile FILE] CIPHERDIR MOUNTPOINT\n"
     "  -f            stay in the foreground, log to stderr\n"
     "  -d            debug: log every FUSE request (implies -f)\n"
-    "  -o OPTIONS    mount options, e.g. ro,allow_other\n";
+    "  -o OPTIONS    mount options, e.g. ro,allow_other\n"
+    "                cache_mb=N: plaintext cache for decoded images, in MiB (default 256)\n";
+
+#define DEFAULT_CACHE_MB 256
+
+/* pixcrypt's own -o options, taken out before libfuse sees the rest. */
+struct pxc_mount_opts {
+    unsigned cache_mb;
+};
+
+static const struct fuse_opt pxc_opt_spec[] = {
+    {"cache_mb=%u", offsetof(struct pxc_mount_opts, cache_mb), 0},
+    FUSE_OPT_END,
+};
 
 /* Takes CIPHERDIR/.pixcrypt/lock, held until the daemon exits.  Returns the lock fd,
  * -1 with *read_only set if the cipher dir cannot be written (mount read-only, no lock
@@ -157,6 +171,17 @@ int cmd_mount(int argc, char **argv)
         fuse_opt_add_arg(&args, "-d");
         pxc_log_set_debug(1);
     }
+    struct pxc_mount_opts mopts = {DEFAULT_CACHE_MB};
+    if (fuse_opt_parse(&args, &mopts, pxc_opt_spec, NULL) != 0) {
+        fputs(mount_usage, stderr);
+        fuse_opt_free_args(&args);
+        return PXC_EXIT_USAGE;
+    }
+    if (mopts.cache_mb > (1u << 20)) {
+        fprintf(stderr, "pixcrypt mount: cache_mb=%u is too large\n", mopts.cache_mb);
+        fuse_opt_free_args(&args);
+        return PXC_EXIT_USAGE;
+    }
 
     int exit_code = PXC_EXIT_ERROR, lock_fd = -1, read_only = 0;
     char *cipherdir = realpath(argv[optind], NULL);
@@ -173,6 +198,7 @@ int cmd_mount(int argc, char **argv)
 
     memset(&fs, 0, sizeof fs);
     fs.root_fd = -1;
+    pthread_rwlock_init(&fs.ns_lock, NULL);
     if (!cipherdir) {
         fprintf(stderr, "pixcrypt mount: %s: %s\n", argv[optind], strerror(errno));
         exit_code = PXC_EXIT_NOT_A_VOLUME;
@@ -209,7 +235,8 @@ int cmd_mount(int argc, char **argv)
     keys = pxc_keys_new(master);
     fs.root_fd = open(cipherdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     fs.inodes = inode_table_new(cipherdir);
-    if (!keys || fs.root_fd < 0 || !fs.inodes) {
+    fs.cache = plain_cache_new((size_t)mopts.cache_mb << 20);
+    if (!keys || fs.root_fd < 0 || !fs.inodes || !fs.cache) {
         fprintf(stderr, "pixcrypt mount: cannot set up: %s\n", strerror(errno));
         goto out;
     }
@@ -244,6 +271,8 @@ out:
         fuse_session_destroy(se);
     fuse_opt_free_args(&args);
     inode_table_free(fs.inodes);
+    plain_cache_free(fs.cache);
+    pthread_rwlock_destroy(&fs.ns_lock);
     if (fs.root_fd >= 0)
         close(fs.root_fd);
     pxc_keys_free(keys);

@@ -2,26 +2,86 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
+#include "codec/stored.h"
 #include "fs/log.h"
+#include "fs/plaincache.h"
+
+/* Largest stored file of a format-preserving kind that is read whole (its plaintext is
+ * at most PXC_STORED_MAX_IMAGE_FILE; the stored form may be somewhat larger). */
+#define MAX_STORED_IMAGE_FILE ((uint64_t)PXC_STORED_MAX_IMAGE_FILE * 2 + (64u << 20))
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static ssize_t read_full(int fd, void *buf, size_t n, off_t off)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = pread(fd, (uint8_t *)buf + done, n - done, off + (off_t)done);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -errno;
+        if (r == 0)
+            break;
+        done += (size_t)r;
+    }
+    return (ssize_t)done;
+}
+
+static int write_full(int fd, const void *buf, size_t n)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = pwrite(fd, (const uint8_t *)buf + done, n - done, (off_t)done);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return r < 0 ? -errno : -EIO;
+        done += (size_t)r;
+    }
+    return 0;
+}
+
+/* Peeks at the stored file on fd: its kind, plaintext size and file id. */
+static int peek_fd(int fd, uint64_t stored_size, pxc_stored_info *info)
+{
+    uint8_t head[PXC_STORED_PEEK_BYTES];
+    size_t want = stored_size < sizeof head ? (size_t)stored_size : sizeof head;
+    ssize_t r = read_full(fd, head, want, 0);
+    if (r < 0)
+        return (int)r;
+    return pxc_stored_peek(head, (size_t)r, stored_size, info);
+}
 
 /* ---- keystore rows ------------------------------------------------------ */
 
-static void row_put(pxc_fs *fs, const opaque_file *f)
+static void row_put_raw(pxc_fs *fs, const uint8_t id[PXC_FILE_ID_BYTES], int kind,
+                        const uint8_t sealed[PXC_SEALED_SECRETS_BYTES], uint64_t plain_size)
 {
     ks_file_row row;
     memset(&row, 0, sizeof row);
-    memcpy(row.file_id, f->secrets.file_id, sizeof row.file_id);
-    row.kind = PXC_KIND_OPAQUE;
-    memcpy(row.seed_sealed, f->sealed, sizeof f->sealed);
-    row.seed_sealed_len = sizeof f->sealed;
-    row.plain_size = f->plain_size;
+    memcpy(row.file_id, id, sizeof row.file_id);
+    row.kind = kind;
+    memcpy(row.seed_sealed, sealed, PXC_SEALED_SECRETS_BYTES);
+    row.seed_sealed_len = PXC_SEALED_SECRETS_BYTES;
+    row.plain_size = plain_size;
     int rc = keystore_file_put(fs->ks, &row);
     if (rc != KS_OK)
         pxc_log(LOG_WARNING, "keystore: cannot record a file: %s (fsck can rebuild it)",
                 keystore_strerror(rc));
+}
+
+static void row_put(pxc_fs *fs, const opaque_file *f)
+{
+    row_put_raw(fs, f->secrets.file_id, PXC_KIND_OPAQUE, f->sealed, f->plain_size);
 }
 
 /* With n write-locked, after its content changed. */
@@ -39,10 +99,20 @@ static void row_update(pxc_fs *fs, pxc_inode *n)
     }
 }
 
+/* The stored file of n now has a new version (new file id): its row replaces the old
+ * one.  File first, then row: call after the new file is in place. */
+static void row_replace(pxc_fs *fs, const uint8_t old_id[PXC_FILE_ID_BYTES],
+                        const uint8_t new_id[PXC_FILE_ID_BYTES], int kind,
+                        const uint8_t sealed[PXC_SEALED_SECRETS_BYTES], uint64_t plain_size)
+{
+    row_put_raw(fs, new_id, kind, sealed, plain_size);
+    keystore_file_delete(fs->ks, old_id);
+}
+
 int content_doomed(int dirfd, const char *name, const struct stat *keep, uint8_t id[16])
 {
     struct stat st;
-    uint8_t head[32];
+    pxc_stored_info info;
     if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
         st.st_nlink != 1)
         return 0;
@@ -51,11 +121,11 @@ int content_doomed(int dirfd, const char *name, const struct stat *keep, uint8_t
     int fd = openat(dirfd, name, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
         return 0;
-    ssize_t r = pread(fd, head, sizeof head, 0);
+    int rc = peek_fd(fd, (uint64_t)st.st_size, &info);
     close(fd);
-    if (r != (ssize_t)sizeof head || pxc_stored_kind(head, sizeof head) < 0)
+    if (rc != 0)
         return 0;
-    memcpy(id, head + 16, 16);
+    memcpy(id, info.file_id, 16);
     return 1;
 }
 
@@ -65,6 +135,11 @@ void content_forget_row(pxc_fs *fs, const uint8_t id[16])
     if (rc != KS_OK)
         pxc_log(LOG_WARNING, "keystore: cannot drop a removed file's row: %s",
                 keystore_strerror(rc));
+}
+
+int content_is_temp_name(const char *name)
+{
+    return strncmp(name, PXC_TEMP_PREFIX, sizeof PXC_TEMP_PREFIX - 1) == 0;
 }
 
 /* ---- errors ------------------------------------------------------------- */
@@ -81,19 +156,28 @@ static int content_error(pxc_fs *fs, pxc_inode *n, int rc, uint64_t off)
     return rc;
 }
 
+/* A whole-file decode failed: EIO and a log line, except for a lack of memory. */
+static int decode_error(pxc_fs *fs, pxc_inode *n, int rc)
+{
+    char name[512];
+    if (rc == -ENOMEM)
+        return rc;
+    inode_name(fs->inodes, n, name, sizeof name);
+    if (rc == -EBADMSG)
+        pxc_log(LOG_ERR, "%s: stored image fails authentication", name);
+    else
+        pxc_log(LOG_ERR, "%s: cannot decode the stored image: %s", name, strerror(-rc));
+    return -EIO;
+}
+
 /* ---- sizes -------------------------------------------------------------- */
 
-/* The plaintext size of a stored file from its first bytes and its stored size; 0 for
- * files that are not (valid) stored files: reads of those fail with EIO. */
+/* The plaintext size of a stored file of any kind from its first bytes and its stored
+ * size; 0 for files that are not (valid) stored files: opening those fails with EIO. */
 static uint64_t stored_plain_size(int fd, uint64_t stored_size)
 {
-    uint8_t head[16];
-    uint64_t plain = 0;
-    if (pread(fd, head, sizeof head, 0) != (ssize_t)sizeof head ||
-        pxc_stored_kind(head, sizeof head) != PXC_KIND_OPAQUE ||
-        opaque_plain_size(stored_size, &plain) != 0)
-        return 0;
-    return plain;
+    pxc_stored_info info;
+    return peek_fd(fd, stored_size, &info) == 0 ? info.plain_size : 0;
 }
 
 void content_stat_size(pxc_fs *fs, pxc_inode *n, int dirfd, const char *name, struct stat *st)
@@ -118,6 +202,304 @@ void content_stat_size(pxc_fs *fs, pxc_inode *n, int dirfd, const char *name, st
     st->st_size = (off_t)plain;
 }
 
+/* ---- replacing a stored file atomically ----------------------------------- */
+
+/* A new stored form of n is written to an unnamed temp file (O_TMPFILE) in the
+ * directory of n's name, made durable, then, with the namespace locked against every
+ * change through the mount, given a hidden name and renamed over n's name.  That happens
+ * only if n's current name (from /proc) still refers to n's backing inode and is its
+ * only link; on any doubt the replacement is abandoned and the file keeps its current
+ * stored form.  The directory's mtime is put back afterwards: a replacement changes
+ * nothing the user did (cp -a and rsync set directory times before the last release of
+ * the files in it arrives).  Where O_TMPFILE is not supported the temp file is created
+ * under a hidden name right away.  Changes made directly in the cipher dir at the same
+ * moment are not covered by the lock. */
+typedef struct replacement {
+    int dirfd;                              /* directory holding the temp file */
+    char name[sizeof PXC_TEMP_PREFIX + 32]; /* hidden name */
+    int named;                              /* the temp file has that name now */
+    int fd;                                 /* the temp file, read-write */
+} replacement;
+
+/* n's current path in the cipher dir, split at its last '/'.  -ESTALE if it has none. */
+static int current_path(const pxc_inode *n, char *path, size_t size, char **base)
+{
+    char proc[32];
+    ssize_t len = readlink(inode_proc_path(n, proc), path, size - 1);
+    if (len <= 0 || (size_t)len >= size - 1)
+        return -ESTALE;
+    path[len] = '\0';
+    static const char deleted[] = " (deleted)";
+    if ((size_t)len >= sizeof deleted - 1 &&
+        strcmp(path + len - (sizeof deleted - 1), deleted) == 0)
+        return -ESTALE;
+    char *slash = strrchr(path, '/');
+    if (!slash || slash[1] == '\0')
+        return -ESTALE;
+    *slash = '\0';
+    *base = slash + 1;
+    if (path[0] == '\0') {
+        path[0] = '/';
+        path[1] = '\0';
+    }
+    return 0;
+}
+
+static int repl_begin(const pxc_inode *n, replacement *r)
+{
+    char path[PATH_MAX], *base;
+    uint8_t rnd[8];
+    r->dirfd = r->fd = -1;
+    r->named = 0;
+    int rc = current_path(n, path, sizeof path, &base);
+    if (rc)
+        return rc;
+    r->dirfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (r->dirfd < 0)
+        return -errno;
+    randombytes_buf(rnd, sizeof rnd);
+    int k = snprintf(r->name, sizeof r->name, "%s", PXC_TEMP_PREFIX);
+    for (size_t i = 0; i < sizeof rnd; i++)
+        k += snprintf(r->name + k, sizeof r->name - (size_t)k, "%02x", rnd[i]);
+    r->fd = openat(r->dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (r->fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+        r->fd = openat(r->dirfd, r->name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0600);
+        r->named = r->fd >= 0;
+    }
+    if (r->fd < 0) {
+        rc = -errno;
+        close(r->dirfd);
+        r->dirfd = -1;
+        return rc;
+    }
+    return 0;
+}
+
+static void repl_abort(replacement *r)
+{
+    if (r->named)
+        unlinkat(r->dirfd, r->name, 0);
+    r->named = 0;
+    if (r->fd >= 0)
+        close(r->fd);
+    if (r->dirfd >= 0)
+        close(r->dirfd);
+    r->fd = r->dirfd = -1;
+}
+
+/* Extended attributes of from (an open fd) onto to.  User attributes and ACLs must
+ * copy; others (security.*, trusted.*) are copied where permitted. */
+static int copy_xattrs(int from, int to)
+{
+    ssize_t len = flistxattr(from, NULL, 0);
+    if (len <= 0)
+        return len < 0 && errno != ENOTSUP ? -errno : 0;
+    char *names = malloc((size_t)len);
+    uint8_t *val = malloc(XATTR_SIZE_MAX);
+    int rc = 0;
+    if (!names || !val)
+        rc = -ENOMEM;
+    else if ((len = flistxattr(from, names, (size_t)len)) < 0)
+        rc = -errno;
+    for (ssize_t i = 0; rc == 0 && i < len; i += (ssize_t)strlen(names + i) + 1) {
+        const char *name = names + i;
+        int must = strncmp(name, "user.", 5) == 0 || strncmp(name, "system.posix_acl_", 17) == 0;
+        ssize_t v = fgetxattr(from, name, val, XATTR_SIZE_MAX);
+        if ((v < 0 || fsetxattr(to, name, val, (size_t)v, 0) != 0) && must)
+            rc = -errno;
+    }
+    free(names);
+    free(val);
+    return rc;
+}
+
+/* Gives the temp file the metadata of the file it replaces (st: fstat of `from`, an
+ * open fd on it): owner, mode, extended attributes, and the access and modification
+ * times as the user last saw them.  Then makes it durable. */
+static int repl_copy_meta(replacement *r, int from, const struct stat *st)
+{
+    struct stat now;
+    if (fstat(r->fd, &now) != 0)
+        return -errno;
+    if ((now.st_uid != st->st_uid || now.st_gid != st->st_gid) &&
+        fchown(r->fd, st->st_uid, st->st_gid) != 0)
+        return -errno;
+    if (fchmod(r->fd, st->st_mode & 07777) != 0)
+        return -errno;
+    int rc = copy_xattrs(from, r->fd);
+    if (rc)
+        return rc;
+    struct timespec tv[2] = {st->st_atim, st->st_mtim};
+    if (futimens(r->fd, tv) != 0 || fsync(r->fd) != 0)
+        return -errno;
+    return 0;
+}
+
+/* Renames the temp file over n's current name and re-keys n to the new inode.  With n
+ * write-locked. */
+static int repl_commit(pxc_fs *fs, pxc_inode *n, replacement *r)
+{
+    char path[PATH_MAX], proc[32], *base;
+    struct stat nst, cur, dst;
+    if (fstat(r->fd, &nst) != 0)
+        return -errno;
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", r->fd);
+    int pfd = open(proc, O_PATH | O_CLOEXEC);
+    if (pfd < 0)
+        return -errno;
+    pthread_rwlock_wrlock(&fs->ns_lock);
+    int rc = current_path(n, path, sizeof path, &base), dfd = -1, have_dir_time = 0;
+    if (rc == 0) {
+        dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+            dfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+            rc = -errno;
+    }
+    if (rc == 0 && (fstatat(dfd, base, &cur, AT_SYMLINK_NOFOLLOW) != 0 || cur.st_dev != n->dev ||
+                    cur.st_ino != n->ino || cur.st_nlink != 1 || cur.st_dev != nst.st_dev))
+        rc = -ESTALE;
+    if (rc == 0)
+        have_dir_time = fstat(dfd, &dst) == 0;
+    /* The temp file's hidden name goes in the target's directory: one rename, no
+     * second directory touched. */
+    if (rc == 0 && !r->named) {
+        if (linkat(AT_FDCWD, proc, dfd, r->name, AT_SYMLINK_FOLLOW) != 0)
+            rc = -errno;
+        else
+            r->named = 1;
+        close(r->dirfd);
+        r->dirfd = dfd;
+        dfd = -1;
+    }
+    int tdir = dfd >= 0 ? dfd : r->dirfd;
+    if (rc == 0 && renameat(r->dirfd, r->name, tdir, base) != 0)
+        rc = -errno;
+    if (rc == 0) {
+        r->named = 0;
+        /* n's fd must be one opened through the name: /proc shows an O_TMPFILE's own
+         * fd as "/#ino (deleted)" even once linked, and n's name comes from /proc. */
+        struct stat byname;
+        int nfd = openat(tdir, base, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (nfd >= 0 && fstat(nfd, &byname) == 0 && byname.st_dev == nst.st_dev &&
+            byname.st_ino == nst.st_ino) {
+            close(pfd);
+            pfd = nfd;
+        } else if (nfd >= 0) {
+            close(nfd);
+        }
+        inode_rekey(fs->inodes, n, pfd, &nst);
+        pfd = -1;
+    } else if (r->named && tdir == r->dirfd) {
+        unlinkat(r->dirfd, r->name, 0);
+        r->named = 0;
+    }
+    if (have_dir_time) {
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", tdir);
+        struct timespec tv[2] = {{0, UTIME_OMIT}, dst.st_mtim};
+        utimensat(AT_FDCWD, proc, tv, 0);
+    }
+    pthread_rwlock_unlock(&fs->ns_lock);
+    if (rc == 0)
+        fsync(tdir); /* the rename itself; fails harmlessly on an O_PATH fd */
+    if (dfd >= 0)
+        close(dfd);
+    if (pfd >= 0)
+        close(pfd);
+    return rc;
+}
+
+/* ---- the plaintext of format-preserving kinds --------------------------- */
+
+static void drop_decoded(pxc_fs *fs, pxc_inode *n)
+{
+    plain_cache_release(fs->cache, n->plain);
+    n->plain = NULL;
+    free(n->head);
+    n->head = NULL;
+    n->head_len = 0;
+    n->head_tried = 0;
+}
+
+/* The cache key of the stored version n->file.fd holds. */
+static int plain_key_of(const pxc_inode *n, plain_key *key)
+{
+    struct stat st;
+    if (fstat(n->file.fd, &st) != 0)
+        return -errno;
+    memset(key, 0, sizeof *key);
+    key->dev = st.st_dev;
+    key->ino = st.st_ino;
+    memcpy(key->file_id, n->file.secrets.file_id, sizeof key->file_id);
+    key->stored_size = (uint64_t)st.st_size;
+    key->mtime = st.st_mtim;
+    return 0;
+}
+
+/* Reads the whole stored file of n and decodes it into n->plain.  n write-locked. */
+static int fill_plain(pxc_fs *fs, pxc_inode *n)
+{
+    struct stat st;
+    plain_key key;
+    if (fstat(n->file.fd, &st) != 0)
+        return -errno;
+    if ((uint64_t)st.st_size > MAX_STORED_IMAGE_FILE)
+        return decode_error(fs, n, -EFBIG);
+    uint8_t *stored = malloc((size_t)st.st_size ? (size_t)st.st_size : 1), *plain = NULL;
+    if (!stored)
+        return -ENOMEM;
+    ssize_t r = read_full(n->file.fd, stored, (size_t)st.st_size, 0);
+    size_t plain_len = 0;
+    int rc = r < 0 ? (int)r : 0;
+    if (rc == 0)
+        rc = pxc_stored_decode(n->kind, stored, (size_t)r, fs->keys, &plain, &plain_len);
+    free(stored);
+    if (rc == 0 && plain_len != n->file.plain_size)
+        rc = -EBADMSG;
+    if (rc != 0) {
+        if (plain) {
+            explicit_bzero(plain, plain_len);
+            free(plain);
+        }
+        return decode_error(fs, n, rc);
+    }
+    if (plain_key_of(n, &key) == 0)
+        n->plain = plain_cache_put(fs->cache, &key, plain, plain_len);
+    else
+        n->plain = plain_cache_put(fs->cache, &(plain_key){0}, plain, plain_len);
+    return n->plain ? 0 : -ENOMEM;
+}
+
+/* Decodes the plaintext before the image data into n->head, from the stored file's
+ * head alone.  n write-locked.  Errors other than failed authentication only mean that
+ * reads go to the whole decode. */
+static int fill_head(pxc_fs *fs, pxc_inode *n)
+{
+    struct stat st;
+    pxc_stored_info info;
+    n->head_tried = 1;
+    if (fstat(n->file.fd, &st) != 0 || peek_fd(n->file.fd, (uint64_t)st.st_size, &info) != 0 ||
+        info.head_bytes == 0 || info.head_bytes > (uint64_t)st.st_size ||
+        info.head_bytes > (16u << 20))
+        return 0;
+    uint8_t *stored = malloc((size_t)info.head_bytes);
+    if (!stored)
+        return 0;
+    int rc = 0;
+    if (read_full(n->file.fd, stored, (size_t)info.head_bytes, 0) == (ssize_t)info.head_bytes)
+        rc = pxc_stored_decode_head(n->kind, stored, (size_t)info.head_bytes, fs->keys, &n->head,
+                                    &n->head_len);
+    free(stored);
+    if (rc == -EBADMSG)
+        return decode_error(fs, n, rc);
+    if (rc != 0 || n->head_len > n->file.plain_size) {
+        free(n->head);
+        n->head = NULL;
+        n->head_len = 0;
+    }
+    return 0;
+}
+
 /* ---- the open-file state ------------------------------------------------ */
 
 /* Opens the content of n, read-write even for readers so that one shared fd serves later
@@ -137,9 +519,12 @@ static int open_content_fd(pxc_inode *n, int want_write, int *writable)
 int content_create(pxc_fs *fs, int dirfd, const char *name, mode_t mode, int *fd_out,
                    opaque_file *fresh)
 {
+    pthread_rwlock_rdlock(&fs->ns_lock);
     int fd = openat(dirfd, name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, mode & 07777);
+    int err = errno;
+    pthread_rwlock_unlock(&fs->ns_lock);
     if (fd < 0)
-        return -errno;
+        return -err;
     int rc = opaque_create(fresh, fd, fs->keys);
     if (rc != 0) {
         unlinkat(dirfd, name, 0);
@@ -151,7 +536,108 @@ int content_create(pxc_fs *fs, int dirfd, const char *name, mode_t mode, int *fd
     return 0;
 }
 
-int content_attach(pxc_fs *fs, pxc_inode *n, int want_write, int fd, const opaque_file *fresh)
+/* Opens the stored form on fd (n's first handle) into n->file: the opaque codec state,
+ * or for a format-preserving kind its size and file id, and its plaintext if cached. */
+static int open_stored(pxc_fs *fs, pxc_inode *n, int fd)
+{
+    struct stat st;
+    pxc_stored_info info;
+    pxc_file_secrets s;
+    plain_key key;
+    memset(&n->file, 0, sizeof n->file);
+    n->file.fd = fd;
+    if (fstat(fd, &st) != 0)
+        return -errno;
+    int rc = peek_fd(fd, (uint64_t)st.st_size, &info);
+    if (rc)
+        return rc;
+    n->kind = info.kind;
+    if (info.kind == PXC_KIND_OPAQUE)
+        return opaque_open(&n->file, fd, fs->keys);
+    /* Checks that the file belongs to this volume now; its data is checked on decode. */
+    rc = pxc_stored_open_secrets(&info, fs->keys, &s);
+    sodium_memzero(&s, sizeof s);
+    if (rc)
+        return rc;
+    n->file.plain_size = info.plain_size;
+    memcpy(n->file.secrets.file_id, info.file_id, PXC_FILE_ID_BYTES);
+    memcpy(n->file.sealed, info.sealed, PXC_SEALED_SECRETS_BYTES);
+    if (plain_key_of(n, &key) == 0)
+        n->plain = plain_cache_get(fs->cache, &key);
+    return 0;
+}
+
+/* A writer attaches to n, whose stored form is format-preserving: turn it back into an
+ * opaque file so that writes at any offset work (it is transcoded again when the last
+ * writer leaves).  With `trunc` (the content is about to be emptied) the file simply
+ * starts over as a new empty opaque file; otherwise the plaintext is decoded and written
+ * to a new opaque file that replaces the stored one atomically.  A file with several
+ * hard links is rewritten in place instead (a rename would split its links), which
+ * unlike the rename is not crash-safe.  n write-locked, n->file.fd read-write. */
+static int make_opaque(pxc_fs *fs, pxc_inode *n, int trunc)
+{
+    uint8_t old_id[PXC_FILE_ID_BYTES];
+    opaque_file f;
+    struct stat st;
+    replacement r = {.dirfd = -1, .fd = -1};
+    int rc = 0, in_place = trunc;
+    dev_t odev = n->dev;
+    ino_t oino = n->ino;
+
+    memcpy(old_id, n->file.secrets.file_id, sizeof old_id);
+    if (!trunc && !n->plain && (rc = fill_plain(fs, n)) != 0)
+        return rc;
+    if (fstat(n->file.fd, &st) != 0)
+        return -errno;
+    if (!trunc && st.st_nlink != 1)
+        in_place = 1;
+    if (in_place) {
+        rc = opaque_create(&f, n->file.fd, fs->keys);
+        if (rc == 0 && !trunc && n->plain->len > 0) {
+            ssize_t w = opaque_write(&f, n->plain->data, n->plain->len, 0);
+            rc = w < 0 ? (int)w : (size_t)w != n->plain->len ? -EIO : 0;
+        }
+        if (rc) {
+            opaque_close(&f);
+            return rc;
+        }
+    } else {
+        rc = repl_begin(n, &r);
+        if (rc == 0)
+            rc = opaque_create(&f, r.fd, fs->keys);
+        if (rc == 0 && n->plain->len > 0) {
+            ssize_t w = opaque_write(&f, n->plain->data, n->plain->len, 0);
+            rc = w < 0 ? (int)w : (size_t)w != n->plain->len ? -EIO : 0;
+        }
+        if (rc == 0)
+            rc = repl_copy_meta(&r, n->file.fd, &st);
+        if (rc == 0)
+            rc = repl_commit(fs, n, &r);
+        if (rc) {
+            char name[512];
+            inode_name(fs->inodes, n, name, sizeof name);
+            pxc_log(LOG_WARNING, "%s: cannot reopen the stored image for writing: %s", name,
+                    strerror(-rc));
+            opaque_close(&f);
+            repl_abort(&r);
+            return rc == -ESTALE ? -EIO : rc;
+        }
+        close(n->file.fd);
+        close(r.dirfd);
+    }
+    row_replace(fs, old_id, f.secrets.file_id, PXC_KIND_OPAQUE, f.sealed, f.plain_size);
+    drop_decoded(fs, n);
+    plain_cache_drop_inode(fs->cache, odev, oino);
+    opaque_close(&n->file);
+    n->file = f;
+    n->kind = PXC_KIND_OPAQUE;
+    n->fd_writable = 1;
+    n->dirty = 1;
+    return 0;
+}
+
+int content_attach(pxc_fs *fs, pxc_inode *n, int want_write, int trunc, int fd,
+                   const opaque_file *fresh)
 {
     int writable = fd >= 0, rc = 0;
     pthread_rwlock_wrlock(&n->lock);
@@ -169,6 +655,13 @@ int content_attach(pxc_fs *fs, pxc_inode *n, int want_write, int fd, const opaqu
             pthread_rwlock_unlock(&n->lock);
             return -EACCES;
         }
+        if (want_write && n->kind != PXC_KIND_OPAQUE) {
+            rc = make_opaque(fs, n, trunc);
+            if (rc) {
+                pthread_rwlock_unlock(&n->lock);
+                return rc;
+            }
+        }
     } else {
         if (fd < 0)
             fd = open_content_fd(n, want_write, &writable);
@@ -176,14 +669,22 @@ int content_attach(pxc_fs *fs, pxc_inode *n, int want_write, int fd, const opaqu
             pthread_rwlock_unlock(&n->lock);
             return fd;
         }
+        n->kind = PXC_KIND_OPAQUE;
         if (fresh)
             n->file = *fresh;
         else
-            rc = opaque_open(&n->file, fd, fs->keys);
+            rc = open_stored(fs, n, fd);
+        n->file.fd = fd;
+        n->fd_writable = writable;
+        n->dirty = 0;
+        if (rc == 0 && want_write && n->kind != PXC_KIND_OPAQUE)
+            rc = make_opaque(fs, n, trunc);
         if (rc != 0) {
+            drop_decoded(fs, n);
             opaque_close(&n->file);
-            close(fd);
+            close(n->file.fd);
             n->file.fd = -1;
+            n->kind = PXC_KIND_OPAQUE;
             pthread_rwlock_unlock(&n->lock);
             if (rc == -EBADMSG) {
                 char name[512];
@@ -196,9 +697,6 @@ int content_attach(pxc_fs *fs, pxc_inode *n, int want_write, int fd, const opaqu
             }
             return rc;
         }
-        n->file.fd = fd;
-        n->fd_writable = writable;
-        n->dirty = 0;
     }
     n->nfiles++;
     if (want_write)
@@ -207,13 +705,119 @@ int content_attach(pxc_fs *fs, pxc_inode *n, int want_write, int fd, const opaqu
     return 0;
 }
 
-/* The last writer of n closed it, so its content is complete: record it.  Called with n
- * write-locked and dirty.  Format-preserving storage hooks in here: the codec transcodes
- * PNG/JPEG content into its stored form (file first, then the row), or declines and the
- * file stays opaque. */
+/* Transcodes n's opaque content into a format-preserving stored form if it is a
+ * candidate and the codec takes it.  0 when done (stored file replaced, keystore row
+ * replaced, open state switched to the new form with its plaintext); nonzero when the
+ * file stays opaque.  n write-locked. */
+static int transcode(pxc_fs *fs, pxc_inode *n)
+{
+    uint8_t sig[8], old_id[PXC_FILE_ID_BYTES];
+    uint64_t size = n->file.plain_size;
+    char name[512];
+    struct stat st;
+
+    if (size < sizeof sig || opaque_read(&n->file, sig, sizeof sig, 0) != (ssize_t)sizeof sig)
+        return -1;
+    int kind = pxc_stored_candidate_kind(sig, sizeof sig);
+    if (kind == PXC_KIND_OPAQUE)
+        return -1;
+    inode_name(fs->inodes, n, name, sizeof name);
+    if (size > PXC_STORED_MAX_IMAGE_FILE) {
+        pxc_log(LOG_INFO, "%s: stored opaque: too large to transform", name);
+        return -1;
+    }
+    if (fstat(n->file.fd, &st) != 0 || st.st_nlink == 0)
+        return -1; /* removed while open: nothing to replace */
+    if (st.st_nlink > 1) {
+        /* Replacing it by a rename would split its hard links. */
+        pxc_log(LOG_INFO, "%s: stored opaque: it has %lu hard links", name,
+                (unsigned long)st.st_nlink);
+        return -1;
+    }
+    uint8_t *plain = malloc((size_t)size), *stored = NULL;
+    if (!plain) {
+        pxc_log(LOG_INFO, "%s: stored opaque: out of memory", name);
+        return -1;
+    }
+    ssize_t r = opaque_read(&n->file, plain, (size_t)size, 0);
+    if (r != (ssize_t)size) {
+        if (r < 0)
+            content_error(fs, n, (int)r, 0);
+        explicit_bzero(plain, (size_t)size);
+        free(plain);
+        return -1;
+    }
+
+    pxc_file_secrets s;
+    size_t stored_len = 0;
+    const char *why = NULL;
+    pxc_secrets_fresh(&s);
+    int rc = pxc_stored_encode(kind, plain, (size_t)size, fs->keys, &s, &stored, &stored_len, &why);
+    sodium_memzero(&s, sizeof s);
+    pxc_stored_info info;
+    if (rc == 0 && (stored_len < PXC_STORED_PEEK_BYTES ||
+                    pxc_stored_peek(stored, PXC_STORED_PEEK_BYTES, stored_len, &info) != 0 ||
+                    info.kind != kind || info.plain_size != size)) {
+        rc = -EPROTO;
+        why = "stored form does not identify itself";
+    }
+    replacement rp = {.dirfd = -1, .fd = -1};
+    dev_t odev = n->dev;
+    ino_t oino = n->ino;
+    if (rc == 0) {
+        why = "cannot replace the stored file";
+        rc = repl_begin(n, &rp);
+        if (rc == 0)
+            rc = write_full(rp.fd, stored, stored_len);
+        if (rc == 0)
+            rc = repl_copy_meta(&rp, n->file.fd, &st);
+        if (rc == 0)
+            rc = repl_commit(fs, n, &rp);
+        if (rc)
+            repl_abort(&rp);
+    }
+    free(stored);
+    if (rc) {
+        pxc_log(LOG_INFO, "%s: stored opaque: %s (%s)", name, why ? why : "declined",
+                strerror(-rc));
+        explicit_bzero(plain, (size_t)size);
+        free(plain);
+        return -1;
+    }
+    close(rp.dirfd);
+
+    /* The file is in place: now its row, then the open state. */
+    memcpy(old_id, n->file.secrets.file_id, sizeof old_id);
+    row_replace(fs, old_id, info.file_id, kind, info.sealed, size);
+    plain_cache_drop_inode(fs->cache, odev, oino);
+    close(n->file.fd);
+    opaque_close(&n->file);
+    memset(&n->file, 0, sizeof n->file);
+    n->file.fd = rp.fd;
+    n->file.plain_size = size;
+    memcpy(n->file.secrets.file_id, info.file_id, PXC_FILE_ID_BYTES);
+    memcpy(n->file.sealed, info.sealed, PXC_SEALED_SECRETS_BYTES);
+    n->fd_writable = 1;
+    n->kind = kind;
+    drop_decoded(fs, n);
+    plain_key key;
+    if (plain_key_of(n, &key) == 0)
+        n->plain = plain_cache_put(fs->cache, &key, plain, (size_t)size);
+    else
+        free(plain);
+    pxc_log(LOG_DEBUG, "%s: stored as format-preserving kind %d", name, kind);
+    return 0;
+}
+
+/* The last writer of n closed it, so its content is complete: transcode it into its
+ * format-preserving stored form if it has one (file first, then the row), otherwise
+ * record the opaque form.  Called with n write-locked and dirty. */
 static void content_commit(pxc_fs *fs, pxc_inode *n)
 {
-    row_update(fs, n);
+    if (n->kind != PXC_KIND_OPAQUE)
+        return;
+    if (transcode(fs, n) != 0)
+        row_update(fs, n);
 }
 
 void content_detach(pxc_fs *fs, pxc_inode *n, int was_writer)
@@ -226,16 +830,55 @@ void content_detach(pxc_fs *fs, pxc_inode *n, int was_writer)
     if (n->nfiles > 0 && --n->nfiles == 0) {
         close(n->file.fd);
         opaque_close(&n->file);
+        drop_decoded(fs, n);
         n->file.fd = -1;
         n->fd_writable = 0;
+        n->kind = PXC_KIND_OPAQUE;
     }
     pthread_rwlock_unlock(&n->lock);
 }
 
+static size_t copy_out(void *buf, size_t size, off_t off, const uint8_t *data, size_t len)
+{
+    if ((uint64_t)off >= len)
+        return 0;
+    size_t k = len - (size_t)off < size ? len - (size_t)off : size;
+    memcpy(buf, data + off, k);
+    return k;
+}
+
 ssize_t content_read(pxc_fs *fs, pxc_inode *n, void *buf, size_t size, off_t off)
 {
+    ssize_t r;
     pthread_rwlock_rdlock(&n->lock);
-    ssize_t r = opaque_read(&n->file, buf, size, (uint64_t)off);
+    for (;;) {
+        if (n->kind == PXC_KIND_OPAQUE) {
+            r = opaque_read(&n->file, buf, size, (uint64_t)off);
+            break;
+        }
+        if (n->plain) {
+            r = (ssize_t)copy_out(buf, size, off, n->plain->data, n->plain->len);
+            break;
+        }
+        if ((uint64_t)off >= n->file.plain_size) {
+            r = 0;
+            break;
+        }
+        /* Reads within the plaintext before the image data need no pixels. */
+        if (n->head && (uint64_t)off + size <= n->head_len) {
+            r = (ssize_t)copy_out(buf, size, off, n->head, n->head_len);
+            break;
+        }
+        pthread_rwlock_unlock(&n->lock);
+        pthread_rwlock_wrlock(&n->lock);
+        int rc = 0;
+        if (n->kind != PXC_KIND_OPAQUE && !n->plain)
+            rc = n->head_tried ? fill_plain(fs, n) : fill_head(fs, n);
+        pthread_rwlock_unlock(&n->lock);
+        if (rc)
+            return rc;
+        pthread_rwlock_rdlock(&n->lock);
+    }
     pthread_rwlock_unlock(&n->lock);
     return r < 0 ? content_error(fs, n, (int)r, (uint64_t)off) : r;
 }
@@ -243,7 +886,8 @@ ssize_t content_read(pxc_fs *fs, pxc_inode *n, void *buf, size_t size, off_t off
 ssize_t content_write(pxc_fs *fs, pxc_inode *n, const void *buf, size_t size, off_t off)
 {
     pthread_rwlock_wrlock(&n->lock);
-    ssize_t r = opaque_write(&n->file, buf, size, (uint64_t)off);
+    ssize_t r =
+        n->kind == PXC_KIND_OPAQUE ? opaque_write(&n->file, buf, size, (uint64_t)off) : -EBADF;
     if (r > 0)
         n->dirty = 1;
     pthread_rwlock_unlock(&n->lock);
@@ -256,6 +900,10 @@ int content_truncate(pxc_fs *fs, pxc_inode *n, off_t size)
     if (size < 0)
         return -EINVAL;
     pthread_rwlock_wrlock(&n->lock);
+    if (n->kind != PXC_KIND_OPAQUE) {
+        pthread_rwlock_unlock(&n->lock);
+        return -EBADF;
+    }
     memcpy(old_id, n->file.secrets.file_id, sizeof old_id);
     int rc = opaque_truncate(&n->file, (uint64_t)size, fs->keys);
     if (rc == 0) {

@@ -1,6 +1,19 @@
 /* File content: the open-file state of a regular file's inode (one content fd and one
- * codec state shared by every handle and every hard link), reads and writes through
- * codec/opaque, plaintext sizes, and the keystore rows that index stored files.
+ * codec state shared by every handle and every hard link), reads and writes, plaintext
+ * sizes, and the keystore rows that index stored files.
+ *
+ * Storage (DESIGN.md §3), through codec/stored.h without knowing the formats: writes
+ * go to the opaque form.  When the last writer leaves, content that a format-preserving
+ * kind may take (a PNG) is encoded into that kind, verified by the codec, and replaces
+ * the opaque file atomically (temp file with the same owner, mode, times and xattrs,
+ * fsync, rename; then the keystore row); if the codec declines, or the file has several
+ * hard links (a rename would split them), it stays opaque.  Reading such a file decodes
+ * it whole into a plaintext buffer shared through the plaintext cache
+ * (fs/plaincache.h); reads of the plaintext before the image data are served from the
+ * stored file's head without decoding the image.  A writer opening such a file turns it
+ * back into an opaque file first (atomically, or simply a new empty one when it is
+ * truncated).  Each replacement gives the backing file a new inode: the FUSE inode
+ * stays the same (inode_rekey), st_ino as seen through the mount changes.
  *
  * Functions return 0 / a byte count, or a negative errno.  Stored data that fails
  * authentication gives -EIO and a log line naming the file. */
@@ -13,6 +26,11 @@
 
 #include "fs/pxcfs.h"
 
+/* Temp files of atomic replacements start with this in the cipher dir; the mount never
+ * shows such names (a crash may leave one behind: it is safe to delete). */
+#define PXC_TEMP_PREFIX ".pixcrypt~"
+int content_is_temp_name(const char *name);
+
 /* Creates the regular file `name` in dirfd (O_EXCL) with its empty stored form and its
  * keystore row.  On success *fd_out is open read-write on it and *fresh holds its codec
  * state (wipe with opaque_close once handed to content_attach). */
@@ -21,8 +39,11 @@ int content_create(pxc_fs *fs, int dirfd, const char *name, mode_t mode, int *fd
 
 /* Adds a file handle to n (a regular file).  The first handle opens the content: from
  * fd/fresh when the file was just created (fd is taken over), otherwise (fd -1, fresh
- * NULL) by opening the inode and reading its header. */
-int content_attach(pxc_fs *fs, pxc_inode *n, int want_write, int fd, const opaque_file *fresh);
+ * NULL) by opening the inode and reading its header.  A writer turns a format-preserving
+ * stored form back into an opaque one; `trunc`: the writer is about to truncate the
+ * file to 0, so none of its content need be kept. */
+int content_attach(pxc_fs *fs, pxc_inode *n, int want_write, int trunc, int fd,
+                   const opaque_file *fresh);
 /* Drops a file handle.  When the last writer leaves, the content is committed
  * (content_commit); when the last handle leaves, the content fd is closed. */
 void content_detach(pxc_fs *fs, pxc_inode *n, int was_writer);

@@ -51,11 +51,12 @@ static int is_write_access(int flags)
     return (flags & O_ACCMODE) != O_RDONLY;
 }
 
-/* The keystore directory at the root: invisible, and no entry may take its name. */
+/* The keystore directory at the root and the temp files of stored-file replacements
+ * anywhere: invisible, and no entry may take their names. */
 static int is_keystore_name(pxc_fs *fs, pxc_inode *parent, const char *name)
 {
-    return parent == inode_table_root(fs->inodes) &&
-           (strcmp(name, KS_DIR) == 0 || strcmp(name, "..") == 0);
+    return content_is_temp_name(name) || (parent == inode_table_root(fs->inodes) &&
+                                          (strcmp(name, KS_DIR) == 0 || strcmp(name, "..") == 0));
 }
 
 static void reply_err(fuse_req_t req, int err)
@@ -76,7 +77,8 @@ static int inode_attr(pxc_fs *fs, pxc_inode *n, struct stat *st)
 }
 
 /* Fills e for the inode that the O_PATH fd refers to (taken over) and counts one
- * kernel lookup on it.  name/dirfd, if given, is a name of it, to read its header. */
+ * kernel lookup on it.  name/dirfd, if given, is the name it was found by, to read its
+ * header; then -ESTALE if that name was replaced in the meantime (look it up again). */
 static int entry_from_fd(pxc_fs *fs, int fd, int dirfd, const char *name,
                          struct fuse_entry_param *e)
 {
@@ -86,9 +88,10 @@ static int entry_from_fd(pxc_fs *fs, int fd, int dirfd, const char *name,
         close(fd);
         return -err;
     }
-    pxc_inode *n = inode_lookup(fs->inodes, fd, &e->attr);
+    pxc_inode *n = name ? inode_lookup_linked(fs->inodes, fd, &e->attr)
+                        : inode_lookup(fs->inodes, fd, &e->attr);
     if (!n)
-        return -ENOMEM;
+        return errno == ESTALE ? -ESTALE : -ENOMEM;
     if (S_ISREG(e->attr.st_mode))
         content_stat_size(fs, n, dirfd, name, &e->attr);
     e->ino = id_of(fs, n);
@@ -101,14 +104,20 @@ static int do_lookup(pxc_fs *fs, pxc_inode *parent, const char *name, struct fus
 {
     if (is_keystore_name(fs, parent, name))
         return -ENOENT;
-    int fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        int err = errno;
-        if (err == EMFILE || err == ENFILE)
-            pxc_log(LOG_ERR, "lookup: out of file descriptors");
-        return -err;
+    for (int tries = 0;; tries++) {
+        int fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+            int err = errno;
+            if (err == EMFILE || err == ENFILE)
+                pxc_log(LOG_ERR, "lookup: out of file descriptors");
+            return -err;
+        }
+        /* -ESTALE: the file was replaced (a stored form rewritten) while being looked
+         * up; the name now refers to its new inode. */
+        int rc = entry_from_fd(fs, fd, parent->fd, name, e);
+        if (rc != -ESTALE || tries == 8)
+            return rc;
     }
-    return entry_from_fd(fs, fd, parent->fd, name, e);
 }
 
 /* The kernel did not take the entry we replied with (the request was interrupted). */
@@ -176,7 +185,7 @@ static int set_size(pxc_fs *fs, pxc_inode *n, off_t size, struct fuse_file_info 
     if (fi)
         return content_truncate(fs, n, size);
     inode_open_ref(fs->inodes, n);
-    int rc = content_attach(fs, n, 1, -1, NULL);
+    int rc = content_attach(fs, n, 1, size == 0, -1, NULL);
     if (rc == 0) {
         rc = content_truncate(fs, n, size);
         content_detach(fs, n, 1);
@@ -193,7 +202,15 @@ static void pxc_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int v
     char proc[32];
     int rc = 0;
 
+    /* A regular file's content lock keeps out a replacement of its stored file (which
+     * copies these attributes to the new file) while they change; a directory's times
+     * must not change while a replacement in it puts its mtime back. */
+    int locked = n->type == S_IFREG;
+    if (n->type == S_IFDIR)
+        pthread_rwlock_rdlock(&fs->ns_lock);
     inode_proc_path(n, proc);
+    if (locked)
+        pthread_rwlock_rdlock(&n->lock);
     if ((valid & FUSE_SET_ATTR_MODE) && chmod(proc, attr->st_mode & 07777) != 0)
         rc = -errno;
     if (rc == 0 && (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
@@ -202,8 +219,12 @@ static void pxc_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int v
         if (fchownat(n->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
             rc = -errno;
     }
+    if (locked)
+        pthread_rwlock_unlock(&n->lock);
     if (rc == 0 && (valid & FUSE_SET_ATTR_SIZE))
         rc = set_size(fs, n, attr->st_size, fi);
+    if (locked)
+        pthread_rwlock_rdlock(&n->lock);
     if (rc == 0 && (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))) {
         struct timespec tv[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
         if (valid & FUSE_SET_ATTR_ATIME_NOW)
@@ -218,6 +239,10 @@ static void pxc_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int v
         if (utimensat(AT_FDCWD, proc, tv, 0) != 0)
             rc = -errno;
     }
+    if (locked)
+        pthread_rwlock_unlock(&n->lock);
+    if (n->type == S_IFDIR)
+        pthread_rwlock_unlock(&fs->ns_lock);
     struct stat st;
     if (rc == 0)
         rc = inode_attr(fs, n, &st);
@@ -308,8 +333,11 @@ static void pxc_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
         reply_err(req, EPERM);
         return;
     }
-    if (mkdirat(p->fd, name, mode) != 0) {
-        reply_err(req, errno);
+    pthread_rwlock_rdlock(&fs->ns_lock);
+    int made = mkdirat(p->fd, name, mode), err = errno;
+    pthread_rwlock_unlock(&fs->ns_lock);
+    if (made != 0) {
+        reply_err(req, err);
         return;
     }
     reply_new_entry(req, fs, p, name);
@@ -323,8 +351,11 @@ static void pxc_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, c
         reply_err(req, EPERM);
         return;
     }
-    if (symlinkat(target, p->fd, name) != 0) {
-        reply_err(req, errno);
+    pthread_rwlock_rdlock(&fs->ns_lock);
+    int made = symlinkat(target, p->fd, name), err = errno;
+    pthread_rwlock_unlock(&fs->ns_lock);
+    if (made != 0) {
+        reply_err(req, err);
         return;
     }
     reply_new_entry(req, fs, p, name);
@@ -372,8 +403,11 @@ static void pxc_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
         reply_entry(req, fs, &e);
         return;
     }
-    if (mknodat(p->fd, name, mode, rdev) != 0) {
-        reply_err(req, errno);
+    pthread_rwlock_rdlock(&fs->ns_lock);
+    int made = mknodat(p->fd, name, mode, rdev), err = errno;
+    pthread_rwlock_unlock(&fs->ns_lock);
+    if (made != 0) {
+        reply_err(req, err);
         return;
     }
     reply_new_entry(req, fs, p, name);
@@ -389,8 +423,12 @@ static void pxc_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const
         reply_err(req, EPERM);
         return;
     }
-    if (linkat(AT_FDCWD, inode_proc_path(n, proc), p->fd, newname, AT_SYMLINK_FOLLOW) != 0) {
-        reply_err(req, errno);
+    pthread_rwlock_rdlock(&fs->ns_lock);
+    int linked = linkat(AT_FDCWD, inode_proc_path(n, proc), p->fd, newname, AT_SYMLINK_FOLLOW);
+    int err = errno;
+    pthread_rwlock_unlock(&fs->ns_lock);
+    if (linked != 0) {
+        reply_err(req, err);
         return;
     }
     memset(&e, 0, sizeof e);
@@ -415,9 +453,12 @@ static void pxc_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
         reply_err(req, ENOENT);
         return;
     }
+    pthread_rwlock_rdlock(&fs->ns_lock);
     int doomed = content_doomed(p->fd, name, NULL, id);
-    if (unlinkat(p->fd, name, 0) != 0) {
-        reply_err(req, errno);
+    int gone = unlinkat(p->fd, name, 0), err = errno;
+    pthread_rwlock_unlock(&fs->ns_lock);
+    if (gone != 0) {
+        reply_err(req, err);
         return;
     }
     if (doomed)
@@ -433,7 +474,10 @@ static void pxc_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
         reply_err(req, ENOENT);
         return;
     }
-    reply_err(req, unlinkat(p->fd, name, AT_REMOVEDIR) ? errno : 0);
+    pthread_rwlock_rdlock(&fs->ns_lock);
+    int err = unlinkat(p->fd, name, AT_REMOVEDIR) ? errno : 0;
+    pthread_rwlock_unlock(&fs->ns_lock);
+    reply_err(req, err);
 }
 
 static void pxc_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
@@ -452,10 +496,13 @@ static void pxc_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse
         return;
     }
     int doomed = 0;
+    pthread_rwlock_rdlock(&fs->ns_lock);
     if (!(flags & RENAME_EXCHANGE) && fstatat(p->fd, name, &src, AT_SYMLINK_NOFOLLOW) == 0)
         doomed = content_doomed(np->fd, newname, &src, id);
-    if (renameat2(p->fd, name, np->fd, newname, flags) != 0) {
-        reply_err(req, errno);
+    int moved = renameat2(p->fd, name, np->fd, newname, flags), err = errno;
+    pthread_rwlock_unlock(&fs->ns_lock);
+    if (moved != 0) {
+        reply_err(req, err);
         return;
     }
     if (doomed)
@@ -542,7 +589,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         /* Consumed from the stream: a later call that does not continue from here
          * (this entry did not fit) seeks back. */
         d->offset = ent->d_off;
-        if (d->at_root && strcmp(ent->d_name, KS_DIR) == 0)
+        if ((d->at_root && strcmp(ent->d_name, KS_DIR) == 0) || content_is_temp_name(ent->d_name))
             continue;
         struct fuse_entry_param e;
         size_t entsize;
@@ -623,16 +670,17 @@ static int open_handle(pxc_fs *fs, pxc_inode *n, struct fuse_file_info *fi, int 
                        const opaque_file *fresh)
 {
     int want_write = is_write_access(fi->flags), rc = 0;
+    int trunc = (fi->flags & O_TRUNC) && want_write && !fresh;
     /* With atomic O_TRUNC the kernel leaves truncation to open, whatever the access
      * mode (Linux truncates on O_RDONLY|O_TRUNC too). */
     if ((fi->flags & O_TRUNC) && !want_write && !fresh)
         rc = set_size(fs, n, 0, NULL);
     inode_open_ref(fs->inodes, n);
     if (rc == 0)
-        rc = content_attach(fs, n, want_write, fd, fresh);
+        rc = content_attach(fs, n, want_write, trunc, fd, fresh);
     else if (fd >= 0)
         close(fd);
-    if (rc == 0 && (fi->flags & O_TRUNC) && want_write && !fresh) {
+    if (rc == 0 && trunc) {
         rc = content_truncate(fs, n, 0);
         if (rc)
             content_detach(fs, n, want_write);

@@ -81,6 +81,7 @@ static void entry_free(pxc_inode *n)
         close(n->file.fd);
         opaque_close(&n->file);
     }
+    free(n->head);
     if (n->fd >= 0)
         close(n->fd);
     pthread_rwlock_destroy(&n->lock);
@@ -152,7 +153,7 @@ pxc_inode *inode_table_root(inode_table *t)
     return t->root;
 }
 
-pxc_inode *inode_lookup(inode_table *t, int fd, const struct stat *st)
+static pxc_inode *lookup(inode_table *t, int fd, const struct stat *st, int linked)
 {
     pthread_mutex_lock(&t->mutex);
     pxc_inode *n = t->bucket[bucket_of(t, st->st_dev, st->st_ino)];
@@ -163,6 +164,16 @@ pxc_inode *inode_lookup(inode_table *t, int fd, const struct stat *st)
          * keeps its own fd, which refers to the same inode. */
         close(fd);
     } else {
+        /* Checked under the mutex: inode_rekey runs after the rename that unlinked the
+         * old inode, so either the entry is still under the old key (found above) or
+         * the old inode is gone by now. */
+        struct stat now;
+        if (linked && S_ISREG(st->st_mode) && fstat(fd, &now) == 0 && now.st_nlink == 0) {
+            pthread_mutex_unlock(&t->mutex);
+            close(fd);
+            errno = ESTALE;
+            return NULL;
+        }
         n = entry_new(fd, st);
         if (!n) {
             pthread_mutex_unlock(&t->mutex);
@@ -176,6 +187,39 @@ pxc_inode *inode_lookup(inode_table *t, int fd, const struct stat *st)
     n->nlookup++;
     pthread_mutex_unlock(&t->mutex);
     return n;
+}
+
+pxc_inode *inode_lookup(inode_table *t, int fd, const struct stat *st)
+{
+    return lookup(t, fd, st, 0);
+}
+
+pxc_inode *inode_lookup_linked(inode_table *t, int fd, const struct stat *st)
+{
+    return lookup(t, fd, st, 1);
+}
+
+void inode_rekey(inode_table *t, pxc_inode *n, int fd, const struct stat *st)
+{
+    pthread_mutex_lock(&t->mutex);
+    pxc_inode **p = &t->bucket[bucket_of(t, n->dev, n->ino)];
+    while (*p && *p != n)
+        p = &(*p)->next;
+    if (*p)
+        *p = n->next;
+    n->dev = st->st_dev;
+    n->ino = st->st_ino;
+    /* Same fd number, new inode: operations using n->fd without the entry's lock see
+     * the old inode or the new one, never a closed or reused fd. */
+    if (dup3(fd, n->fd, O_CLOEXEC) < 0) {
+        close(n->fd);
+        n->fd = fd;
+        fd = -1;
+    }
+    link_entry(t, n);
+    pthread_mutex_unlock(&t->mutex);
+    if (fd >= 0)
+        close(fd);
 }
 
 void inode_lookup_again(inode_table *t, pxc_inode *n)

@@ -20,8 +20,11 @@
 
 #include "codec/opaque.h"
 
+struct plain_buf;
+
 typedef struct pxc_inode {
-    /* identity: fixed for the entry's life */
+    /* identity: changed only by inode_rekey, under the table mutex and with `lock`
+     * write-locked, so holding either keeps it stable */
     dev_t dev;
     ino_t ino;
     int fd;      /* O_PATH on the backing inode */
@@ -37,7 +40,15 @@ typedef struct pxc_inode {
     int writers;      /* of which open for writing */
     int fd_writable;  /* file.fd was opened read-write */
     int dirty;        /* written since the keystore row was last updated */
-    opaque_file file; /* file.fd: the content fd shared by all handles, or -1 */
+    int kind;         /* PXC_KIND_* of the stored form that file.fd holds */
+    opaque_file file; /* file.fd: the content fd shared by all handles, or -1; the opaque
+                       * codec state, or for other kinds just plain_size and file id */
+    /* format-preserving kinds (decoded whole): the plaintext once decoded (a plain
+     * cache buffer, fs/plaincache.h), and the plaintext before the image data */
+    struct plain_buf *plain;
+    uint8_t *head;
+    size_t head_len;
+    int head_tried;
 
     struct pxc_inode *next; /* hash chain */
 } pxc_inode;
@@ -56,6 +67,15 @@ pxc_inode *inode_table_root(inode_table *t);
  * kernel lookup.  Takes over fd (an O_PATH fd on that inode): it becomes the new
  * entry's fd or is closed.  NULL (fd closed) if out of memory. */
 pxc_inode *inode_lookup(inode_table *t, int fd, const struct stat *st);
+/* The same for an fd found by name: if no entry exists and the fd's inode has no link
+ * left (the name was replaced since it was opened, e.g. by a transcoding's rename),
+ * NULL with errno ESTALE so that the caller looks the name up again. */
+pxc_inode *inode_lookup_linked(inode_table *t, int fd, const struct stat *st);
+/* After the entry's backing file was replaced by a rename (a stored form rewritten
+ * through a temp file): moves n to the new backing inode described by st, whose O_PATH
+ * fd (taken over) replaces what n's fd refers to, under the same fd number.  The kernel's id for n
+ * stays valid and later lookups of the new inode find n.  Call with n->lock write-locked. */
+void inode_rekey(inode_table *t, pxc_inode *n, int fd, const struct stat *st);
 /* One more kernel lookup on an entry the kernel already knows (a new hard link). */
 void inode_lookup_again(inode_table *t, pxc_inode *n);
 /* The kernel dropped n lookups; frees the entry when nothing refers to it any more. */

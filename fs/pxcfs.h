@@ -7,6 +7,7 @@
 
 #include "codec/keys.h"
 #include "fs/inodes.h"
+#include "fs/plaincache.h"
 #include "keystore/keystore.h"
 
 typedef struct pxc_fs {
@@ -16,6 +17,11 @@ typedef struct pxc_fs {
     keystore *ks;
     inode_table *inodes; /* its root entry is the cipher dir */
     int daemon_is_root;  /* create files as the calling user (allow_other) */
+    plain_cache *cache;  /* plaintexts of recently read format-preserving files */
+    /* Renames, unlinks and links through the mount hold it shared; replacing a stored
+     * file (rename of a temp file over a name found through /proc) holds it exclusive,
+     * so that the name it checked is still the name it replaces. */
+    pthread_rwlock_t ns_lock;
 } pxc_fs;
 
 /* The low-level operation table; pass a pxc_fs as fuse_session_new's userdata. */
