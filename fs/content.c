@@ -572,8 +572,9 @@ static int open_stored(pxc_fs *fs, pxc_inode *n, int fd)
  * writer leaves).  With `trunc` (the content is about to be emptied) the file simply
  * starts over as a new empty opaque file; otherwise the plaintext is decoded and written
  * to a new opaque file that replaces the stored one atomically.  A file with several
- * hard links is rewritten in place instead (a rename would split its links), which
- * unlike the rename is not crash-safe.  n write-locked, n->file.fd read-write. */
+ * hard links, or one whose replacement is not possible (no known name), is rewritten in
+ * place instead, which unlike the rename is not crash-safe.  n write-locked, n->file.fd
+ * read-write. */
 static int make_opaque(pxc_fs *fs, pxc_inode *n, int trunc)
 {
     uint8_t old_id[PXC_FILE_ID_BYTES];
@@ -591,17 +592,8 @@ static int make_opaque(pxc_fs *fs, pxc_inode *n, int trunc)
         return -errno;
     if (!trunc && st.st_nlink != 1)
         in_place = 1;
-    if (in_place) {
-        rc = opaque_create(&f, n->file.fd, fs->keys);
-        if (rc == 0 && !trunc && n->plain->len > 0) {
-            ssize_t w = opaque_write(&f, n->plain->data, n->plain->len, 0);
-            rc = w < 0 ? (int)w : (size_t)w != n->plain->len ? -EIO : 0;
-        }
-        if (rc) {
-            opaque_close(&f);
-            return rc;
-        }
-    } else {
+    memset(&f, 0, sizeof f);
+    if (!in_place) {
         rc = repl_begin(n, &r);
         if (rc == 0)
             rc = opaque_create(&f, r.fd, fs->keys);
@@ -613,17 +605,31 @@ static int make_opaque(pxc_fs *fs, pxc_inode *n, int trunc)
             rc = repl_copy_meta(&r, n->file.fd, &st);
         if (rc == 0)
             rc = repl_commit(fs, n, &r);
-        if (rc) {
+        if (rc == 0) {
+            close(n->file.fd);
+            close(r.dirfd);
+        } else {
+            /* E.g. its name is not known (the one it was found by was removed and it
+             * lives on under another hard link): rewrite it in place. */
             char name[512];
             inode_name(fs->inodes, n, name, sizeof name);
-            pxc_log(LOG_WARNING, "%s: cannot reopen the stored image for writing: %s", name,
+            pxc_log(LOG_INFO, "%s: stored image reopened for writing in place: %s", name,
                     strerror(-rc));
             opaque_close(&f);
             repl_abort(&r);
-            return rc == -ESTALE ? -EIO : rc;
+            in_place = 1;
         }
-        close(n->file.fd);
-        close(r.dirfd);
+    }
+    if (in_place) {
+        rc = opaque_create(&f, n->file.fd, fs->keys);
+        if (rc == 0 && !trunc && n->plain->len > 0) {
+            ssize_t w = opaque_write(&f, n->plain->data, n->plain->len, 0);
+            rc = w < 0 ? (int)w : (size_t)w != n->plain->len ? -EIO : 0;
+        }
+        if (rc) {
+            opaque_close(&f);
+            return rc;
+        }
     }
     row_replace(fs, old_id, f.secrets.file_id, PXC_KIND_OPAQUE, f.sealed, f.plain_size);
     drop_decoded(fs, n);
