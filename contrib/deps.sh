@@ -76,7 +76,7 @@ check_test() {
 	# By package: /usr/local/bin/convert may be a stand-in, and some of
 	# these commands exist in more than one package.
 	need_pkgs imagemagick libjpeg-turbo-progs pngcheck libimage-exiftool-perl \
-		zopfli optipng advancecomp pngcrush
+		zopfli optipng advancecomp pngcrush chromium
 }
 
 check_bench() {
