@@ -1,0 +1,834 @@
+/* JPEG stored as JPEG: libjpeg-turbo glue, the stored container, encode / decode /
+ * peek (stored format in jpeg.h). */
+#include "codec/jpeg.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jpeglib.h>
+
+#include "codec/jpeg_int.h"
+#include "codec/opaque.h"
+
+#define FIXED_BYTES (OPAQUE_HEADER_BYTES + 8 + 4 + 4) /* in the first segment */
+#define FIRST_DATA_MAX (JPEG_SEGMENT_DATA_MAX - FIXED_BYTES)
+#define RECORD_NONCE_BYTES crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
+#define RECORD_TAG_BYTES crypto_aead_xchacha20poly1305_ietf_ABYTES
+#define RECORD_MAX (256u << 20)
+
+static int fail(const char **why, const char *reason, int err)
+{
+    if (why)
+        *why = reason;
+    return err;
+}
+
+static void put_le(uint8_t *p, uint64_t v, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le(const uint8_t *p, unsigned n)
+{
+    uint64_t v = 0;
+    for (unsigned i = n; i-- > 0;)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* ---- libjpeg-turbo glue ---- */
+
+typedef struct jerr {
+    struct jpeg_error_mgr pub;
+    jmp_buf jb;
+} jerr;
+
+static void on_error(j_common_ptr c)
+{
+    longjmp(((jerr *)c->err)->jb, 1);
+}
+
+static void on_message(j_common_ptr c)
+{
+    (void)c;
+}
+
+typedef struct jreader {
+    struct jpeg_decompress_struct d;
+    jerr e;
+    jvirt_barray_ptr *arrays;
+    int live;
+} jreader;
+
+/* Reads the coefficients of a JPEG in memory; the reader stays open for writing. */
+static int jreader_open(jreader *r, const uint8_t *p, size_t n)
+{
+    memset(r, 0, sizeof *r);
+    r->d.err = jpeg_std_error(&r->e.pub);
+    r->e.pub.error_exit = on_error;
+    r->e.pub.output_message = on_message;
+    jpeg_create_decompress(&r->d);
+    r->live = 1;
+    if (setjmp(r->e.jb))
+        return -EINVAL;
+    jpeg_mem_src(&r->d, p, (unsigned long)n);
+    jpeg_read_header(&r->d, TRUE);
+    r->arrays = jpeg_read_coefficients(&r->d);
+    return r->arrays ? 0 : -EINVAL;
+}
+
+static void jreader_close(jreader *r)
+{
+    if (r->live)
+        jpeg_destroy_decompress(&r->d);
+    r->live = 0;
+}
+
+/* libjpeg read the same frame as our parser. */
+static int geometry_matches(const jreader *r, const jpg_frame *f)
+{
+    const struct jpeg_decompress_struct *d = &r->d;
+    if (d->image_width != f->width || d->image_height != f->height ||
+        d->num_components != f->ncomp || d->data_precision != 8 || d->arith_code)
+        return 0;
+    for (int c = 0; c < f->ncomp; c++) {
+        const jpeg_component_info *ci = &d->comp_info[c];
+        const jpg_comp *cp = &f->comp[c];
+        if (ci->component_id != cp->id || ci->h_samp_factor != cp->h ||
+            ci->v_samp_factor != cp->v || ci->width_in_blocks != cp->wb ||
+            ci->height_in_blocks != cp->hb)
+            return 0;
+    }
+    return 1;
+}
+
+/* Whether the padding blocks of component c are coded (by an interleaved scan). */
+static int padding_coded(const jpg_frame *f, int c)
+{
+    for (int i = 0; i < f->nscans; i++)
+        if (f->scans[i].ncomp > 1)
+            for (int j = 0; j < f->scans[i].ncomp; j++)
+                if (f->scans[i].comp[j] == c)
+                    return 1;
+    return 0;
+}
+
+static void coefs_free(jpg_coefs coef)
+{
+    for (int c = 0; c < JPG_MAX_COMPS; c++) {
+        free(coef[c]);
+        coef[c] = NULL;
+    }
+}
+
+/* Copies libjpeg's arrays: all blocks, or only those inside the image (all = 0). */
+static int coefs_get(jreader *r, const jpg_frame *f, jpg_coefs coef, int all)
+{
+    if (setjmp(r->e.jb))
+        return -EINVAL;
+    for (int c = 0; c < f->ncomp; c++) {
+        const jpg_comp *cp = &f->comp[c];
+        coef[c] = calloc((size_t)cp->pw * cp->ph, 64 * sizeof(int16_t));
+        if (!coef[c])
+            return -ENOMEM;
+        int whole = all && padding_coded(f, c);
+        uint32_t rows = whole ? cp->ph : cp->hb, cols = whole ? cp->pw : cp->wb;
+        for (uint32_t y = 0; y < rows; y++) {
+            JBLOCKARRAY row =
+                (*r->d.mem->access_virt_barray)((j_common_ptr)&r->d, r->arrays[c], y, 1, FALSE);
+            memcpy(coef[c] + (size_t)y * cp->pw * 64, row[0], (size_t)cols * sizeof(JBLOCK));
+        }
+    }
+    return 0;
+}
+
+static int coefs_put(jreader *r, const jpg_frame *f, jpg_coefs coef)
+{
+    if (setjmp(r->e.jb))
+        return -EINVAL;
+    for (int c = 0; c < f->ncomp; c++) {
+        const jpg_comp *cp = &f->comp[c];
+        for (uint32_t y = 0; y < cp->ph; y++) {
+            JBLOCKARRAY row =
+                (*r->d.mem->access_virt_barray)((j_common_ptr)&r->d, r->arrays[c], y, 1, TRUE);
+            if (y < cp->hb) {
+                memcpy(row[0], coef[c] + (size_t)y * cp->pw * 64, (size_t)cp->wb * sizeof(JBLOCK));
+                memset(row[0] + cp->wb, 0, (size_t)(cp->pw - cp->wb) * sizeof(JBLOCK));
+            } else {
+                memset(row[0], 0, (size_t)cp->pw * sizeof(JBLOCK));
+            }
+        }
+    }
+    return 0;
+}
+
+typedef struct memdest {
+    unsigned char *p;
+    unsigned long n;
+} memdest;
+
+/* Writes the (cipher) coefficients held by r as a new JPEG. */
+static int write_image(jreader *r, memdest *out)
+{
+    struct jpeg_compress_struct c;
+    jerr e;
+    memset(&c, 0, sizeof c);
+    c.err = jpeg_std_error(&e.pub);
+    e.pub.error_exit = on_error;
+    e.pub.output_message = on_message;
+    jpeg_create_compress(&c);
+    if (setjmp(e.jb)) {
+        jpeg_destroy_compress(&c);
+        return -EPROTO;
+    }
+    jpeg_mem_dest(&c, &out->p, &out->n);
+    jpeg_copy_critical_parameters(&r->d, &c);
+    c.optimize_coding = TRUE;
+    if (r->d.progressive_mode)
+        jpeg_simple_progression(&c);
+    c.restart_interval = 0;
+    c.JFIF_major_version = 1;
+    c.JFIF_minor_version = 1;
+    c.density_unit = 0;
+    c.X_density = 1;
+    c.Y_density = 1;
+    jpeg_write_coefficients(&c, r->arrays);
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    return 0;
+}
+
+/* Offset just past the first SOS segment of a JPEG written by libjpeg, or 0. */
+static size_t first_sos_end(const uint8_t *p, size_t n)
+{
+    size_t pos = 2;
+    while (pos + 4 <= n && p[pos] == 0xFF) {
+        int m = p[pos + 1];
+        size_t len = (size_t)p[pos + 2] << 8 | p[pos + 3];
+        if (len < 2 || n - pos - 2 < len)
+            return 0;
+        pos += 2 + len;
+        if (m == 0xDA)
+            return pos;
+    }
+    return 0;
+}
+
+/* ---- container layout ---- */
+
+/* Offset of the MAC segment for a record of L bytes. */
+static uint64_t mac_segment_offset(uint64_t L)
+{
+    uint64_t c0 = L < FIRST_DATA_MAX ? L : FIRST_DATA_MAX;
+    uint64_t rest = L - c0, pos = JPEG_RECORD_OFFSET + c0;
+    uint64_t full = rest / JPEG_SEGMENT_DATA_MAX, tail = rest % JPEG_SEGMENT_DATA_MAX;
+    pos += full * (4 + JPEG_SEGMENT_DATA_MAX);
+    if (tail)
+        pos += 4 + tail;
+    return pos;
+}
+
+static void stored_mac(uint8_t mac[JPEG_MAC_BYTES], const uint8_t *p, size_t n, size_t mac_off,
+                       const uint8_t key[PXC_KEY_BYTES])
+{
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, key, PXC_KEY_BYTES, JPEG_MAC_BYTES);
+    crypto_generichash_update(&st, p, mac_off);
+    crypto_generichash_update(&st, p + mac_off + JPEG_MAC_BYTES, n - mac_off - JPEG_MAC_BYTES);
+    crypto_generichash_final(&st, mac, JPEG_MAC_BYTES);
+}
+
+int jpeg_codec_peek(const uint8_t *head, size_t n, jpeg_peek_info *out)
+{
+    memset(out, 0, sizeof *out);
+    if (n < JPEG_PEEK_BYTES)
+        return -ENODATA;
+    if (head[0] != 0xFF || head[1] != 0xD8 || head[2] != 0xFF || head[3] != 0xEF)
+        return -EINVAL;
+    const uint8_t *h = head + JPEG_HEADER_OFFSET;
+    if (pxc_stored_kind(h, OPAQUE_HEADER_BYTES) != PXC_KIND_JPEG)
+        return -EINVAL;
+    for (int k = 11; k < 16; k++)
+        if (h[k] != 0)
+            return -EINVAL;
+    uint64_t L = get_le(head + JPEG_RECORD_LEN_OFFSET, 4);
+    uint64_t c0 = L < FIRST_DATA_MAX ? L : FIRST_DATA_MAX;
+    if (((size_t)head[4] << 8 | head[5]) != 2 + FIXED_BYTES + c0 ||
+        L < RECORD_NONCE_BYTES + RECORD_TAG_BYTES + 1 || L > RECORD_MAX)
+        return -EINVAL;
+    out->version = (uint16_t)get_le(h + 8, 2);
+    out->plain_size = get_le(head + JPEG_PLAIN_SIZE_OFFSET, 8);
+    out->record_len = (uint32_t)L;
+    out->head_bytes = get_le(head + JPEG_HEAD_BYTES_OFFSET, 4);
+    if (out->head_bytes < mac_segment_offset(L) + 4 + JPEG_MAC_BYTES)
+        return -EINVAL;
+    memcpy(out->file_id, h + 16, PXC_FILE_ID_BYTES);
+    memcpy(out->sealed, h + 32, PXC_SEALED_SECRETS_BYTES);
+    memcpy(out->header_ad, h, sizeof out->header_ad);
+    return 0;
+}
+
+int jpeg_codec_open_secrets(const jpeg_peek_info *info, const pxc_keys *keys, pxc_file_secrets *s)
+{
+    if (pxc_secrets_open(s, keys, info->sealed, info->header_ad, sizeof info->header_ad) != 0)
+        return -EBADMSG;
+    memcpy(s->file_id, info->file_id, PXC_FILE_ID_BYTES);
+    return 0;
+}
+
+/* ---- decode ---- */
+
+typedef struct front {
+    jpeg_peek_info info;
+    pxc_file_secrets secrets;
+    size_t mac_off, image_off; /* MAC segment; cipher image (after its SOI) */
+    jpg_record rec;
+} front;
+
+/* Header, secrets, (MAC if check_mac), record. */
+static int open_front(front *fr, const uint8_t *p, size_t n, const pxc_keys *keys, int check_mac)
+{
+    memset(fr, 0, sizeof *fr);
+    int rc = jpeg_codec_peek(p, n, &fr->info);
+    if (rc == -ENODATA)
+        return -EBADMSG;
+    if (rc || fr->info.version != PXC_FORMAT_VERSION)
+        return -EBADMSG;
+    uint64_t L = fr->info.record_len;
+    uint64_t mac_off = mac_segment_offset(L);
+    fr->mac_off = (size_t)mac_off;
+    fr->image_off = (size_t)mac_off + 4 + JPEG_MAC_BYTES;
+    uint64_t H = fr->info.head_bytes;
+    if (n < H || H > n)
+        return check_mac ? -EBADMSG : -ENODATA;
+    if (fr->image_off + 4 > H)
+        return -EBADMSG;
+    /* segment framing */
+    uint64_t pos = JPEG_RECORD_OFFSET + (L < FIRST_DATA_MAX ? L : FIRST_DATA_MAX);
+    uint64_t left = L - (L < FIRST_DATA_MAX ? L : FIRST_DATA_MAX);
+    while (left) {
+        uint64_t c = left < JPEG_SEGMENT_DATA_MAX ? left : JPEG_SEGMENT_DATA_MAX;
+        if (p[pos] != 0xFF || p[pos + 1] != 0xEF ||
+            ((uint64_t)p[pos + 2] << 8 | p[pos + 3]) != c + 2)
+            return -EBADMSG;
+        pos += 4 + c;
+        left -= c;
+    }
+    if (p[mac_off] != 0xFF || p[mac_off + 1] != 0xEF || p[mac_off + 2] != 0 ||
+        p[mac_off + 3] != 2 + JPEG_MAC_BYTES || p[fr->image_off] != 0xFF)
+        return -EBADMSG;
+    if (jpeg_codec_open_secrets(&fr->info, keys, &fr->secrets) != 0)
+        return -EBADMSG;
+    uint8_t key[PXC_KEY_BYTES];
+    if (check_mac) {
+        uint8_t mac[JPEG_MAC_BYTES];
+        pxc_file_subkey(key, keys, &fr->secrets, PXC_SUBKEY_MAC);
+        stored_mac(mac, p, n, fr->mac_off + 4, key);
+        rc = crypto_verify_32(mac, p + fr->mac_off + 4) == 0 ? 0 : -EBADMSG;
+        if (rc)
+            goto out;
+    }
+    uint8_t *sealed = malloc(L), *plain = malloc(L);
+    if (!sealed || !plain) {
+        free(sealed);
+        free(plain);
+        rc = -ENOMEM;
+        goto out;
+    }
+    /* gather */
+    size_t got = 0;
+    pos = JPEG_RECORD_OFFSET;
+    size_t c = L < FIRST_DATA_MAX ? L : FIRST_DATA_MAX;
+    memcpy(sealed, p + pos, c);
+    got = c;
+    pos += c;
+    while (got < L) {
+        c = L - got < JPEG_SEGMENT_DATA_MAX ? L - got : JPEG_SEGMENT_DATA_MAX;
+        memcpy(sealed + got, p + pos + 4, c);
+        got += c;
+        pos += 4 + c;
+    }
+    unsigned long long plen = 0;
+    pxc_file_subkey(key, keys, &fr->secrets, PXC_SUBKEY_METADATA);
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, &plen, NULL, sealed + RECORD_NONCE_BYTES,
+                                                   L - RECORD_NONCE_BYTES, p, JPEG_RECORD_OFFSET,
+                                                   sealed, key) != 0) {
+        rc = -EBADMSG;
+    } else {
+        size_t dlen = 0;
+        uint8_t *dict = jpg_record_dict(p + fr->image_off, (size_t)H - fr->image_off, &dlen);
+        uint64_t body_max = fr->info.plain_size + (uint64_t)JPEG_CODEC_MAX_BLOCKS * 128 + 4096;
+        rc = dict ? jpg_record_unpack(plain, plen, dict, dlen, body_max, &fr->rec) : -ENOMEM;
+        free(dict);
+    }
+    sodium_memzero(plain, L);
+    free(sealed);
+    free(plain);
+out:
+    sodium_memzero(key, sizeof key);
+    return rc;
+}
+
+static void close_front(front *fr)
+{
+    jpg_record_free(&fr->rec);
+    sodium_memzero(&fr->secrets, sizeof fr->secrets);
+}
+
+int jpeg_codec_decode_head(const uint8_t *stored, size_t n, const pxc_keys *keys, uint8_t **head,
+                           size_t *head_len)
+{
+    *head = NULL;
+    *head_len = 0;
+    if (n < JPEG_PEEK_BYTES)
+        return -ENODATA;
+    front fr;
+    int rc = open_front(&fr, stored, n, keys, 0);
+    if (rc) {
+        close_front(&fr);
+        return rc;
+    }
+    jpg_frame f;
+    if (jpg_parse(fr.rec.skel, fr.rec.skel_len, 1, &f, NULL) != 0) {
+        close_front(&fr);
+        return -EBADMSG;
+    }
+    size_t len = f.scans[0].skel_pos;
+    jpg_frame_free(&f);
+    *head = malloc(len ? len : 1);
+    if (!*head) {
+        close_front(&fr);
+        return -ENOMEM;
+    }
+    memcpy(*head, fr.rec.skel, len);
+    *head_len = len;
+    close_front(&fr);
+    return 0;
+}
+
+/* Original file from skeleton, coefficients and patches. */
+static int regenerate(const jpg_frame *f, const jpg_record *rec, const jpg_coefs coef, uint8_t *out,
+                      size_t out_len)
+{
+    size_t o = 0, sk = 0;
+    jpg_buf b = {0};
+    int rc = 0;
+    for (int i = 0; i < f->nscans && rc == 0; i++) {
+        const jpg_scan *s = &f->scans[i];
+        size_t piece = s->skel_pos - sk;
+        if (out_len - o < piece) {
+            rc = -EBADMSG;
+            break;
+        }
+        memcpy(out + o, rec->skel + sk, piece);
+        o += piece;
+        sk = s->skel_pos;
+        b.len = 0;
+        if (jpg_buf_reserve(&b, rec->ecs_len[i] + 16) != 0) {
+            rc = -ENOMEM;
+            break;
+        }
+        rc = jpg_scan_encode(f, s, coef, &b);
+        if (rc == 0 && (b.len != rec->ecs_len[i] || out_len - o < b.len))
+            rc = -EBADMSG;
+        if (rc)
+            break;
+        for (uint32_t k = rec->patch_start[i]; k < rec->patch_start[i + 1]; k++)
+            b.p[rec->patches[k].off] = rec->patches[k].byte;
+        memcpy(out + o, b.p, b.len);
+        o += b.len;
+    }
+    if (rc == 0) {
+        if (out_len - o != rec->skel_len - sk)
+            rc = -EBADMSG;
+        else
+            memcpy(out + o, rec->skel + sk, rec->skel_len - sk);
+    }
+    jpg_buf_free(&b);
+    return rc;
+}
+
+int jpeg_codec_decode(const uint8_t *stored, size_t n, const pxc_keys *keys, uint8_t **plain,
+                      size_t *plain_len)
+{
+    *plain = NULL;
+    *plain_len = 0;
+    front fr;
+    jpg_frame f = {0};
+    jpg_coefs coef = {0};
+    jreader r = {0};
+    uint8_t *out = NULL;
+    int rc = open_front(&fr, stored, n, keys, 1);
+    if (rc)
+        goto done;
+    const jpg_record *rec = &fr.rec;
+    rc = -EBADMSG;
+    if (jpg_parse(rec->skel, rec->skel_len, 1, &f, NULL) != 0 || f.nscans != rec->nscans ||
+        f.ncomp != rec->ncomp)
+        goto done;
+    uint64_t total = rec->skel_len;
+    for (int i = 0; i < rec->nscans; i++)
+        total += rec->ecs_len[i];
+    if (total != fr.info.plain_size || total > SIZE_MAX)
+        goto done;
+    for (int c = 0; c < f.ncomp; c++)
+        if (rec->ndummy[c] !=
+            (uint64_t)f.comp[c].pw * f.comp[c].ph - (uint64_t)f.comp[c].wb * f.comp[c].hb)
+            goto done;
+    if (jreader_open(&r, stored, n) != 0 || !geometry_matches(&r, &f))
+        goto done;
+    rc = coefs_get(&r, &f, coef, 0);
+    jreader_close(&r);
+    if (rc)
+        goto done;
+    for (int c = 0; c < f.ncomp; c++) {
+        const jpg_comp *cp = &f.comp[c];
+        uint64_t k = 0;
+        for (uint32_t y = 0; y < cp->ph; y++)
+            for (uint32_t x = y < cp->hb ? cp->wb : 0; x < cp->pw; x++, k++)
+                memcpy(coef[c] + ((size_t)y * cp->pw + x) * 64, rec->dummy[c] + k * 64, 128);
+    }
+    uint8_t perm[PXC_KEY_BYTES], diff[PXC_KEY_BYTES];
+    pxc_file_subkey(perm, keys, &fr.secrets, PXC_SUBKEY_PERMUTATION);
+    pxc_file_subkey(diff, keys, &fr.secrets, PXC_SUBKEY_DIFFUSION);
+    uint8_t pidx[JPG_MAX_COMPS];
+    memcpy(pidx, rec->pidx, sizeof pidx);
+    rc = jpg_cipher_run(1, &f, coef, rec->lo, rec->hi, pidx, NULL, perm, diff);
+    sodium_memzero(perm, sizeof perm);
+    sodium_memzero(diff, sizeof diff);
+    if (rc) {
+        rc = rc == -ENOMEM ? rc : -EBADMSG;
+        goto done;
+    }
+    out = malloc(total ? total : 1);
+    if (!out) {
+        rc = -ENOMEM;
+        goto done;
+    }
+    rc = regenerate(&f, rec, coef, out, total);
+    if (rc == -EPROTO)
+        rc = -EBADMSG;
+    if (rc == 0) {
+        *plain = out;
+        *plain_len = total;
+        out = NULL;
+    }
+done:
+    free(out);
+    jreader_close(&r);
+    coefs_free(coef);
+    jpg_frame_free(&f);
+    close_front(&fr);
+    return rc;
+}
+
+/* ---- encode ---- */
+
+typedef struct enc_state {
+    jpg_frame f;
+    jreader r;
+    jpg_coefs coef;
+    jpg_buf skel, rec_plain, regen;
+    size_t *ecs_len;
+    uint32_t *patch_start;
+    jpg_buf patches; /* jpg_patch array */
+    int16_t *dummy[JPG_MAX_COMPS];
+    uint64_t ndummy[JPG_MAX_COMPS];
+    int16_t lo[JPG_MAX_COMPS], hi[JPG_MAX_COMPS];
+    uint8_t pidx[JPG_MAX_COMPS];
+    uint16_t qwbuf[JPG_MAX_COMPS][64];
+    uint16_t *qw[JPG_MAX_COMPS];
+    memdest img;
+    uint8_t *out;
+} enc_state;
+
+static void enc_free(enc_state *e)
+{
+    jreader_close(&e->r);
+    coefs_free(e->coef);
+    jpg_frame_free(&e->f);
+    jpg_buf_free(&e->skel);
+    if (e->rec_plain.p)
+        sodium_memzero(e->rec_plain.p, e->rec_plain.cap);
+    jpg_buf_free(&e->rec_plain);
+    jpg_buf_free(&e->regen);
+    jpg_buf_free(&e->patches);
+    free(e->ecs_len);
+    free(e->patch_start);
+    for (int c = 0; c < JPG_MAX_COMPS; c++)
+        free(e->dummy[c]);
+    free(e->img.p);
+    free(e->out);
+}
+
+/* Regenerates every scan from the original coefficients and records the differences. */
+static int record_scans(enc_state *e, const uint8_t *plain, const char **why)
+{
+    jpg_frame *f = &e->f;
+    e->ecs_len = calloc((size_t)f->nscans, sizeof *e->ecs_len);
+    e->patch_start = calloc((size_t)f->nscans + 1, sizeof *e->patch_start);
+    if (!e->ecs_len || !e->patch_start)
+        return fail(why, "out of memory", -ENOMEM);
+    uint32_t np = 0;
+    for (int i = 0; i < f->nscans; i++) {
+        const jpg_scan *s = &f->scans[i];
+        e->regen.len = 0;
+        if (jpg_buf_reserve(&e->regen, s->ecs_len + 16) != 0)
+            return fail(why, "out of memory", -ENOMEM);
+        int rc = jpg_scan_encode(f, s, e->coef, &e->regen);
+        if (rc == -ENOMEM)
+            return fail(why, "out of memory", rc);
+        if (rc || e->regen.len != s->ecs_len)
+            return fail(why, "entropy-coded data not reproducible", -EPROTO);
+        const uint8_t *o = plain + s->ecs_off;
+        size_t limit = s->ecs_len / 32 + 16, count = 0;
+        e->patch_start[i] = np;
+        for (size_t k = 0; k < s->ecs_len; k++) {
+            if (e->regen.p[k] == o[k])
+                continue;
+            if (++count > limit)
+                return fail(why, "entropy-coded data not reproducible", -EPROTO);
+            jpg_patch pt = {(uint32_t)k, o[k]};
+            jpg_buf_put(&e->patches, &pt, sizeof pt);
+            np++;
+        }
+        e->ecs_len[i] = s->ecs_len;
+    }
+    e->patch_start[f->nscans] = np;
+    return e->patches.err ? fail(why, "out of memory", -ENOMEM) : 0;
+}
+
+static int dc_ranges(enc_state *e, const char **why)
+{
+    const jpg_frame *f = &e->f;
+    for (int c = 0; c < f->ncomp; c++) {
+        const jpg_comp *cp = &f->comp[c];
+        const JQUANT_TBL *qt = e->r.d.comp_info[c].quant_table;
+        if (!qt)
+            qt = e->r.d.quant_tbl_ptrs[cp->tq];
+        int q = qt && qt->quantval[0] ? qt->quantval[0] : 1;
+        for (int z = 0; z < 64; z++)
+            e->qwbuf[c][z] = qt ? qt->quantval[z] : 1;
+        e->qw[c] = e->qwbuf[c];
+        int nlo = -((1024 + q - 1) / q), nhi = 1023 / q;
+        int lo = 32767, hi = -32768;
+        for (uint32_t y = 0; y < cp->hb; y++)
+            for (uint32_t x = 0; x < cp->wb; x++) {
+                int d = e->coef[c][((size_t)y * cp->pw + x) * 64];
+                if (d < lo)
+                    lo = d;
+                if (d > hi)
+                    hi = d;
+            }
+        if (nlo < lo)
+            lo = nlo;
+        if (nhi > hi)
+            hi = nhi;
+        if (hi - lo > 2047)
+            return fail(why, "DC values out of the legal range", -ENOTSUP);
+        e->lo[c] = (int16_t)lo;
+        e->hi[c] = (int16_t)hi;
+    }
+    return 0;
+}
+
+static int take_padding(enc_state *e, const char **why)
+{
+    const jpg_frame *f = &e->f;
+    for (int c = 0; c < f->ncomp; c++) {
+        const jpg_comp *cp = &f->comp[c];
+        uint64_t nd = (uint64_t)cp->pw * cp->ph - (uint64_t)cp->wb * cp->hb;
+        e->ndummy[c] = nd;
+        e->dummy[c] = malloc(nd * 128 + 1);
+        if (!e->dummy[c])
+            return fail(why, "out of memory", -ENOMEM);
+        uint64_t k = 0;
+        for (uint32_t y = 0; y < cp->ph; y++)
+            for (uint32_t x = y < cp->hb ? cp->wb : 0; x < cp->pw; x++, k++)
+                memcpy(e->dummy[c] + k * 64, e->coef[c] + ((size_t)y * cp->pw + x) * 64, 128);
+    }
+    return 0;
+}
+
+static int assemble(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *keys,
+                    const pxc_file_secrets *s, size_t *stored_len, const char **why)
+{
+    const uint8_t *img = e->img.p;
+    size_t img_len = e->img.n;
+    size_t sos_end = first_sos_end(img, img_len);
+    if (img_len < 4 || img[0] != 0xFF || img[1] != 0xD8 || sos_end == 0)
+        return fail(why, "cipher image not written", -EPROTO);
+    /* record */
+    jpg_record rec = {0};
+    rec.skel = e->skel.p;
+    rec.skel_len = e->skel.len;
+    rec.nscans = e->f.nscans;
+    rec.ecs_len = e->ecs_len;
+    rec.patch_start = e->patch_start;
+    rec.patches = (jpg_patch *)e->patches.p;
+    rec.ncomp = e->f.ncomp;
+    for (int c = 0; c < e->f.ncomp; c++) {
+        rec.lo[c] = e->lo[c];
+        rec.hi[c] = e->hi[c];
+        rec.pidx[c] = e->pidx[c];
+        rec.ndummy[c] = e->ndummy[c];
+        rec.dummy[c] = e->dummy[c];
+    }
+    size_t dlen = 0;
+    uint8_t *dict = jpg_record_dict(img + 2, sos_end - 2, &dlen);
+    if (!dict)
+        return fail(why, "out of memory", -ENOMEM);
+    int rc = jpg_record_pack(&rec, dict, dlen, &e->rec_plain);
+    free(dict);
+    if (rc)
+        return fail(why, "out of memory", rc);
+    uint64_t L = e->rec_plain.len + RECORD_NONCE_BYTES + RECORD_TAG_BYTES;
+    if (L > RECORD_MAX)
+        return fail(why, "metadata too large", -EFBIG);
+    uint64_t mac_off = mac_segment_offset(L), image_off = mac_off + 4 + JPEG_MAC_BYTES;
+    uint64_t total = image_off + img_len - 2;
+    if (image_off + sos_end - 2 > UINT32_MAX)
+        return fail(why, "metadata too large", -EFBIG);
+    uint8_t *out = e->out = malloc(total);
+    uint8_t *sealed = malloc(L);
+    if (!out || !sealed) {
+        free(sealed);
+        return fail(why, "out of memory", -ENOMEM);
+    }
+    uint64_t c0 = L < FIRST_DATA_MAX ? L : FIRST_DATA_MAX;
+    out[0] = 0xFF;
+    out[1] = 0xD8;
+    out[2] = 0xFF;
+    out[3] = 0xEF;
+    out[4] = (uint8_t)((2 + FIXED_BYTES + c0) >> 8);
+    out[5] = (uint8_t)(2 + FIXED_BYTES + c0);
+    uint8_t *h = out + JPEG_HEADER_OFFSET;
+    memset(h, 0, OPAQUE_HEADER_BYTES);
+    memcpy(h, PXC_MAGIC, PXC_MAGIC_BYTES);
+    put_le(h + 8, PXC_FORMAT_VERSION, 2);
+    h[10] = PXC_KIND_JPEG;
+    memcpy(h + 16, s->file_id, PXC_FILE_ID_BYTES);
+    pxc_secrets_seal(h + 32, keys, s, h, 32);
+    put_le(out + JPEG_PLAIN_SIZE_OFFSET, n, 8);
+    put_le(out + JPEG_RECORD_LEN_OFFSET, L, 4);
+    put_le(out + JPEG_HEAD_BYTES_OFFSET, image_off + sos_end - 2, 4);
+    uint8_t key[PXC_KEY_BYTES];
+    pxc_file_subkey(key, keys, s, PXC_SUBKEY_METADATA);
+    randombytes_buf(sealed, RECORD_NONCE_BYTES);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(sealed + RECORD_NONCE_BYTES, NULL, e->rec_plain.p,
+                                               e->rec_plain.len, out, JPEG_RECORD_OFFSET, NULL,
+                                               sealed, key);
+    size_t pos = JPEG_RECORD_OFFSET, got = (size_t)c0;
+    memcpy(out + pos, sealed, got);
+    pos += got;
+    while (got < L) {
+        size_t c = L - got < JPEG_SEGMENT_DATA_MAX ? (size_t)(L - got) : JPEG_SEGMENT_DATA_MAX;
+        out[pos] = 0xFF;
+        out[pos + 1] = 0xEF;
+        out[pos + 2] = (uint8_t)((c + 2) >> 8);
+        out[pos + 3] = (uint8_t)(c + 2);
+        memcpy(out + pos + 4, sealed + got, c);
+        pos += 4 + c;
+        got += c;
+    }
+    free(sealed);
+    out[pos] = 0xFF;
+    out[pos + 1] = 0xEF;
+    out[pos + 2] = 0;
+    out[pos + 3] = 2 + JPEG_MAC_BYTES;
+    memcpy(out + image_off, img + 2, img_len - 2);
+    pxc_file_subkey(key, keys, s, PXC_SUBKEY_MAC);
+    stored_mac(out + pos + 4, out, total, pos + 4, key);
+    sodium_memzero(key, sizeof key);
+    (void)plain;
+    *stored_len = total;
+    return 0;
+}
+
+static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *keys,
+                  const pxc_file_secrets *s, size_t *stored_len, const char **why)
+{
+    jpg_frame *f = &e->f;
+    int rc = jpg_parse(plain, n, 0, f, why);
+    if (rc)
+        return rc;
+    if (f->real_blocks > 8 * f->ecs_total + 64)
+        return fail(why, "more blocks than the entropy-coded data can hold", -EFBIG);
+    /* skeleton */
+    size_t prev = 0;
+    for (int i = 0; i < f->nscans; i++) {
+        jpg_buf_put(&e->skel, plain + prev, f->scans[i].ecs_off - prev);
+        prev = f->scans[i].ecs_off + f->scans[i].ecs_len;
+    }
+    jpg_buf_put(&e->skel, plain + prev, n - prev);
+    if (e->skel.err)
+        return fail(why, "out of memory", -ENOMEM);
+    if (jreader_open(&e->r, plain, n) != 0)
+        return fail(why, "libjpeg-turbo cannot read it", -EINVAL);
+    if (!geometry_matches(&e->r, f))
+        return fail(why, "libjpeg-turbo reads another frame", -ENOTSUP);
+    rc = coefs_get(&e->r, f, e->coef, 1);
+    if (rc)
+        return fail(why, "libjpeg-turbo cannot read it", rc);
+    rc = record_scans(e, plain, why);
+    if (rc)
+        return rc;
+    rc = dc_ranges(e, why);
+    if (rc == 0)
+        rc = take_padding(e, why);
+    if (rc)
+        return rc;
+    uint8_t perm[PXC_KEY_BYTES], diff[PXC_KEY_BYTES];
+    pxc_file_subkey(perm, keys, s, PXC_SUBKEY_PERMUTATION);
+    pxc_file_subkey(diff, keys, s, PXC_SUBKEY_DIFFUSION);
+    rc = jpg_cipher_run(0, f, e->coef, e->lo, e->hi, e->pidx, (const uint16_t *const *)e->qw, perm,
+                        diff);
+    sodium_memzero(perm, sizeof perm);
+    sodium_memzero(diff, sizeof diff);
+    if (rc)
+        return fail(why, rc == -ENOMEM ? "out of memory" : "coefficient out of range",
+                    rc == -ENOMEM ? rc : -ENOTSUP);
+    if (coefs_put(&e->r, f, e->coef) != 0 || write_image(&e->r, &e->img) != 0)
+        return fail(why, "libjpeg-turbo cannot write the cipher image", -EPROTO);
+    coefs_free(e->coef);
+    jreader_close(&e->r);
+    rc = assemble(e, plain, n, keys, s, stored_len, why);
+    if (rc)
+        return rc;
+    uint8_t *back = NULL;
+    size_t back_len = 0;
+    rc = jpeg_codec_decode(e->out, *stored_len, keys, &back, &back_len);
+    if (rc == -ENOMEM)
+        return fail(why, "out of memory", rc);
+    int same = rc == 0 && back_len == n && memcmp(back, plain, n) == 0;
+    free(back);
+    if (!same)
+        return fail(why, "stored form does not decode to the original", -EPROTO);
+    return 0;
+}
+
+int jpeg_codec_encode(const uint8_t *plain, size_t n, const pxc_keys *keys,
+                      const pxc_file_secrets *s, uint8_t **stored, size_t *stored_len,
+                      const char **why)
+{
+    *stored = NULL;
+    *stored_len = 0;
+    enc_state *e = calloc(1, sizeof *e);
+    if (!e)
+        return fail(why, "out of memory", -ENOMEM);
+    int rc = encode(e, plain, n, keys, s, stored_len, why);
+    if (rc == 0) {
+        *stored = e->out;
+        e->out = NULL;
+    } else {
+        *stored_len = 0;
+    }
+    enc_free(e);
+    free(e);
+    return rc;
+}

@@ -1,0 +1,137 @@
+/* Internals of the JPEG codec, shared by codec/jpeg*.c only.
+ *
+ *   jpeg_parse.c   markers and segments: frame, scans, tables, entropy-coded extents
+ *   jpeg_scan.c    exact Huffman entropy encoder (sequential and progressive)
+ *   jpeg_cipher.c  coefficient-domain encryption
+ *   jpeg_record.c  the sealed regeneration record (serialisation, compression)
+ *   jpeg.c         libjpeg-turbo glue, stored container, encode / decode / peek
+ */
+#ifndef PXC_CODEC_JPEG_INT_H
+#define PXC_CODEC_JPEG_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define JPG_MAX_COMPS 4
+#define JPG_MAX_SCANS 256
+
+/* Growable byte buffer; on allocation failure err is set and writes are dropped. */
+typedef struct jpg_buf {
+    uint8_t *p;
+    size_t len, cap;
+    int err;
+} jpg_buf;
+
+int jpg_buf_reserve(jpg_buf *b, size_t extra);
+void jpg_buf_put(jpg_buf *b, const void *src, size_t n);
+void jpg_buf_byte(jpg_buf *b, uint8_t v);
+void jpg_buf_varint(jpg_buf *b, uint64_t v);
+void jpg_buf_free(jpg_buf *b);
+
+/* Huffman code table of one class; len[sym] == 0 when sym has no code. */
+typedef struct jpg_huff {
+    uint16_t code[256];
+    uint8_t len[256];
+} jpg_huff;
+
+typedef struct jpg_comp {
+    uint8_t id, h, v, tq;
+    uint32_t wb, hb; /* blocks covering the component's samples */
+    uint32_t pw, ph; /* blocks in the coefficient array (rounded up to h and v) */
+} jpg_comp;
+
+typedef struct jpg_scan {
+    uint8_t ncomp, comp[JPG_MAX_COMPS]; /* frame component indices, in SOS order */
+    uint8_t ss, se, ah, al;
+    uint16_t restart;        /* restart interval in effect, 0 if none */
+    size_t skel_pos;         /* where the entropy-coded data goes in the skeleton */
+    size_t ecs_off, ecs_len; /* extent in the parsed buffer */
+    jpg_huff dc[JPG_MAX_COMPS], ac[JPG_MAX_COMPS]; /* tables in effect, per scan component */
+} jpg_scan;
+
+typedef struct jpg_frame {
+    int progressive;
+    uint32_t width, height;
+    int ncomp, hmax, vmax;
+    uint32_t mcux, mcuy; /* MCUs per row and column of an interleaved scan */
+    jpg_comp comp[JPG_MAX_COMPS];
+    int nscans;
+    jpg_scan *scans;
+    size_t eoi_end;       /* offset just past EOI */
+    uint64_t blocks;      /* coefficient blocks in all arrays */
+    uint64_t real_blocks; /* blocks inside the image (wb * hb summed) */
+    uint64_t ecs_total;   /* entropy-coded bytes of all scans */
+} jpg_frame;
+
+/* Parses a JPEG up to and including EOI.  skeleton = 0: p is a complete file, the
+ * entropy-coded data follows each SOS; skeleton = 1: p is the file with all of it
+ * removed (each scan's data is empty).  0, or -EINVAL (malformed), -ENOTSUP (variant
+ * not handled: arithmetic coding, 12-bit, lossless, hierarchical, DNL...), -EFBIG
+ * (over the limits of jpeg.h), -ENOMEM; *why says which. */
+int jpg_parse(const uint8_t *p, size_t n, int skeleton, jpg_frame *f, const char **why);
+void jpg_frame_free(jpg_frame *f);
+
+/* Coefficient arrays, one per frame component: pw * ph blocks of 64 coefficients in
+ * natural (row-major) order, block (x, y) at index y * pw + x. */
+typedef int16_t *jpg_coefs[JPG_MAX_COMPS];
+
+/* Appends the entropy-coded data of scan s (restart markers included) as a libjpeg
+ * encoder would write it: 0, or -EPROTO when a value has no code in the scan's tables
+ * or is out of range, -ENOMEM. */
+int jpg_scan_encode(const jpg_frame *f, const jpg_scan *s, const jpg_coefs coef, jpg_buf *out);
+
+/* Natural-order index of zig-zag position k. */
+extern const uint8_t jpg_natural_order[64];
+
+/* Coefficient cipher over the blocks inside the image (wb x hb per component):
+ * keyed permutation of blocks within each component, DC values masked modulo
+ * hi - lo + 1 into [lo, hi], the sign and magnitude bits of every nonzero AC value
+ * XORed within its size category.  -ERANGE if a DC value lies outside [lo, hi].
+ * pidx[c] selects one of JPG_PERM_TRIES keyed permutations of component c; encryption
+ * with quantiser weights qw (natural order, per component) picks it so that the map of
+ * per-block AC energy of the result is uncorrelated with the original's, and stores the
+ * choice in pidx; otherwise (qw NULL, and always on decryption) pidx is an input. */
+int jpg_cipher_run(int decrypt, const jpg_frame *f, jpg_coefs coef, const int16_t lo[],
+                   const int16_t hi[], uint8_t pidx[], const uint16_t *const qw[],
+                   const uint8_t perm_key[32], const uint8_t diff_key[32]);
+#define JPG_PERM_TRIES 64
+#define JPG_PERM_GOOD_CORR 0.02
+
+/* The regeneration record (plaintext of the sealed record). */
+typedef struct jpg_patch {
+    uint32_t off; /* in the scan's entropy-coded data */
+    uint8_t byte;
+} jpg_patch;
+
+typedef struct jpg_record {
+    const uint8_t *skel; /* original file without its entropy-coded data */
+    size_t skel_len;
+    int nscans;
+    size_t *ecs_len;       /* nscans */
+    uint32_t *patch_start; /* nscans + 1 */
+    jpg_patch *patches;    /* bytes the encoder writes differently (fill bits...) */
+    int ncomp;
+    int16_t lo[JPG_MAX_COMPS], hi[JPG_MAX_COMPS]; /* DC mask ranges */
+    uint8_t pidx[JPG_MAX_COMPS];                  /* permutation choice */
+    uint64_t ndummy[JPG_MAX_COMPS];               /* padding blocks, verbatim */
+    const int16_t *dummy[JPG_MAX_COMPS];
+    uint8_t *owned; /* body buffer when parsed */
+} jpg_record;
+
+#define JPG_RECORD_VERSION 1
+#define JPG_DICT_HASH_BYTES 16
+
+/* Serialises rec: version byte, hash of dict, varint body size, zlib(body) compressed
+ * with dict as preset dictionary. */
+int jpg_record_pack(const jpg_record *rec, const uint8_t *dict, size_t dict_len, jpg_buf *out);
+/* Parses a record; rec->skel etc. point into rec->owned (free with jpg_record_free).
+ * body_max bounds the inflated size.  -EBADMSG if malformed or dict does not match. */
+int jpg_record_unpack(const uint8_t *p, size_t n, const uint8_t *dict, size_t dict_len,
+                      uint64_t body_max, jpg_record *rec);
+void jpg_record_free(jpg_record *rec);
+
+/* Preset dictionary: the standard Huffman tables (DHT segment bytes) followed by the
+ * given clear segments of the stored image.  Returns a malloc'ed buffer. */
+uint8_t *jpg_record_dict(const uint8_t *clear, size_t clear_len, size_t *dict_len);
+
+#endif
