@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "codec/opaque.h"
+#include "codec/jpeg.h"
 #include "codec/png.h"
 
 static const uint8_t png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
@@ -31,6 +32,16 @@ int pxc_stored_peek(const uint8_t *head, size_t n, uint64_t stored_size, pxc_sto
         out->head_bytes = png.head_bytes;
         return 0;
     }
+    jpeg_peek_info jpg;
+    if (n >= JPEG_PEEK_BYTES && jpeg_codec_peek(head, n, &jpg) == 0) {
+        out->kind = PXC_KIND_JPEG;
+        out->plain_size = jpg.plain_size;
+        memcpy(out->file_id, jpg.file_id, PXC_FILE_ID_BYTES);
+        memcpy(out->sealed, jpg.sealed, PXC_SEALED_SECRETS_BYTES);
+        memcpy(out->header_ad, jpg.header_ad, sizeof out->header_ad);
+        out->head_bytes = jpg.head_bytes;
+        return 0;
+    }
     return -EBADMSG;
 }
 
@@ -46,6 +57,8 @@ int pxc_stored_candidate_kind(const uint8_t *head, size_t n)
 {
     if (n >= sizeof png_signature && memcmp(head, png_signature, sizeof png_signature) == 0)
         return PXC_KIND_PNG;
+    if (n >= 3 && head[0] == 0xFF && head[1] == 0xD8 && head[2] == 0xFF)
+        return PXC_KIND_JPEG;
     return PXC_KIND_OPAQUE;
 }
 
@@ -63,6 +76,8 @@ int pxc_stored_encode(int kind, const uint8_t *plain, size_t n, const pxc_keys *
     switch (kind) {
     case PXC_KIND_PNG:
         return png_codec_encode(plain, n, keys, s, stored, stored_len, why);
+    case PXC_KIND_JPEG:
+        return jpeg_codec_encode(plain, n, keys, s, stored, stored_len, why);
     default:
         if (why)
             *why = "no format-preserving codec for this content";
@@ -78,6 +93,8 @@ int pxc_stored_decode(int kind, const uint8_t *stored, size_t n, const pxc_keys 
     switch (kind) {
     case PXC_KIND_PNG:
         return png_codec_decode(stored, n, keys, plain, plain_len);
+    case PXC_KIND_JPEG:
+        return jpeg_codec_decode(stored, n, keys, plain, plain_len);
     default:
         return -EINVAL;
     }
@@ -91,6 +108,8 @@ int pxc_stored_decode_head(int kind, const uint8_t *stored, size_t n, const pxc_
     switch (kind) {
     case PXC_KIND_PNG:
         return png_codec_decode_head(stored, n, keys, head, head_len);
+    case PXC_KIND_JPEG:
+        return jpeg_codec_decode_head(stored, n, keys, head, head_len);
     default:
         return -EINVAL;
     }

@@ -4,6 +4,7 @@
  *
  *   opaque  codec/opaque.h  any content, random access, block by block
  *   png     codec/png.h     PNG kept a PNG, decoded whole
+ *   jpeg    codec/jpeg.h    JPEG kept a JPEG (DCT domain), decoded whole
  *
  * Functions return 0 or a negative errno, like the format modules they dispatch to.
  */

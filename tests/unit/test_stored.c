@@ -82,6 +82,10 @@ int main(void)
     ok(pxc_stored_candidate_kind(png, png_len) == PXC_KIND_PNG, "PNG signature: PNG candidate");
     ok(pxc_stored_candidate_kind(data, sizeof data) == PXC_KIND_OPAQUE, "random bytes: opaque");
     ok(pxc_stored_candidate_kind(png, 4) == PXC_KIND_OPAQUE, "4 bytes of a PNG: opaque");
+    static const uint8_t soi[] = {0xFF, 0xD8, 0xFF, 0xE0};
+    ok(pxc_stored_candidate_kind(soi, sizeof soi) == PXC_KIND_JPEG,
+       "SOI and a marker: JPEG candidate");
+    ok(pxc_stored_candidate_kind(soi, 2) == PXC_KIND_OPAQUE, "SOI alone: opaque");
 
     /* PNG through the dispatcher */
     pxc_secrets_fresh(&s);
