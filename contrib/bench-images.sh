@@ -6,6 +6,9 @@
 #   big PNG    writing a 4000x3000 RGB PNG into the mount and reading it back cold,
 #              against `convert in.png out.png`, a plain libpng decode (tests/tools/
 #              pngdecode) and the same copy through gocryptfs, as ratios
+#   JPEG       stored / original size over the corpus JPEGs; a 4000x3000 JPEG
+#              (baseline, progressive) written in against `jpegtran -copy all` and
+#              read back cold against `djpeg`
 # Environment: PXC_CORPUS (default ../shared/corpus), BENCH_DIR (default /var/tmp),
 # BENCH_KEEP=1 keeps the work directory.
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
@@ -138,3 +141,43 @@ echo "| read back again, cached | ${t_read_warm} s | $(r "$t_read_warm" "$t_deco
 if [ $have_gc = 1 ]; then
 	echo "| gocryptfs: write / read cold | ${g_write} s / ${g_read} s | pixcrypt takes $(r "$t_write" "$g_write") x / $(r "$t_read" "$g_read") x as long |"
 fi
+
+# ---------------------------------------------------------------- JPEG
+echo
+echo "JPEG: corpus sizes and a 4000x3000 photo-like JPEG (baseline and progressive) ..."
+if [ -d "$CORPUS/jpeg" ]; then
+	mkdir -p "$M/jcorpus"
+	i=0
+	while IFS= read -r -d '' f; do i=$((i + 1)); cp "$f" "$M/jcorpus/j$i.jpg"; done \
+		< <(find "$CORPUS/jpeg" -type f -iname '*.jp*g' -print0 | sort -z)
+	umount_wait "$M"
+	i=0 aspjpeg=0
+	: >"$work/j1"
+	while IFS= read -r -d '' f; do
+		i=$((i + 1))
+		[ "$(head -c 4 "$C/jcorpus/j$i.jpg" | od -An -tx1 | tr -d ' \n')" = ffd8ffef ] || continue
+		aspjpeg=$((aspjpeg + 1))
+		echo "$(stat -c %s "$C/jcorpus/j$i.jpg") $(stat -c %s "$f")" | awk '{ printf "%.4f\n", $1 / $2 }' >>"$work/j1"
+	done < <(find "$CORPUS/jpeg" -type f -iname '*.jp*g' -print0 | sort -z)
+	echo "corpus JPEGs: $aspjpeg of $i stored as JPEG; stored / original size, median $(median <"$work/j1")"
+	mount_pxc
+fi
+convert -seed 4 -size 4000x3000 plasma:fractal -quality 92 "$S/big.jpg"
+jpegtran -progressive "$S/big.jpg" >"$S/bigp.jpg"
+echo
+echo "| 4000x3000 JPEG | pixcrypt | peer | ratio |"
+echo "| --- | --- | --- | --- |"
+for v in big bigp; do
+	label=baseline
+	[ $v = bigp ] && label=progressive
+	cat "$S/$v.jpg" >/dev/null
+	t0=$(now); jpegtran -copy all "$S/$v.jpg" >"$work/jt.jpg"; t1=$(now); t_jt=$(secs "$t0" "$t1")
+	cold; t0=$(now); djpeg "$S/$v.jpg" >/dev/null; t1=$(now); t_dj=$(secs "$t0" "$t1")
+	t0=$(now); cp "$S/$v.jpg" "$M/$v.jpg" && umount_wait "$M"; t1=$(now); t_w=$(secs "$t0" "$t1")
+	kind=$([ "$(head -c 4 "$C/$v.jpg" | od -An -tx1 | tr -d ' \n')" = ffd8ffef ] && echo JPEG || echo opaque)
+	cold; mount_pxc
+	t0=$(now); cat "$M/$v.jpg" >/dev/null; t1=$(now); t_r=$(secs "$t0" "$t1")
+	cmp -s "$S/$v.jpg" "$M/$v.jpg" && same=identical || same=DIFFERENT
+	echo "| $label ($(awk -v b="$(stat -c %s "$S/$v.jpg")" 'BEGIN { printf "%.1f MiB", b / 1048576 }'), stored as $kind, $same): write (cp, unmount) vs jpegtran -copy all | ${t_w} s | ${t_jt} s | $(r "$t_w" "$t_jt") |"
+	echo "| $label: read back cold vs djpeg | ${t_r} s | ${t_dj} s | $(r "$t_r" "$t_dj") |"
+done
