@@ -71,8 +71,14 @@ show() {
 			if cmp -s "$plain/$f" "$cipher/$f"; then
 				echo "warning: the stored file equals the plain file" >&2
 			else
-				echo "(the stored bytes differ: header \"pixcrypt\" + encrypted blocks;"
-				echo " in this release PNG/JPEG are stored opaque, not yet as noise images)"
+				echo "(the stored bytes differ: a JPEG whose APP15 segment holds the pixcrypt"
+				echo " header and the sealed metadata, and whose pixels are noise)"
+			fi
+			if command -v identify >/dev/null 2>&1; then
+				echo
+				echo "\$ identify $plain/$f $cipher/$f"
+				identify "$plain/$f" "$cipher/$f" 2>&1 | sed 's/^/  /'
+				echo "Open both in an image viewer: the stored one is a valid JPEG of noise."
 			fi
 		fi
 	fi
