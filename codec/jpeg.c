@@ -147,24 +147,46 @@ static int coefs_get(jreader *r, const jpg_frame *f, jpg_coefs coef, int all)
     return 0;
 }
 
-static int coefs_put(jreader *r, const jpg_frame *f, jpg_coefs coef)
+/* Row pointers of libjpeg's coefficient arrays (all realized in memory by
+ * jpeg_read_coefficients, so the pointers stay valid until the reader is closed). */
+static int rows_of_reader(jreader *r, const jpg_frame *f, jpg_rows *rows, int writable)
 {
     if (setjmp(r->e.jb))
         return -EINVAL;
     for (int c = 0; c < f->ncomp; c++) {
         const jpg_comp *cp = &f->comp[c];
+        rows->row[c] = malloc(((size_t)cp->ph + 1) * sizeof *rows->row[c]);
+        if (!rows->row[c])
+            return -ENOMEM;
         for (uint32_t y = 0; y < cp->ph; y++) {
-            JBLOCKARRAY row =
-                (*r->d.mem->access_virt_barray)((j_common_ptr)&r->d, r->arrays[c], y, 1, TRUE);
-            if (y < cp->hb) {
-                memcpy(row[0], coef[c] + (size_t)y * cp->pw * 64, (size_t)cp->wb * sizeof(JBLOCK));
-                memset(row[0] + cp->wb, 0, (size_t)(cp->pw - cp->wb) * sizeof(JBLOCK));
-            } else {
-                memset(row[0], 0, (size_t)cp->pw * sizeof(JBLOCK));
-            }
+            JBLOCKARRAY row = (*r->d.mem->access_virt_barray)((j_common_ptr)&r->d, r->arrays[c], y,
+                                                              1, writable ? TRUE : FALSE);
+            rows->row[c][y] = (int16_t *)row[0];
         }
     }
     return 0;
+}
+
+/* Row pointers into contiguous arrays. */
+static int rows_of_coefs(const jpg_frame *f, jpg_coefs coef, jpg_rows *rows)
+{
+    for (int c = 0; c < f->ncomp; c++) {
+        const jpg_comp *cp = &f->comp[c];
+        rows->row[c] = malloc(((size_t)cp->ph + 1) * sizeof *rows->row[c]);
+        if (!rows->row[c])
+            return -ENOMEM;
+        for (uint32_t y = 0; y < cp->ph; y++)
+            rows->row[c][y] = coef[c] + (size_t)y * cp->pw * 64;
+    }
+    return 0;
+}
+
+static void rows_free(jpg_rows *rows)
+{
+    for (int c = 0; c < JPG_MAX_COMPS; c++) {
+        free(rows->row[c]);
+        rows->row[c] = NULL;
+    }
 }
 
 typedef struct memdest {
@@ -429,7 +451,7 @@ static int regenerate(const jpg_frame *f, const jpg_record *rec, const jpg_coefs
         o += piece;
         sk = s->skel_pos;
         b.len = 0;
-        if (jpg_buf_reserve(&b, rec->ecs_len[i] + 16) != 0) {
+        if (jpg_buf_reserve(&b, rec->ecs_len[i] + 65536) != 0) {
             rc = -ENOMEM;
             break;
         }
@@ -462,6 +484,7 @@ int jpeg_codec_decode(const uint8_t *stored, size_t n, const pxc_keys *keys, uin
     jpg_frame f = {0};
     jpg_coefs coef = {0};
     jreader r = {0};
+    jpg_rows src = {0}, dst = {0};
     uint8_t *out = NULL;
     int rc = open_front(&fr, stored, n, keys, 1);
     if (rc)
@@ -482,10 +505,13 @@ int jpeg_codec_decode(const uint8_t *stored, size_t n, const pxc_keys *keys, uin
             goto done;
     if (jreader_open(&r, stored, n) != 0 || !geometry_matches(&r, &f))
         goto done;
-    rc = coefs_get(&r, &f, coef, 0);
-    jreader_close(&r);
-    if (rc)
-        goto done;
+    for (int c = 0; c < f.ncomp; c++) {
+        coef[c] = malloc((size_t)f.comp[c].pw * f.comp[c].ph * 128 + 1);
+        if (!coef[c]) {
+            rc = -ENOMEM;
+            goto done;
+        }
+    }
     for (int c = 0; c < f.ncomp; c++) {
         const jpg_comp *cp = &f.comp[c];
         uint64_t k = 0;
@@ -493,14 +519,29 @@ int jpeg_codec_decode(const uint8_t *stored, size_t n, const pxc_keys *keys, uin
             for (uint32_t x = y < cp->hb ? cp->wb : 0; x < cp->pw; x++, k++)
                 memcpy(coef[c] + ((size_t)y * cp->pw + x) * 64, rec->dummy[c] + k * 64, 128);
     }
+    jpg_cipher_params cp = {0};
+    for (int c = 0; c < f.ncomp; c++) {
+        cp.lo[c] = rec->lo[c];
+        cp.hi[c] = rec->hi[c];
+        cp.pidx[c] = rec->pidx[c];
+        cp.textured[c] = rec->textured[c];
+        cp.flat[c] = (uint8_t *)(uintptr_t)rec->flat[c];
+        if (rec->textured[c] && rec->nflat[c] != (uint64_t)f.comp[c].wb * f.comp[c].hb) {
+            rc = -EBADMSG;
+            goto done;
+        }
+    }
     uint8_t perm[PXC_KEY_BYTES], diff[PXC_KEY_BYTES];
     pxc_file_subkey(perm, keys, &fr.secrets, PXC_SUBKEY_PERMUTATION);
     pxc_file_subkey(diff, keys, &fr.secrets, PXC_SUBKEY_DIFFUSION);
-    uint8_t pidx[JPG_MAX_COMPS];
-    memcpy(pidx, rec->pidx, sizeof pidx);
-    rc = jpg_cipher_run(1, &f, coef, rec->lo, rec->hi, pidx, NULL, perm, diff);
+    rc = rows_of_reader(&r, &f, &src, 0);
+    if (rc == 0)
+        rc = rows_of_coefs(&f, coef, &dst);
+    if (rc == 0)
+        rc = jpg_cipher_run(1, &f, &src, &dst, &cp, perm, diff);
     sodium_memzero(perm, sizeof perm);
     sodium_memzero(diff, sizeof diff);
+    jreader_close(&r);
     if (rc) {
         rc = rc == -ENOMEM ? rc : -EBADMSG;
         goto done;
@@ -520,6 +561,8 @@ int jpeg_codec_decode(const uint8_t *stored, size_t n, const pxc_keys *keys, uin
     }
 done:
     free(out);
+    rows_free(&src);
+    rows_free(&dst);
     jreader_close(&r);
     coefs_free(coef);
     jpg_frame_free(&f);
@@ -539,10 +582,9 @@ typedef struct enc_state {
     jpg_buf patches; /* jpg_patch array */
     int16_t *dummy[JPG_MAX_COMPS];
     uint64_t ndummy[JPG_MAX_COMPS];
-    int16_t lo[JPG_MAX_COMPS], hi[JPG_MAX_COMPS];
-    uint8_t pidx[JPG_MAX_COMPS];
+    jpg_cipher_params cp;
     uint16_t qwbuf[JPG_MAX_COMPS][64];
-    uint16_t *qw[JPG_MAX_COMPS];
+    jpg_rows src, dst;
     memdest img;
     uint8_t *out;
 } enc_state;
@@ -560,8 +602,12 @@ static void enc_free(enc_state *e)
     jpg_buf_free(&e->patches);
     free(e->ecs_len);
     free(e->patch_start);
-    for (int c = 0; c < JPG_MAX_COMPS; c++)
+    for (int c = 0; c < JPG_MAX_COMPS; c++) {
         free(e->dummy[c]);
+        free(e->cp.flat[c]);
+    }
+    rows_free(&e->src);
+    rows_free(&e->dst);
     free(e->img.p);
     free(e->out);
 }
@@ -578,7 +624,7 @@ static int record_scans(enc_state *e, const uint8_t *plain, const char **why)
     for (int i = 0; i < f->nscans; i++) {
         const jpg_scan *s = &f->scans[i];
         e->regen.len = 0;
-        if (jpg_buf_reserve(&e->regen, s->ecs_len + 16) != 0)
+        if (jpg_buf_reserve(&e->regen, s->ecs_len + 65536) != 0)
             return fail(why, "out of memory", -ENOMEM);
         int rc = jpg_scan_encode(f, s, e->coef, &e->regen);
         if (rc == -ENOMEM)
@@ -614,7 +660,7 @@ static int dc_ranges(enc_state *e, const char **why)
         int q = qt && qt->quantval[0] ? qt->quantval[0] : 1;
         for (int z = 0; z < 64; z++)
             e->qwbuf[c][z] = qt ? qt->quantval[z] : 1;
-        e->qw[c] = e->qwbuf[c];
+        e->cp.qw[c] = e->qwbuf[c];
         int nlo = -((1024 + q - 1) / q), nhi = 1023 / q;
         int lo = 32767, hi = -32768;
         for (uint32_t y = 0; y < cp->hb; y++)
@@ -631,8 +677,8 @@ static int dc_ranges(enc_state *e, const char **why)
             hi = nhi;
         if (hi - lo > 2047)
             return fail(why, "DC values out of the legal range", -ENOTSUP);
-        e->lo[c] = (int16_t)lo;
-        e->hi[c] = (int16_t)hi;
+        e->cp.lo[c] = (int16_t)lo;
+        e->cp.hi[c] = (int16_t)hi;
     }
     return 0;
 }
@@ -655,6 +701,38 @@ static int take_padding(enc_state *e, const char **why)
     return 0;
 }
 
+/* Which components get textured flat blocks, their flags and the texture magnitude: the
+ * first component (luma, or the first of RGB / CMYK), and every component of images
+ * not in YCbCr / YCCK.  The magnitude makes the dequantised value about 256, a pixel
+ * standard deviation of about 32 over the block. */
+static int textures(enc_state *e, const char **why)
+{
+    const jpg_frame *f = &e->f;
+    J_COLOR_SPACE cs = e->r.d.jpeg_color_space;
+    for (int c = 0; c < f->ncomp; c++) {
+        const jpg_comp *cp = &f->comp[c];
+        if (c > 0 && (cs == JCS_YCbCr || cs == JCS_YCCK))
+            continue;
+        size_t n = (size_t)cp->wb * cp->hb;
+        uint8_t *fl = e->cp.flat[c] = malloc(n + 1);
+        if (!fl)
+            return fail(why, "out of memory", -ENOMEM);
+        e->cp.textured[c] = 1;
+        for (uint32_t y = 0; y < cp->hb; y++)
+            for (uint32_t x = 0; x < cp->wb; x++) {
+                const int16_t *b = e->coef[c] + ((size_t)y * cp->pw + x) * 64;
+                int any = 0;
+                for (int z = 1; z < 64; z++)
+                    any |= b[z];
+                fl[(size_t)y * cp->wb + x] = !any;
+            }
+        unsigned q = ((unsigned)e->qwbuf[c][1] + e->qwbuf[c][8] + 1) / 2;
+        unsigned t = (256 + q / 2) / (q ? q : 1);
+        e->cp.tex[c] = (int16_t)(t < 1 ? 1 : t > 1023 ? 1023 : t);
+    }
+    return 0;
+}
+
 static int assemble(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *keys,
                     const pxc_file_secrets *s, size_t *stored_len, const char **why)
 {
@@ -673,9 +751,12 @@ static int assemble(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys
     rec.patches = (jpg_patch *)e->patches.p;
     rec.ncomp = e->f.ncomp;
     for (int c = 0; c < e->f.ncomp; c++) {
-        rec.lo[c] = e->lo[c];
-        rec.hi[c] = e->hi[c];
-        rec.pidx[c] = e->pidx[c];
+        rec.lo[c] = e->cp.lo[c];
+        rec.hi[c] = e->cp.hi[c];
+        rec.pidx[c] = e->cp.pidx[c];
+        rec.textured[c] = e->cp.textured[c];
+        rec.flat[c] = e->cp.flat[c];
+        rec.nflat[c] = (uint64_t)e->f.comp[c].wb * e->f.comp[c].hb;
         rec.ndummy[c] = e->ndummy[c];
         rec.dummy[c] = e->dummy[c];
     }
@@ -783,17 +864,28 @@ static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *
         rc = take_padding(e, why);
     if (rc)
         return rc;
+    rc = textures(e, why);
+    if (rc)
+        return rc;
+    if (rows_of_coefs(f, e->coef, &e->src) != 0 || rows_of_reader(&e->r, f, &e->dst, 1) != 0)
+        return fail(why, "out of memory", -ENOMEM);
+    for (int c = 0; c < f->ncomp; c++) {
+        const jpg_comp *cp = &f->comp[c];
+        for (uint32_t y = 0; y < cp->ph; y++) {
+            uint32_t x0 = y < cp->hb ? cp->wb : 0;
+            memset(e->dst.row[c][y] + (size_t)x0 * 64, 0, (size_t)(cp->pw - x0) * 128);
+        }
+    }
     uint8_t perm[PXC_KEY_BYTES], diff[PXC_KEY_BYTES];
     pxc_file_subkey(perm, keys, s, PXC_SUBKEY_PERMUTATION);
     pxc_file_subkey(diff, keys, s, PXC_SUBKEY_DIFFUSION);
-    rc = jpg_cipher_run(0, f, e->coef, e->lo, e->hi, e->pidx, (const uint16_t *const *)e->qw, perm,
-                        diff);
+    rc = jpg_cipher_run(0, f, &e->src, &e->dst, &e->cp, perm, diff);
     sodium_memzero(perm, sizeof perm);
     sodium_memzero(diff, sizeof diff);
     if (rc)
         return fail(why, rc == -ENOMEM ? "out of memory" : "coefficient out of range",
                     rc == -ENOMEM ? rc : -ENOTSUP);
-    if (coefs_put(&e->r, f, e->coef) != 0 || write_image(&e->r, &e->img) != 0)
+    if (write_image(&e->r, &e->img) != 0)
         return fail(why, "libjpeg-turbo cannot write the cipher image", -EPROTO);
     coefs_free(e->coef);
     jreader_close(&e->r);

@@ -52,9 +52,13 @@
  *     varint p, p times (varint offset delta, u8 byte)   bytes where the original
  *                       differs from the exact encoder's output (fill bits that are not
  *                       ones, for instance)
- *   u8 ncomp; per component: svarint lo, svarint hi (the DC mask range), varint d and
- *                       d blocks of 64 int16 LE: the coefficient blocks outside the
- *                       image (MCU padding), in raster order of the padded array
+ *   u8 ncomp; per component: svarint lo, svarint hi (the DC mask range), u8 pidx (the
+ *                       permutation chosen, < 64), u8 textured (0 or 1); if textured:
+ *                       varint n (= wb * hb), varint r, r run lengths (varints) of the
+ *                       flat-block flags in raster order, alternating, starting with
+ *                       blocks that are not flat; then varint d and d blocks of 64 int16
+ *                       LE: the coefficient blocks outside the image (MCU padding), in
+ *                       raster order of the padded array
  *
  * Regeneration: the coefficients come from the cipher image, decrypted; the padding
  * blocks from the record; each scan's entropy-coded data from codec/jpeg_scan.c, an
@@ -64,13 +68,23 @@
  * Encode compares the result with the original scan by scan: equal length with at most
  * a few differing bytes is recorded as patches, anything else is declined.
  *
- * Cipher (codec/jpeg_cipher.c): per component, a keyed permutation of the blocks inside
- * the image (PXC_SUBKEY_PERMUTATION), DC values masked modulo the range [lo, hi]
- * (the legal range -1024/q .. 1023/q widened to the values present, q the DC
- * quantiser; at most 2048 values so that DC differences stay legal), and the sign and
- * magnitude bits of every nonzero AC value XORed within its size category
- * (PXC_SUBKEY_DIFFUSION): zero/nonzero pattern and size categories are kept, so the AC
- * Huffman symbols, hence the size, barely change.
+ * Cipher (codec/jpeg_cipher.c, exact definition there): per component, a keyed
+ * permutation of the blocks inside the image (PXC_SUBKEY_PERMUTATION), DC values masked
+ * modulo the range [lo, hi] (the legal range -1024/q .. 1023/q widened to the values
+ * present, q the DC quantiser; at most 2048 values so that DC differences stay legal),
+ * and the sign and magnitude bits of every nonzero AC value XORed within its size
+ * category (PXC_SUBKEY_DIFFUSION, consumed bit by bit: 32 bits per DC, s bits per AC
+ * value of category s): zero/nonzero pattern and size categories are kept, so the AC
+ * Huffman symbols, hence the size, barely change.  Flat blocks (all AC zero) would stay
+ * flat, and flat cipher blocks landing on flat areas of the original make SSIM
+ * systematically positive; so in the first component (all components of RGB and CMYK
+ * images) every flat block gets one AC value of dequantised magnitude about 256 at a
+ * keyed position (1 or 8) with a keyed sign, and the record keeps which blocks were
+ * flat.  The permutation is the first of up to 64 keyed candidates (pidx) whose map of
+ * per-block AC energy is uncorrelated with the original's (|r| < 0.02): for a uniformly
+ * random permutation r has a standard deviation of about 1/sqrt(n), so small images
+ * (n = 64 blocks at 64x64) would often exceed |r| = 0.1; the search runs only up to
+ * 65536 blocks, beyond which r is negligible, and its choice is sealed in the record.
  *
  * Leaks (allowed by DESIGN.md §4): dimensions, components, sampling factors, component
  * ids, quantisation tables, per-block AC size categories (positions scrambled),
@@ -83,8 +97,10 @@
  * entropy-coded byte (each block costs at least one bit in its DC scan), checked from
  * the markers before anything of that size is allocated.
  *
- * Memory: encode and decode hold about 4 copies of the coefficients (128 bytes per
- * block: about 55 MiB each for a 5640x3172 4:2:0 photo) plus the stored and plain files.
+ * Memory: encode and decode hold about 2 copies of the coefficients (libjpeg's arrays and
+ * one contiguous copy; 128 bytes per block: about 55 MiB each for a 5640x3172 4:2:0
+ * photo) plus the stored and plain files.  The cipher works directly between libjpeg's
+ * rows of blocks and the contiguous copy.
  *
  * Return values as in png.h: encode declines with -EINVAL (not a JPEG, malformed),
  * -ENOTSUP (variant not transformed), -EFBIG (limits), -EPROTO (not regenerated

@@ -2,24 +2,31 @@
  *
  * Per component c, over the n = wb * hb blocks inside the image, in raster order:
  *   - a permutation of [0, n) by Fisher-Yates, drawing 32-bit words w from the ChaCha20
- *     keystream of perm_key with nonce "jpgP" || c || 0^7 and taking j = w * (i+1) >> 32;
- *     block i of the original goes to position perm[i];
- *   - 64 little-endian 16-bit words k[0..63] per original block i (ChaCha20 keystream of
- *     diff_key, nonce "jpgD" || c || 0^7, 128 bytes per block in order):
- *       DC:  d' = lo + (d - lo + k[0] mod M) mod M,  M = hi - lo + 1
- *       AC:  for a nonzero value v of size category s (2^(s-1) <= |v| < 2^s), its s-bit
- *            JPEG representation (v, or v + 2^s - 1 when negative) is XORed with the low
- *            s bits of k[z] (z the natural index): the result is again of category s, so
- *            every run/size symbol of the block stays the same.
- * Zero AC values stay zero.  Blocks outside the image (MCU padding) are not touched. */
+ *     keystream of perm_key with nonce "jpgP" || c || pidx[c] || 0^6 and taking
+ *     j = w * (i+1) >> 32; block i of the original goes to position perm[i];
+ *   - a bit stream: the ChaCha20 keystream of diff_key with nonce "jpgD" || c || 0^7,
+ *     read as little-endian 32-bit words, bits taken from the least significant up,
+ *     consumed block after block in the order of the original blocks i:
+ *       DC:  32 bits w, k = w * M >> 32, d' = lo + (d - lo + k) mod M, M = hi - lo + 1;
+ *       flat block (all AC zero) of a textured component: 1 bit chooses the natural
+ *            position 1 or 8, 1 bit the sign of the value +-t[c] put there;
+ *       other blocks: for each nonzero AC value v in natural order, of size category s
+ *            (2^(s-1) <= |v| < 2^s), its s-bit JPEG representation (v, or v + 2^s - 1
+ *            when negative) is XORed with the next s bits: the result is again of
+ *            category s, so the zero pattern and every run/size symbol stay the same.
+ * Blocks outside the image (MCU padding) are not touched. */
 #include <errno.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "codec/jpeg_int.h"
 
 #define KS_BYTES 4096
+#define PREFETCH_AHEAD 12
 
 typedef struct keystream {
     uint8_t buf[KS_BYTES];
@@ -27,6 +34,8 @@ typedef struct keystream {
     uint32_t ic;
     uint8_t nonce[crypto_stream_chacha20_ietf_NONCEBYTES];
     const uint8_t *key;
+    uint64_t acc; /* bit reservoir */
+    int nacc;
 } keystream;
 
 static void ks_init(keystream *k, const uint8_t key[32], char tag, int comp, int index)
@@ -40,17 +49,30 @@ static void ks_init(keystream *k, const uint8_t key[32], char tag, int comp, int
     k->pos = KS_BYTES;
 }
 
-static const uint8_t *ks_take(keystream *k, size_t n)
+static inline uint32_t ks_word(keystream *k)
 {
-    if (KS_BYTES - k->pos < n) {
+    if (k->pos == KS_BYTES) {
         memset(k->buf, 0, KS_BYTES);
         crypto_stream_chacha20_ietf_xor_ic(k->buf, k->buf, KS_BYTES, k->nonce, k->ic, k->key);
         k->ic += KS_BYTES / 64;
         k->pos = 0;
     }
-    const uint8_t *p = k->buf + k->pos;
-    k->pos += n;
-    return p;
+    const uint8_t *w = k->buf + k->pos;
+    k->pos += 4;
+    return (uint32_t)w[0] | (uint32_t)w[1] << 8 | (uint32_t)w[2] << 16 | (uint32_t)w[3] << 24;
+}
+
+/* The next nb <= 32 bits of the stream. */
+static inline uint32_t ks_bits(keystream *k, int nb)
+{
+    if (k->nacc < nb) {
+        k->acc |= (uint64_t)ks_word(k) << k->nacc;
+        k->nacc += 32;
+    }
+    uint32_t v = (uint32_t)(k->acc & ((1ull << nb) - 1));
+    k->acc >>= nb;
+    k->nacc -= nb;
+    return v;
 }
 
 static inline int nbits_of(unsigned a)
@@ -58,25 +80,56 @@ static inline int nbits_of(unsigned a)
     return a ? 32 - __builtin_clz(a) : 0;
 }
 
-static int mask_block(int16_t *b, const uint8_t *ks, int lo, int hi, int decrypt)
+/* Bit z set when b[z] != 0, z = 1..63. */
+static inline uint64_t ac_mask(const int16_t *b)
 {
-    int m = hi - lo + 1;
-    int d = b[0];
-    if (d < lo || d > hi)
+#ifdef __SSE2__
+    uint64_t m = 0;
+    __m128i zero = _mm_setzero_si128();
+    for (int i = 0; i < 4; i++) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(b + 16 * i));
+        __m128i c = _mm_loadu_si128((const __m128i *)(const void *)(b + 16 * i + 8));
+        __m128i p = _mm_packs_epi16(_mm_cmpeq_epi16(a, zero), _mm_cmpeq_epi16(c, zero));
+        m |= (uint64_t)(uint16_t)_mm_movemask_epi8(p) << (16 * i);
+    }
+    return ~m & ~1ull;
+#else
+    uint64_t m = 0;
+    for (int z = 1; z < 64; z++)
+        m |= (uint64_t)(b[z] != 0) << z;
+    return m;
+#endif
+}
+
+/* out = cipher (or plain, decrypt) of block in; in != out. */
+static int mask_block(const int16_t *in, int16_t *out, keystream *ks, int lo, int m, int flat,
+                      int tex, int decrypt)
+{
+    int d = in[0] - lo;
+    if (d < 0 || d >= m)
         return -ERANGE;
-    int k = (ks[0] | ks[1] << 8) % m;
-    b[0] = (int16_t)(lo + (decrypt ? (d - lo + m - k) : (d - lo + k)) % m);
-    for (int z = 1; z < 64; z++) {
-        int v = b[z];
-        if (v == 0)
-            continue;
+    int k = (int)(((uint64_t)ks_bits(ks, 32) * (uint32_t)m) >> 32);
+    d = decrypt ? d - k : d + k;
+    d = d < 0 ? d + m : d >= m ? d - m : d;
+    if (flat) {
+        memset(out, 0, 64 * sizeof *out);
+        uint32_t r = ks_bits(ks, 2);
+        if (!decrypt)
+            out[r & 1 ? 8 : 1] = (int16_t)(r & 2 ? -tex : tex);
+        out[0] = (int16_t)(lo + d);
+        return 0;
+    }
+    memcpy(out, in, 64 * sizeof *out);
+    out[0] = (int16_t)(lo + d);
+    for (uint64_t mk = ac_mask(in); mk; mk &= mk - 1) {
+        int z = __builtin_ctzll(mk);
+        int v = in[z];
         int s = nbits_of((unsigned)(v < 0 ? -v : v));
         if (s > 11)
             return -ERANGE;
         int full = (1 << s) - 1;
-        int bits = v > 0 ? v : v + full;
-        bits ^= (ks[2 * z] | ks[2 * z + 1] << 8) & full;
-        b[z] = (int16_t)((bits >> (s - 1)) ? bits : bits - full);
+        int bits = (v > 0 ? v : v + full) ^ (int)ks_bits(ks, s);
+        out[z] = (int16_t)((bits >> (s - 1)) ? bits : bits - full);
     }
     return 0;
 }
@@ -86,53 +139,96 @@ static void make_perm(uint32_t *perm, size_t n, keystream *ks)
     for (size_t i = 0; i < n; i++)
         perm[i] = (uint32_t)i;
     for (size_t i = n; i-- > 1;) {
-        const uint8_t *w = ks_take(ks, 4);
-        uint32_t r =
-            (uint32_t)w[0] | (uint32_t)w[1] << 8 | (uint32_t)w[2] << 16 | (uint32_t)w[3] << 24;
-        size_t j = (size_t)(((uint64_t)r * (i + 1)) >> 32);
+        size_t j = (size_t)(((uint64_t)ks_word(ks) * (i + 1)) >> 32);
         uint32_t t = perm[i];
         perm[i] = perm[j];
         perm[j] = t;
     }
 }
 
-/* |Pearson r| between the energy of each block and that of the block it lands on. */
-static double perm_corr(const double *e, const uint32_t *perm, size_t n)
+static inline int16_t *block_at(int16_t *const *rows, uint32_t wb, size_t i)
 {
-    double m = 0, sxy = 0, sxx = 0;
-    for (size_t i = 0; i < n; i++)
-        m += e[i];
-    m /= (double)n;
-    for (size_t i = 0; i < n; i++) {
-        sxy += (e[i] - m) * (e[perm[i]] - m);
-        sxx += (e[i] - m) * (e[i] - m);
-    }
-    double r = sxx > 0 ? sxy / sxx : 0;
-    return r < 0 ? -r : r;
+    return rows[i / wb] + (i % wb) * 64;
 }
 
-/* Energy of the AC values of each block, dequantised with weights q (natural order). */
-static double *block_energy(const jpg_comp *cp, const int16_t *arr, const uint16_t *q)
+/* Pearson r^2 between the original AC energy e at each position and the energy ce of
+ * the cipher block that lands there (block i lands on perm[i]). */
+static double perm_corr(const double *e, const double *ce, const uint32_t *perm, size_t n)
+{
+    double m = 0, mc = 0, sxy = 0, sxx = 0, syy = 0;
+    for (size_t i = 0; i < n; i++) {
+        m += e[i];
+        mc += ce[i];
+    }
+    m /= (double)n;
+    mc /= (double)n;
+    for (size_t i = 0; i < n; i++) {
+        sxy += (e[perm[i]] - m) * (ce[i] - mc);
+        sxx += (e[i] - m) * (e[i] - m);
+        syy += (ce[i] - mc) * (ce[i] - mc);
+    }
+    return sxx > 0 && syy > 0 ? sxy * sxy / (sxx * syy) : 0;
+}
+
+static double energy(const int16_t *b, const uint16_t *q)
+{
+    double s = 0;
+    for (int z = 1; z < 64; z++) {
+        double v = (double)b[z] * q[z];
+        s += v * v;
+    }
+    return s;
+}
+
+/* Encryption with the permutation search: the masked blocks (which do not depend on the
+ * permutation) are computed first, in original order, so that the search sees the
+ * exact energies of the cipher blocks. */
+static int encrypt_searched(const jpg_comp *cp, int c, int16_t *const *sr, int16_t *const *dr,
+                            jpg_cipher_params *p, uint32_t *perm, keystream *ks,
+                            const uint8_t perm_key[32], const uint8_t diff_key[32])
 {
     size_t n = (size_t)cp->wb * cp->hb;
-    double *e = malloc(n * sizeof *e + 1);
-    if (!e)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        const int16_t *b = arr + ((i / cp->wb) * cp->pw + i % cp->wb) * 64;
-        double s = 0;
-        for (int z = 1; z < 64; z++) {
-            double v = (double)b[z] * q[z];
-            s += v * v;
-        }
-        e[i] = s;
+    int16_t *tmp = malloc(n * 128);
+    double *e = malloc(n * sizeof *e), *ce = malloc(n * sizeof *ce);
+    int rc = tmp && e && ce ? 0 : -ENOMEM;
+    const uint8_t *flat = p->textured[c] ? p->flat[c] : NULL;
+    int lo = p->lo[c], m = p->hi[c] - p->lo[c] + 1;
+    ks_init(ks, diff_key, 'D', c, 0);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const int16_t *in = block_at(sr, cp->wb, i);
+        rc = mask_block(in, tmp + i * 64, ks, lo, m, flat && flat[i], p->tex[c], 0);
+        e[i] = energy(in, p->qw[c]);
+        ce[i] = energy(tmp + i * 64, p->qw[c]);
     }
-    return e;
+    double best = 2;
+    p->pidx[c] = 0;
+    for (int k = 0; rc == 0 && k < JPG_PERM_TRIES; k++) {
+        ks_init(ks, perm_key, 'P', c, k);
+        make_perm(perm, n, ks);
+        double r2 = perm_corr(e, ce, perm, n);
+        if (r2 < best) {
+            best = r2;
+            p->pidx[c] = (uint8_t)k;
+        }
+        if (r2 < JPG_PERM_GOOD_CORR * JPG_PERM_GOOD_CORR)
+            break;
+    }
+    if (rc == 0) {
+        ks_init(ks, perm_key, 'P', c, p->pidx[c]);
+        make_perm(perm, n, ks);
+        for (size_t i = 0; i < n; i++)
+            memcpy(block_at(dr, cp->wb, perm[i]), tmp + i * 64, 128);
+    }
+    if (tmp)
+        sodium_memzero(tmp, n * 128);
+    free(tmp);
+    free(e);
+    free(ce);
+    return rc;
 }
 
-int jpg_cipher_run(int decrypt, const jpg_frame *f, jpg_coefs coef, const int16_t lo[],
-                   const int16_t hi[], uint8_t pidx[], const uint16_t *const qw[],
-                   const uint8_t perm_key[32], const uint8_t diff_key[32])
+int jpg_cipher_run(int decrypt, const jpg_frame *f, const jpg_rows *src, const jpg_rows *dst,
+                   jpg_cipher_params *p, const uint8_t perm_key[32], const uint8_t diff_key[32])
 {
     int rc = 0;
     keystream *ks = malloc(sizeof *ks);
@@ -141,53 +237,43 @@ int jpg_cipher_run(int decrypt, const jpg_frame *f, jpg_coefs coef, const int16_
     for (int c = 0; c < f->ncomp && rc == 0; c++) {
         const jpg_comp *cp = &f->comp[c];
         size_t n = (size_t)cp->wb * cp->hb;
-        if (lo[c] > hi[c])
-            rc = -ERANGE;
+        if (p->lo[c] > p->hi[c] || n == 0) {
+            rc = n ? -ERANGE : 0;
+            continue;
+        }
         uint32_t *perm = malloc(n * sizeof *perm);
-        int16_t *tmp = malloc(n * 64 * sizeof *tmp);
-        if (!perm || !tmp) {
-            free(perm);
-            free(tmp);
+        if (!perm) {
             rc = -ENOMEM;
             break;
         }
-        if (!decrypt && qw && qw[c] && n > 1) {
-            /* Choose, among JPG_PERM_TRIES keyed permutations, the first whose block
-             * energy map is nearly uncorrelated with the original's (else the best). */
-            double *e = block_energy(cp, coef[c], qw[c]), best = 2;
-            pidx[c] = 0;
-            for (int t = 0; e && t < JPG_PERM_TRIES; t++) {
-                ks_init(ks, perm_key, 'P', c, t);
-                make_perm(perm, n, ks);
-                double r = perm_corr(e, perm, n);
-                if (r < best) {
-                    best = r;
-                    pidx[c] = (uint8_t)t;
-                }
-                if (r < JPG_PERM_GOOD_CORR)
-                    break;
-            }
-            free(e);
+        const uint8_t *flat = p->textured[c] ? p->flat[c] : NULL;
+        if (!decrypt && p->qw[c] && n > 1 && n <= JPG_PERM_SEARCH_MAX) {
+            rc = encrypt_searched(cp, c, src->row[c], dst->row[c], p, perm, ks, perm_key, diff_key);
+            sodium_memzero(perm, n * sizeof *perm);
+            free(perm);
+            continue;
         }
-        ks_init(ks, perm_key, 'P', c, pidx[c]);
+        if (p->pidx[c] >= JPG_PERM_TRIES)
+            rc = -ERANGE;
+        ks_init(ks, perm_key, 'P', c, p->pidx[c]);
         make_perm(perm, n, ks);
         ks_init(ks, diff_key, 'D', c, 0);
-        int16_t *arr = coef[c];
+        int lo = p->lo[c], m = p->hi[c] - p->lo[c] + 1, tex = p->tex[c];
+        int16_t *const *sr = src->row[c], *const *dr = dst->row[c];
+        uint32_t wb = cp->wb;
         for (size_t i = 0; i < n && rc == 0; i++) {
-            size_t src = decrypt ? perm[i] : i, dst = decrypt ? i : perm[i];
-            size_t sy = src / cp->wb, sx = src % cp->wb;
-            int16_t *b = tmp + dst * 64;
-            memcpy(b, arr + (sy * cp->pw + sx) * 64, 64 * sizeof *b);
-            rc = mask_block(b, ks_take(ks, 128), lo[c], hi[c], decrypt);
+            if (i + PREFETCH_AHEAD < n) {
+                size_t a = perm[i + PREFETCH_AHEAD];
+                const int16_t *pb = decrypt ? block_at(sr, wb, a) : block_at(dr, wb, a);
+                __builtin_prefetch(pb);
+                __builtin_prefetch(pb + 32);
+            }
+            const int16_t *in = decrypt ? block_at(sr, wb, perm[i]) : block_at(sr, wb, i);
+            int16_t *out = decrypt ? block_at(dr, wb, i) : block_at(dr, wb, perm[i]);
+            rc = mask_block(in, out, ks, lo, m, flat && flat[i], tex, decrypt);
         }
-        if (rc == 0)
-            for (size_t y = 0; y < cp->hb; y++)
-                memcpy(arr + y * cp->pw * 64, tmp + y * cp->wb * 64,
-                       (size_t)cp->wb * 64 * sizeof *tmp);
         sodium_memzero(perm, n * sizeof *perm);
-        sodium_memzero(tmp, n * 64 * sizeof *tmp);
         free(perm);
-        free(tmp);
     }
     sodium_memzero(ks, sizeof *ks);
     free(ks);

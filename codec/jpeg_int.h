@@ -83,19 +83,36 @@ int jpg_scan_encode(const jpg_frame *f, const jpg_scan *s, const jpg_coefs coef,
 /* Natural-order index of zig-zag position k. */
 extern const uint8_t jpg_natural_order[64];
 
-/* Coefficient cipher over the blocks inside the image (wb x hb per component):
- * keyed permutation of blocks within each component, DC values masked modulo
- * hi - lo + 1 into [lo, hi], the sign and magnitude bits of every nonzero AC value
- * XORed within its size category.  -ERANGE if a DC value lies outside [lo, hi].
- * pidx[c] selects one of JPG_PERM_TRIES keyed permutations of component c; encryption
- * with quantiser weights qw (natural order, per component) picks it so that the map of
- * per-block AC energy of the result is uncorrelated with the original's, and stores the
- * choice in pidx; otherwise (qw NULL, and always on decryption) pidx is an input. */
-int jpg_cipher_run(int decrypt, const jpg_frame *f, jpg_coefs coef, const int16_t lo[],
-                   const int16_t hi[], uint8_t pidx[], const uint16_t *const qw[],
-                   const uint8_t perm_key[32], const uint8_t diff_key[32]);
+/* Per component, pointers to the rows of blocks (row y: pw blocks of 64 coefficients). */
+typedef struct jpg_rows {
+    int16_t **row[JPG_MAX_COMPS];
+} jpg_rows;
+
+typedef struct jpg_cipher_params {
+    int16_t lo[JPG_MAX_COMPS], hi[JPG_MAX_COMPS]; /* DC mask ranges */
+    uint8_t pidx[JPG_MAX_COMPS];                  /* permutation choice */
+    uint8_t textured[JPG_MAX_COMPS];              /* flat blocks get a texture */
+    uint8_t *flat[JPG_MAX_COMPS];      /* textured: wb * hb flags, 1 = all AC zero (raster) */
+    int16_t tex[JPG_MAX_COMPS];        /* encryption: texture magnitude */
+    const uint16_t *qw[JPG_MAX_COMPS]; /* encryption: quantisers (natural order) */
+} jpg_cipher_params;
+
+/* Coefficient cipher over the blocks inside the image (wb x hb per component), from src
+ * to dst (distinct arrays): keyed permutation of blocks within each component, DC
+ * values masked modulo hi - lo + 1 into [lo, hi], the sign and magnitude bits of every
+ * nonzero AC value XORed within its size category, and in textured components the flat
+ * blocks (flat[i]) given one keyed low-frequency AC value of magnitude tex.  -ERANGE if
+ * a DC value lies outside [lo, hi].  pidx[c] selects one of JPG_PERM_TRIES keyed
+ * permutations of component c; encryption with quantisers qw and at most
+ * JPG_PERM_SEARCH_MAX blocks picks it so that the map of per-block AC energy of the
+ * result is uncorrelated with the original's (|r| < JPG_PERM_GOOD_CORR, else the
+ * smallest |r| found) and stores the choice; otherwise (and always on decryption) pidx
+ * is an input. */
+int jpg_cipher_run(int decrypt, const jpg_frame *f, const jpg_rows *src, const jpg_rows *dst,
+                   jpg_cipher_params *p, const uint8_t perm_key[32], const uint8_t diff_key[32]);
 #define JPG_PERM_TRIES 64
 #define JPG_PERM_GOOD_CORR 0.02
+#define JPG_PERM_SEARCH_MAX (1u << 16)
 
 /* The regeneration record (plaintext of the sealed record). */
 typedef struct jpg_patch {
@@ -113,12 +130,16 @@ typedef struct jpg_record {
     int ncomp;
     int16_t lo[JPG_MAX_COMPS], hi[JPG_MAX_COMPS]; /* DC mask ranges */
     uint8_t pidx[JPG_MAX_COMPS];                  /* permutation choice */
+    uint8_t textured[JPG_MAX_COMPS];              /* flat blocks textured */
+    uint64_t nflat[JPG_MAX_COMPS];                /* textured: wb * hb */
+    const uint8_t *flat[JPG_MAX_COMPS];           /* textured: flat-block flags */
     uint64_t ndummy[JPG_MAX_COMPS];               /* padding blocks, verbatim */
     const int16_t *dummy[JPG_MAX_COMPS];
     uint8_t *owned; /* body buffer when parsed */
 } jpg_record;
 
-#define JPG_RECORD_VERSION 1
+#define JPG_RECORD_VERSION 2
+#define JPG_MAX_FLAT (4u << 20) /* bound on flat-block flags per component */
 #define JPG_DICT_HASH_BYTES 16
 
 /* Serialises rec: version byte, hash of dict, varint body size, zlib(body) compressed

@@ -95,6 +95,29 @@ static void build_body(const jpg_record *r, jpg_buf *b)
         put_svarint(b, r->lo[c]);
         put_svarint(b, r->hi[c]);
         jpg_buf_byte(b, r->pidx[c]);
+        jpg_buf_byte(b, r->textured[c]);
+        if (r->textured[c]) {
+            /* flat-block flags as run lengths, alternating, starting with non-flat */
+            jpg_buf_varint(b, r->nflat[c]);
+            uint64_t runs = 0, run = 0;
+            uint8_t cur = 0;
+            for (uint64_t i = 0; i <= r->nflat[c]; i++)
+                if (i == r->nflat[c] || r->flat[c][i] != cur) {
+                    runs++;
+                    cur ^= 1;
+                }
+            jpg_buf_varint(b, runs);
+            cur = 0;
+            for (uint64_t i = 0; i < r->nflat[c]; i++) {
+                if (r->flat[c][i] != cur) {
+                    jpg_buf_varint(b, run);
+                    run = 0;
+                    cur ^= 1;
+                }
+                run++;
+            }
+            jpg_buf_varint(b, run);
+        }
         jpg_buf_varint(b, r->ndummy[c]);
         for (uint64_t k = 0; k < r->ndummy[c] * 64; k++) {
             jpg_buf_byte(b, (uint8_t)r->dummy[c][k]);
@@ -193,6 +216,8 @@ void jpg_record_free(jpg_record *rec)
     for (int c = 0; c < JPG_MAX_COMPS; c++)
         if (rec->dummy[c])
             free((void *)rec->dummy[c]);
+    for (int c = 0; c < JPG_MAX_COMPS; c++)
+        free((void *)rec->flat[c]);
     memset(rec, 0, sizeof *rec);
 }
 
@@ -245,6 +270,29 @@ static int parse_body(jpg_record *rec, reader *r)
         if (!pi || *pi >= JPG_PERM_TRIES)
             return -EBADMSG;
         rec->pidx[c] = *pi;
+        const uint8_t *tx = get_bytes(r, 1);
+        if (!tx || *tx > 1)
+            return -EBADMSG;
+        rec->textured[c] = *tx;
+        if (*tx) {
+            uint64_t nf = get_varint(r), runs = get_varint(r), i = 0;
+            if (r->bad || nf > JPG_MAX_FLAT || runs > nf + 1)
+                return -EBADMSG;
+            uint8_t *fl = malloc(nf + 1);
+            if (!fl)
+                return -ENOMEM;
+            rec->flat[c] = fl;
+            rec->nflat[c] = nf;
+            for (uint64_t k = 0; k < runs && !r->bad; k++) {
+                uint64_t run = get_varint(r);
+                if (run > nf - i)
+                    return -EBADMSG;
+                memset(fl + i, (int)(k & 1), run);
+                i += run;
+            }
+            if (i != nf)
+                return -EBADMSG;
+        }
         rec->ndummy[c] = get_varint(r);
         if (rec->ndummy[c] > (r->n - r->pos) / 128)
             return -EBADMSG;

@@ -4,7 +4,12 @@
  * ones before each restart marker and at the end, EOB runs ended at 0x7FFF blocks, at
  * restart boundaries and, in refinement scans, when more than 937 correction bits are
  * pending.  Files whose encoder chose otherwise are caught by the caller's comparison
- * with the original bytes. */
+ * with the original bytes.
+ *
+ * Speed: bits collect in a 64-bit accumulator and leave 32 at a time (a word without
+ * an 0xFF byte is stored at once); the output buffer is grown once per MCU for the
+ * worst case, so the inner loops never check it; the nonzero coefficients of a block
+ * are found through a 64-bit mask in zig-zag order. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,11 +23,14 @@ const uint8_t jpg_natural_order[64] = {
 
 #define MAX_CORR_BITS 1000 /* as jcphuff.c */
 #define EOBRUN_MAX 0x7FFF
+/* Worst case of one block: 64 symbols of 16 + 11 bits, doubled by stuffing, plus an
+ * EOB run with up to MAX_CORR_BITS correction bits; restart marker and flush. */
+#define BLOCK_MAX_BYTES (2 * (64 * 27 + 16 + 15 + MAX_CORR_BITS) / 8 + 64)
 
 typedef struct enc {
-    jpg_buf *out;
+    uint8_t *p; /* next output byte (room reserved per MCU) */
     uint64_t acc;
-    int nacc;
+    int nacc; /* bits in acc, < 32 between calls */
     int err;
     int pred[JPG_MAX_COMPS];
     uint32_t eobrun;
@@ -31,21 +39,34 @@ typedef struct enc {
     const jpg_huff *ac;               /* table of a progressive AC scan */
 } enc;
 
+static inline void emit_byte(enc *e, uint8_t b)
+{
+    *e->p++ = b;
+    if (b == 0xFF)
+        *e->p++ = 0;
+}
+
+/* nb <= 32 bits of v (higher bits of v must be zero). */
 static inline void put_bits(enc *e, uint32_t v, int nb)
 {
-    e->acc = e->acc << nb | (v & ((1u << nb) - 1));
+    e->acc = e->acc << nb | v;
     e->nacc += nb;
-    while (e->nacc >= 8) {
-        uint8_t b = (uint8_t)(e->acc >> (e->nacc - 8));
-        e->nacc -= 8;
-        jpg_buf *o = e->out;
-        if (o->cap - o->len < 2 && jpg_buf_reserve(o, 2) != 0) {
-            e->err = -ENOMEM;
-            return;
+    if (e->nacc >= 32) {
+        e->nacc -= 32;
+        uint32_t w = (uint32_t)(e->acc >> e->nacc);
+        uint32_t x = ~w; /* a byte of w is 0xFF iff that byte of x is zero */
+        if (((x - 0x01010101u) & ~x & 0x80808080u) == 0) {
+            e->p[0] = (uint8_t)(w >> 24);
+            e->p[1] = (uint8_t)(w >> 16);
+            e->p[2] = (uint8_t)(w >> 8);
+            e->p[3] = (uint8_t)w;
+            e->p += 4;
+        } else {
+            emit_byte(e, (uint8_t)(w >> 24));
+            emit_byte(e, (uint8_t)(w >> 16));
+            emit_byte(e, (uint8_t)(w >> 8));
+            emit_byte(e, (uint8_t)w);
         }
-        o->p[o->len++] = b;
-        if (b == 0xFF)
-            o->p[o->len++] = 0;
     }
 }
 
@@ -65,24 +86,47 @@ static inline int nbits_of(unsigned a)
 
 static void flush_bits(enc *e)
 {
-    if (e->nacc > 0)
-        put_bits(e, 0x7F, 8 - e->nacc);
+    while (e->nacc >= 8) {
+        e->nacc -= 8;
+        emit_byte(e, (uint8_t)(e->acc >> e->nacc));
+    }
+    if (e->nacc > 0) {
+        int fill = 8 - e->nacc;
+        emit_byte(e, (uint8_t)((e->acc << fill | ((1u << fill) - 1)) & 0xFF));
+    }
     e->acc = 0;
     e->nacc = 0;
 }
 
-/* DC difference or AC value: size category then its bits. */
+/* Symbol run << 4 | size of v, then the size bits of v, in one write. */
 static inline void put_value(enc *e, const jpg_huff *h, int run, int v, int maxbits)
 {
     unsigned a = (unsigned)(v < 0 ? -v : v);
     int nb = nbits_of(a);
-    if (nb > maxbits) {
+    int sym = run << 4 | nb;
+    if (nb > maxbits || !h->len[sym]) {
         e->err = -EPROTO;
         return;
     }
-    put_sym(e, h, run << 4 | nb);
-    if (nb)
-        put_bits(e, (uint32_t)(v < 0 ? v - 1 : v), nb);
+    uint32_t bits = (uint32_t)(v < 0 ? v - 1 : v) & ((1u << nb) - 1);
+    put_bits(e, (uint32_t)h->code[sym] << nb | bits, h->len[sym] + nb);
+}
+
+/* Zig-zag values k in [ss, se] of b, shifted right by al in magnitude (signs kept),
+ * and the mask of the nonzero ones. */
+static inline uint64_t zigzag(const int16_t *b, int ss, int se, int al, int16_t *zz)
+{
+    uint64_t m = 0;
+    for (int k = ss; k <= se; k++) {
+        int v = b[jpg_natural_order[k]];
+        if (al) {
+            int a = (v < 0 ? -v : v) >> al;
+            v = v < 0 ? -a : a;
+        }
+        zz[k] = (int16_t)v;
+        m |= (uint64_t)(v != 0) << k;
+    }
+    return m;
 }
 
 static void block_sequential(enc *e, const int16_t *b, int ci, const jpg_huff *dc,
@@ -91,21 +135,21 @@ static void block_sequential(enc *e, const int16_t *b, int ci, const jpg_huff *d
     int diff = b[0] - e->pred[ci];
     e->pred[ci] = b[0];
     put_value(e, dc, 0, diff, 11);
-    int r = 0;
-    for (int k = 1; k < 64; k++) {
-        int v = b[jpg_natural_order[k]];
-        if (v == 0) {
-            r++;
-            continue;
-        }
+    int16_t zz[64];
+    uint64_t m = zigzag(b, 1, 63, 0, zz);
+    int last = 0;
+    while (m) {
+        int k = __builtin_ctzll(m);
+        m &= m - 1;
+        int r = k - last - 1;
         while (r > 15) {
             put_sym(e, ac, 0xF0);
             r -= 16;
         }
-        put_value(e, ac, r, v, 10);
-        r = 0;
+        put_value(e, ac, r, zz[k], 10);
+        last = k;
     }
-    if (r > 0)
+    if (last != 63)
         put_sym(e, ac, 0x00);
 }
 
@@ -116,7 +160,7 @@ static void emit_eobrun(enc *e)
     int nb = nbits_of(e->eobrun) - 1;
     put_sym(e, e->ac, nb << 4);
     if (nb)
-        put_bits(e, e->eobrun, nb);
+        put_bits(e, e->eobrun & ((1u << nb) - 1), nb);
     e->eobrun = 0;
     for (unsigned i = 0; i < e->be; i++)
         put_bits(e, e->corr[i], 1);
@@ -133,30 +177,22 @@ static void block_dc_first(enc *e, const int16_t *b, int ci, const jpg_huff *dc,
 
 static void block_ac_first(enc *e, const int16_t *b, int ss, int se, int al)
 {
-    int r = 0;
-    for (int k = ss; k <= se; k++) {
-        int v = b[jpg_natural_order[k]];
-        int a = v < 0 ? -v : v;
-        a >>= al;
-        if (a == 0) {
-            r++;
-            continue;
-        }
+    int16_t zz[64];
+    uint64_t m = zigzag(b, ss, se, al, zz);
+    int last = ss - 1;
+    while (m) {
+        int k = __builtin_ctzll(m);
+        m &= m - 1;
         emit_eobrun(e);
+        int r = k - last - 1;
         while (r > 15) {
             put_sym(e, e->ac, 0xF0);
             r -= 16;
         }
-        int nb = nbits_of((unsigned)a);
-        if (nb > 10) {
-            e->err = -EPROTO;
-            return;
-        }
-        put_sym(e, e->ac, r << 4 | nb);
-        put_bits(e, (uint32_t)(v < 0 ? ~a : a), nb);
-        r = 0;
+        put_value(e, e->ac, r, zz[k], 10);
+        last = k;
     }
-    if (r > 0) {
+    if (last < se) {
         e->eobrun++;
         if (e->eobrun == EOBRUN_MAX)
             emit_eobrun(e);
@@ -233,58 +269,88 @@ static void encode_block(enc *e, const jpg_scan *s, int i, const int16_t *b)
         block_ac_refine(e, b, s->ss, s->se, s->al);
 }
 
+/* Makes room for the worst case of `blocks` more blocks. */
+static int reserve(enc *e, jpg_buf *out, size_t blocks)
+{
+    out->len = (size_t)(e->p - out->p);
+    size_t need = blocks * BLOCK_MAX_BYTES + 64;
+    if (out->cap - out->len < need) {
+        if (jpg_buf_reserve(out, need > out->cap ? need : out->cap) != 0)
+            return -ENOMEM;
+        e->p = out->p + out->len;
+    }
+    return 0;
+}
+
 int jpg_scan_encode(const jpg_frame *f, const jpg_scan *s, const jpg_coefs coef, jpg_buf *out)
 {
     enc *e = calloc(1, sizeof *e);
     if (!e)
         return -ENOMEM;
-    e->out = out;
     if (f->progressive && s->ss > 0)
         e->ac = &s->ac[0];
     uint32_t per_row, rows;
+    size_t mcu_blocks = 1;
     if (s->ncomp == 1) {
         per_row = f->comp[s->comp[0]].wb;
         rows = f->comp[s->comp[0]].hb;
     } else {
         per_row = f->mcux;
         rows = f->mcuy;
+        mcu_blocks = 0;
+        for (int i = 0; i < s->ncomp; i++)
+            mcu_blocks += (size_t)f->comp[s->comp[i]].h * f->comp[s->comp[i]].v;
     }
-    uint64_t total = (uint64_t)per_row * rows, in_interval = 0;
+    int rc = 0;
+    if (jpg_buf_reserve(out, 64) != 0) {
+        free(e);
+        return -ENOMEM;
+    }
+    e->p = out->p + out->len;
+    uint64_t in_interval = 0;
     unsigned rst = 0;
-    uint32_t mx = 0, my = 0;
-    for (uint64_t m = 0; m < total && !e->err; m++) {
-        if (s->restart && in_interval == s->restart) {
-            emit_eobrun(e);
-            flush_bits(e);
-            jpg_buf_byte(out, 0xFF);
-            jpg_buf_byte(out, (uint8_t)(0xD0 + (rst++ & 7)));
-            memset(e->pred, 0, sizeof e->pred);
-            e->eobrun = 0;
-            e->be = 0;
-            in_interval = 0;
-        }
-        in_interval++;
-        for (int i = 0; i < s->ncomp; i++) {
-            const jpg_comp *c = &f->comp[s->comp[i]];
-            const int16_t *base = coef[s->comp[i]];
+    for (uint32_t my = 0; my < rows && !e->err; my++) {
+        for (uint32_t mx = 0; mx < per_row && !e->err; mx++) {
+            if (reserve(e, out, mcu_blocks) != 0) {
+                rc = -ENOMEM;
+                goto done;
+            }
+            if (s->restart && in_interval == s->restart) {
+                emit_eobrun(e);
+                flush_bits(e);
+                *e->p++ = 0xFF;
+                *e->p++ = (uint8_t)(0xD0 + (rst++ & 7));
+                memset(e->pred, 0, sizeof e->pred);
+                e->eobrun = 0;
+                e->be = 0;
+                in_interval = 0;
+            }
+            in_interval++;
             if (s->ncomp == 1) {
-                encode_block(e, s, i, base + ((size_t)my * c->pw + mx) * 64);
+                const jpg_comp *c = &f->comp[s->comp[0]];
+                encode_block(e, s, 0, coef[s->comp[0]] + ((size_t)my * c->pw + mx) * 64);
                 continue;
             }
-            for (int y = 0; y < c->v; y++)
-                for (int x = 0; x < c->h; x++) {
-                    size_t bx = (size_t)mx * c->h + x, by = (size_t)my * c->v + y;
-                    encode_block(e, s, i, base + (by * c->pw + bx) * 64);
-                }
+            for (int i = 0; i < s->ncomp; i++) {
+                const jpg_comp *c = &f->comp[s->comp[i]];
+                const int16_t *base = coef[s->comp[i]];
+                for (int y = 0; y < c->v; y++)
+                    for (int x = 0; x < c->h; x++) {
+                        size_t bx = (size_t)mx * c->h + x, by = (size_t)my * c->v + y;
+                        encode_block(e, s, i, base + (by * c->pw + bx) * 64);
+                    }
+            }
         }
-        if (++mx == per_row) {
-            mx = 0;
-            my++;
-        }
+    }
+    if (reserve(e, out, 1) != 0) {
+        rc = -ENOMEM;
+        goto done;
     }
     emit_eobrun(e);
     flush_bits(e);
-    int rc = e->err ? e->err : (out->err ? -ENOMEM : 0);
+    out->len = (size_t)(e->p - out->p);
+    rc = e->err ? e->err : (out->err ? -ENOMEM : 0);
+done:
     free(e);
     return rc;
 }
