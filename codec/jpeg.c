@@ -11,6 +11,7 @@
 
 #include <jpeglib.h>
 
+#include "codec/bytes.h"
 #include "codec/jpeg_int.h"
 #include "codec/opaque.h"
 
@@ -19,27 +20,6 @@
 #define RECORD_NONCE_BYTES crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
 #define RECORD_TAG_BYTES crypto_aead_xchacha20poly1305_ietf_ABYTES
 #define RECORD_MAX (256u << 20)
-
-static int fail(const char **why, const char *reason, int err)
-{
-    if (why)
-        *why = reason;
-    return err;
-}
-
-static void put_le(uint8_t *p, uint64_t v, unsigned n)
-{
-    for (unsigned i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, unsigned n)
-{
-    uint64_t v = 0;
-    for (unsigned i = n; i-- > 0;)
-        v = v << 8 | p[i];
-    return v;
-}
 
 /* ---- libjpeg-turbo glue ---- */
 
@@ -619,18 +599,18 @@ static int record_scans(enc_state *e, const uint8_t *plain, const char **why)
     e->ecs_len = calloc((size_t)f->nscans, sizeof *e->ecs_len);
     e->patch_start = calloc((size_t)f->nscans + 1, sizeof *e->patch_start);
     if (!e->ecs_len || !e->patch_start)
-        return fail(why, "out of memory", -ENOMEM);
+        return codec_fail(why, "out of memory", -ENOMEM);
     uint32_t np = 0;
     for (int i = 0; i < f->nscans; i++) {
         const jpg_scan *s = &f->scans[i];
         e->regen.len = 0;
         if (jpg_buf_reserve(&e->regen, s->ecs_len + 65536) != 0)
-            return fail(why, "out of memory", -ENOMEM);
+            return codec_fail(why, "out of memory", -ENOMEM);
         int rc = jpg_scan_encode(f, s, e->coef, &e->regen);
         if (rc == -ENOMEM)
-            return fail(why, "out of memory", rc);
+            return codec_fail(why, "out of memory", rc);
         if (rc || e->regen.len != s->ecs_len)
-            return fail(why, "entropy-coded data not reproducible", -EPROTO);
+            return codec_fail(why, "entropy-coded data not reproducible", -EPROTO);
         const uint8_t *o = plain + s->ecs_off;
         size_t limit = s->ecs_len / 32 + 16, count = 0;
         e->patch_start[i] = np;
@@ -638,7 +618,7 @@ static int record_scans(enc_state *e, const uint8_t *plain, const char **why)
             if (e->regen.p[k] == o[k])
                 continue;
             if (++count > limit)
-                return fail(why, "entropy-coded data not reproducible", -EPROTO);
+                return codec_fail(why, "entropy-coded data not reproducible", -EPROTO);
             jpg_patch pt = {(uint32_t)k, o[k]};
             jpg_buf_put(&e->patches, &pt, sizeof pt);
             np++;
@@ -646,7 +626,7 @@ static int record_scans(enc_state *e, const uint8_t *plain, const char **why)
         e->ecs_len[i] = s->ecs_len;
     }
     e->patch_start[f->nscans] = np;
-    return e->patches.err ? fail(why, "out of memory", -ENOMEM) : 0;
+    return e->patches.err ? codec_fail(why, "out of memory", -ENOMEM) : 0;
 }
 
 static int dc_ranges(enc_state *e, const char **why)
@@ -676,7 +656,7 @@ static int dc_ranges(enc_state *e, const char **why)
         if (nhi > hi)
             hi = nhi;
         if (hi - lo > 2047)
-            return fail(why, "DC values out of the legal range", -ENOTSUP);
+            return codec_fail(why, "DC values out of the legal range", -ENOTSUP);
         e->cp.lo[c] = (int16_t)lo;
         e->cp.hi[c] = (int16_t)hi;
     }
@@ -692,7 +672,7 @@ static int take_padding(enc_state *e, const char **why)
         e->ndummy[c] = nd;
         e->dummy[c] = malloc(nd * 128 + 1);
         if (!e->dummy[c])
-            return fail(why, "out of memory", -ENOMEM);
+            return codec_fail(why, "out of memory", -ENOMEM);
         uint64_t k = 0;
         for (uint32_t y = 0; y < cp->ph; y++)
             for (uint32_t x = y < cp->hb ? cp->wb : 0; x < cp->pw; x++, k++)
@@ -716,7 +696,7 @@ static int textures(enc_state *e, const char **why)
         size_t n = (size_t)cp->wb * cp->hb;
         uint8_t *fl = e->cp.flat[c] = malloc(n + 1);
         if (!fl)
-            return fail(why, "out of memory", -ENOMEM);
+            return codec_fail(why, "out of memory", -ENOMEM);
         e->cp.textured[c] = 1;
         for (uint32_t y = 0; y < cp->hb; y++)
             for (uint32_t x = 0; x < cp->wb; x++) {
@@ -740,7 +720,7 @@ static int assemble(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys
     size_t img_len = e->img.n;
     size_t sos_end = first_sos_end(img, img_len);
     if (img_len < 4 || img[0] != 0xFF || img[1] != 0xD8 || sos_end == 0)
-        return fail(why, "cipher image not written", -EPROTO);
+        return codec_fail(why, "cipher image not written", -EPROTO);
     /* record */
     jpg_record rec = {0};
     rec.skel = e->skel.p;
@@ -763,23 +743,23 @@ static int assemble(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys
     size_t dlen = 0;
     uint8_t *dict = jpg_record_dict(img + 2, sos_end - 2, &dlen);
     if (!dict)
-        return fail(why, "out of memory", -ENOMEM);
+        return codec_fail(why, "out of memory", -ENOMEM);
     int rc = jpg_record_pack(&rec, dict, dlen, &e->rec_plain);
     free(dict);
     if (rc)
-        return fail(why, "out of memory", rc);
+        return codec_fail(why, "out of memory", rc);
     uint64_t L = e->rec_plain.len + RECORD_NONCE_BYTES + RECORD_TAG_BYTES;
     if (L > RECORD_MAX)
-        return fail(why, "metadata too large", -EFBIG);
+        return codec_fail(why, "metadata too large", -EFBIG);
     uint64_t mac_off = mac_segment_offset(L), image_off = mac_off + 4 + JPEG_MAC_BYTES;
     uint64_t total = image_off + img_len - 2;
     if (image_off + sos_end - 2 > UINT32_MAX)
-        return fail(why, "metadata too large", -EFBIG);
+        return codec_fail(why, "metadata too large", -EFBIG);
     uint8_t *out = e->out = malloc(total);
     uint8_t *sealed = malloc(L);
     if (!out || !sealed) {
         free(sealed);
-        return fail(why, "out of memory", -ENOMEM);
+        return codec_fail(why, "out of memory", -ENOMEM);
     }
     uint64_t c0 = L < FIRST_DATA_MAX ? L : FIRST_DATA_MAX;
     out[0] = 0xFF;
@@ -839,7 +819,7 @@ static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *
     if (rc)
         return rc;
     if (f->real_blocks > 8 * f->ecs_total + 64)
-        return fail(why, "more blocks than the entropy-coded data can hold", -EFBIG);
+        return codec_fail(why, "more blocks than the entropy-coded data can hold", -EFBIG);
     /* skeleton */
     size_t prev = 0;
     for (int i = 0; i < f->nscans; i++) {
@@ -848,14 +828,14 @@ static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *
     }
     jpg_buf_put(&e->skel, plain + prev, n - prev);
     if (e->skel.err)
-        return fail(why, "out of memory", -ENOMEM);
+        return codec_fail(why, "out of memory", -ENOMEM);
     if (jreader_open(&e->r, plain, n) != 0)
-        return fail(why, "libjpeg-turbo cannot read it", -EINVAL);
+        return codec_fail(why, "libjpeg-turbo cannot read it", -EINVAL);
     if (!geometry_matches(&e->r, f))
-        return fail(why, "libjpeg-turbo reads another frame", -ENOTSUP);
+        return codec_fail(why, "libjpeg-turbo reads another frame", -ENOTSUP);
     rc = coefs_get(&e->r, f, e->coef, 1);
     if (rc)
-        return fail(why, "libjpeg-turbo cannot read it", rc);
+        return codec_fail(why, "libjpeg-turbo cannot read it", rc);
     rc = record_scans(e, plain, why);
     if (rc)
         return rc;
@@ -868,7 +848,7 @@ static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *
     if (rc)
         return rc;
     if (rows_of_coefs(f, e->coef, &e->src) != 0 || rows_of_reader(&e->r, f, &e->dst, 1) != 0)
-        return fail(why, "out of memory", -ENOMEM);
+        return codec_fail(why, "out of memory", -ENOMEM);
     for (int c = 0; c < f->ncomp; c++) {
         const jpg_comp *cp = &f->comp[c];
         for (uint32_t y = 0; y < cp->ph; y++) {
@@ -883,10 +863,10 @@ static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *
     sodium_memzero(perm, sizeof perm);
     sodium_memzero(diff, sizeof diff);
     if (rc)
-        return fail(why, rc == -ENOMEM ? "out of memory" : "coefficient out of range",
-                    rc == -ENOMEM ? rc : -ENOTSUP);
+        return codec_fail(why, rc == -ENOMEM ? "out of memory" : "coefficient out of range",
+                          rc == -ENOMEM ? rc : -ENOTSUP);
     if (write_image(&e->r, &e->img) != 0)
-        return fail(why, "libjpeg-turbo cannot write the cipher image", -EPROTO);
+        return codec_fail(why, "libjpeg-turbo cannot write the cipher image", -EPROTO);
     coefs_free(e->coef);
     jreader_close(&e->r);
     rc = assemble(e, plain, n, keys, s, stored_len, why);
@@ -896,11 +876,11 @@ static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *
     size_t back_len = 0;
     rc = jpeg_codec_decode(e->out, *stored_len, keys, &back, &back_len);
     if (rc == -ENOMEM)
-        return fail(why, "out of memory", rc);
+        return codec_fail(why, "out of memory", rc);
     int same = rc == 0 && back_len == n && memcmp(back, plain, n) == 0;
     free(back);
     if (!same)
-        return fail(why, "stored form does not decode to the original", -EPROTO);
+        return codec_fail(why, "stored form does not decode to the original", -EPROTO);
     return 0;
 }
 
@@ -912,7 +892,7 @@ int jpeg_codec_encode(const uint8_t *plain, size_t n, const pxc_keys *keys,
     *stored_len = 0;
     enc_state *e = calloc(1, sizeof *e);
     if (!e)
-        return fail(why, "out of memory", -ENOMEM);
+        return codec_fail(why, "out of memory", -ENOMEM);
     int rc = encode(e, plain, n, keys, s, stored_len, why);
     if (rc == 0) {
         *stored = e->out;

@@ -4,15 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/bytes.h"
 #include "codec/jpeg.h"
 #include "codec/jpeg_int.h"
-
-static int fail(const char **why, const char *reason, int err)
-{
-    if (why)
-        *why = reason;
-    return err;
-}
 
 int jpg_buf_reserve(jpg_buf *b, size_t extra)
 {
@@ -103,26 +97,27 @@ static uint32_t div_up(uint32_t a, uint32_t b)
 static int parse_sof(const uint8_t *s, size_t len, int marker, jpg_frame *f, const char **why)
 {
     if (marker != 0xC0 && marker != 0xC1 && marker != 0xC2)
-        return fail(why, (marker >= 0xC9) ? "arithmetic coding" : "lossless or hierarchical JPEG",
-                    -ENOTSUP);
+        return codec_fail(why,
+                          (marker >= 0xC9) ? "arithmetic coding" : "lossless or hierarchical JPEG",
+                          -ENOTSUP);
     if (f->ncomp)
-        return fail(why, "more than one frame", -ENOTSUP);
+        return codec_fail(why, "more than one frame", -ENOTSUP);
     if (len < 6)
-        return fail(why, "short SOF", -EINVAL);
+        return codec_fail(why, "short SOF", -EINVAL);
     if (s[0] != 8)
-        return fail(why, "sample precision other than 8 bits", -ENOTSUP);
+        return codec_fail(why, "sample precision other than 8 bits", -ENOTSUP);
     f->progressive = marker == 0xC2;
     f->height = (uint32_t)s[1] << 8 | s[2];
     f->width = (uint32_t)s[3] << 8 | s[4];
     f->ncomp = s[5];
     if (f->height == 0)
-        return fail(why, "height defined by DNL", -ENOTSUP);
+        return codec_fail(why, "height defined by DNL", -ENOTSUP);
     if (f->width == 0)
-        return fail(why, "zero width", -EINVAL);
+        return codec_fail(why, "zero width", -EINVAL);
     if (f->ncomp < 1 || f->ncomp > JPG_MAX_COMPS)
-        return fail(why, "unsupported component count", -ENOTSUP);
+        return codec_fail(why, "unsupported component count", -ENOTSUP);
     if (len != 6 + 3 * (size_t)f->ncomp)
-        return fail(why, "bad SOF length", -EINVAL);
+        return codec_fail(why, "bad SOF length", -EINVAL);
     f->hmax = f->vmax = 1;
     for (int c = 0; c < f->ncomp; c++) {
         jpg_comp *cp = &f->comp[c];
@@ -131,10 +126,10 @@ static int parse_sof(const uint8_t *s, size_t len, int marker, jpg_frame *f, con
         cp->v = s[7 + 3 * c] & 15;
         cp->tq = s[8 + 3 * c];
         if (cp->h < 1 || cp->h > 4 || cp->v < 1 || cp->v > 4 || cp->tq > 3)
-            return fail(why, "bad sampling factor or table", -EINVAL);
+            return codec_fail(why, "bad sampling factor or table", -EINVAL);
         for (int d = 0; d < c; d++)
             if (f->comp[d].id == cp->id)
-                return fail(why, "duplicate component id", -EINVAL);
+                return codec_fail(why, "duplicate component id", -EINVAL);
         if (cp->h > f->hmax)
             f->hmax = cp->h;
         if (cp->v > f->vmax)
@@ -151,12 +146,12 @@ static int parse_sof(const uint8_t *s, size_t len, int marker, jpg_frame *f, con
         cp->ph = div_up(cp->hb, cp->v) * cp->v;
         if (f->ncomp > 1 &&
             ((uint64_t)f->mcux * cp->h > cp->pw || (uint64_t)f->mcuy * cp->v > cp->ph))
-            return fail(why, "unusual MCU geometry", -ENOTSUP);
+            return codec_fail(why, "unusual MCU geometry", -ENOTSUP);
         f->blocks += (uint64_t)cp->pw * cp->ph;
         f->real_blocks += (uint64_t)cp->wb * cp->hb;
     }
     if (f->blocks > JPEG_CODEC_MAX_BLOCKS)
-        return fail(why, "image over the size limit", -EFBIG);
+        return codec_fail(why, "image over the size limit", -EFBIG);
     return 0;
 }
 
@@ -170,18 +165,18 @@ static int parse_dht(const uint8_t *s, size_t len, table_state *t, const char **
     size_t pos = 0;
     while (pos < len) {
         if (len - pos < 17)
-            return fail(why, "short DHT", -EINVAL);
+            return codec_fail(why, "short DHT", -EINVAL);
         int tc = s[pos] >> 4, th = s[pos] & 15;
         if (tc > 1 || th > 3)
-            return fail(why, "bad DHT class or id", -EINVAL);
+            return codec_fail(why, "bad DHT class or id", -EINVAL);
         size_t count = 0;
         for (int i = 0; i < 16; i++)
             count += s[pos + 1 + i];
         if (count > 256 || len - pos - 17 < count)
-            return fail(why, "bad DHT counts", -EINVAL);
+            return codec_fail(why, "bad DHT counts", -EINVAL);
         jpg_huff *h = tc ? &t->ac[th] : &t->dc[th];
         if (build_huff(h, s + pos + 1, s + pos + 17) != 0)
-            return fail(why, "bad Huffman table", -EINVAL);
+            return codec_fail(why, "bad Huffman table", -EINVAL);
         (tc ? t->have_ac : t->have_dc)[th] = 1;
         pos += 17 + count;
     }
@@ -192,9 +187,9 @@ static int parse_sos(const uint8_t *s, size_t len, jpg_frame *f, const table_sta
                      uint16_t restart, jpg_scan *sc, const char **why)
 {
     if (!f->ncomp)
-        return fail(why, "SOS before SOF", -EINVAL);
+        return codec_fail(why, "SOS before SOF", -EINVAL);
     if (len < 1 || s[0] < 1 || s[0] > JPG_MAX_COMPS || len != 4 + 2 * (size_t)s[0])
-        return fail(why, "bad SOS", -EINVAL);
+        return codec_fail(why, "bad SOS", -EINVAL);
     memset(sc, 0, sizeof *sc);
     sc->ncomp = s[0];
     int blocks_in_mcu = 0;
@@ -203,10 +198,10 @@ static int parse_sos(const uint8_t *s, size_t len, jpg_frame *f, const table_sta
         for (c = 0; c < f->ncomp && f->comp[c].id != id; c++)
             ;
         if (c == f->ncomp || td > 3 || ta > 3)
-            return fail(why, "bad SOS component", -EINVAL);
+            return codec_fail(why, "bad SOS component", -EINVAL);
         for (int j = 0; j < i; j++)
             if (sc->comp[j] == c)
-                return fail(why, "bad SOS component", -EINVAL);
+                return codec_fail(why, "bad SOS component", -EINVAL);
         sc->comp[i] = (uint8_t)c;
         if (t->have_dc[td])
             sc->dc[i] = t->dc[td];
@@ -215,7 +210,7 @@ static int parse_sos(const uint8_t *s, size_t len, jpg_frame *f, const table_sta
         blocks_in_mcu += f->comp[c].h * f->comp[c].v;
     }
     if (sc->ncomp > 1 && blocks_in_mcu > 10)
-        return fail(why, "more than 10 blocks per MCU", -EINVAL);
+        return codec_fail(why, "more than 10 blocks per MCU", -EINVAL);
     const uint8_t *q = s + 1 + 2 * sc->ncomp;
     sc->ss = q[0];
     sc->se = q[1];
@@ -224,11 +219,11 @@ static int parse_sos(const uint8_t *s, size_t len, jpg_frame *f, const table_sta
     sc->restart = restart;
     if (!f->progressive) {
         if (sc->ss != 0 || sc->se != 63 || sc->ah != 0 || sc->al != 0)
-            return fail(why, "bad sequential scan parameters", -EINVAL);
+            return codec_fail(why, "bad sequential scan parameters", -EINVAL);
     } else {
         if (sc->se > 63 || sc->ss > sc->se || (sc->ss == 0 && sc->se != 0) ||
             (sc->ss > 0 && sc->ncomp != 1) || sc->ah > 13 || sc->al > 13)
-            return fail(why, "bad progressive scan parameters", -EINVAL);
+            return codec_fail(why, "bad progressive scan parameters", -EINVAL);
     }
     return 0;
 }
@@ -257,36 +252,37 @@ int jpg_parse(const uint8_t *p, size_t n, int skeleton, jpg_frame *f, const char
     memset(f, 0, sizeof *f);
     table_state *t = calloc(1, sizeof *t);
     if (!t)
-        return fail(why, "out of memory", -ENOMEM);
+        return codec_fail(why, "out of memory", -ENOMEM);
     int rc = 0, cap = 0;
     uint16_t restart = 0;
     size_t removed = 0; /* entropy-coded bytes before pos */
     size_t pos = 2;
     if (n < 4 || p[0] != 0xFF || p[1] != 0xD8) {
-        rc = fail(why, "not a JPEG", -EINVAL);
+        rc = codec_fail(why, "not a JPEG", -EINVAL);
         goto out;
     }
     for (;;) {
         if (pos >= n || p[pos] != 0xFF) {
-            rc = fail(why, pos >= n ? "truncated (no EOI)" : "garbage between segments", -EINVAL);
+            rc = codec_fail(why, pos >= n ? "truncated (no EOI)" : "garbage between segments",
+                            -EINVAL);
             goto out;
         }
         while (pos < n && p[pos] == 0xFF)
             pos++;
         if (pos >= n) {
-            rc = fail(why, "truncated (no EOI)", -EINVAL);
+            rc = codec_fail(why, "truncated (no EOI)", -EINVAL);
             goto out;
         }
         int m = p[pos++];
         if (m == 0xD9)
             break;
         if (m == 0 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) {
-            rc = fail(why, "unexpected marker", -EINVAL);
+            rc = codec_fail(why, "unexpected marker", -EINVAL);
             goto out;
         }
         if (n - pos < 2 || ((size_t)p[pos] << 8 | p[pos + 1]) < 2 ||
             n - pos < ((size_t)p[pos] << 8 | p[pos + 1])) {
-            rc = fail(why, "truncated segment", -EINVAL);
+            rc = codec_fail(why, "truncated segment", -EINVAL);
             goto out;
         }
         size_t len = ((size_t)p[pos] << 8 | p[pos + 1]) - 2;
@@ -297,24 +293,24 @@ int jpg_parse(const uint8_t *p, size_t n, int skeleton, jpg_frame *f, const char
         } else if (m == 0xC4) {
             rc = parse_dht(s, len, t, why);
         } else if (m == 0xCC) {
-            rc = fail(why, "arithmetic coding", -ENOTSUP);
+            rc = codec_fail(why, "arithmetic coding", -ENOTSUP);
         } else if (m == 0xDC) {
-            rc = fail(why, "DNL marker", -ENOTSUP);
+            rc = codec_fail(why, "DNL marker", -ENOTSUP);
         } else if (m == 0xDD) {
             if (len != 2)
-                rc = fail(why, "bad DRI", -EINVAL);
+                rc = codec_fail(why, "bad DRI", -EINVAL);
             else
                 restart = (uint16_t)(s[0] << 8 | s[1]);
         } else if (m == 0xDA) {
             if (f->nscans == JPG_MAX_SCANS) {
-                rc = fail(why, "too many scans", -ENOTSUP);
+                rc = codec_fail(why, "too many scans", -ENOTSUP);
                 goto out;
             }
             if (f->nscans == cap) {
                 int ncap = cap ? cap * 2 : 4;
                 jpg_scan *ns = realloc(f->scans, (size_t)ncap * sizeof *ns);
                 if (!ns) {
-                    rc = fail(why, "out of memory", -ENOMEM);
+                    rc = codec_fail(why, "out of memory", -ENOMEM);
                     goto out;
                 }
                 f->scans = ns;
@@ -337,7 +333,7 @@ int jpg_parse(const uint8_t *p, size_t n, int skeleton, jpg_frame *f, const char
     }
     f->eoi_end = pos;
     if (!f->ncomp || !f->nscans) {
-        rc = fail(why, "no frame or no scan", -EINVAL);
+        rc = codec_fail(why, "no frame or no scan", -EINVAL);
         goto out;
     }
     /* Every component needs a DC scan, so that each block costs entropy-coded bits. */
@@ -348,7 +344,7 @@ int jpg_parse(const uint8_t *p, size_t n, int skeleton, jpg_frame *f, const char
                 if (f->scans[i].comp[j] == c && f->scans[i].ss == 0 && f->scans[i].ah == 0)
                     seen = 1;
         if (!seen) {
-            rc = fail(why, "component without a DC scan", -ENOTSUP);
+            rc = codec_fail(why, "component without a DC scan", -ENOTSUP);
             goto out;
         }
     }

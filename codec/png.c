@@ -7,6 +7,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "codec/bytes.h"
 #include "codec/cipher.h"
 #include "codec/deflate_recipe.h"
 #include "codec/opaque.h"
@@ -22,27 +23,6 @@
 /* Deflate cannot expand more than 1032:1 (258-byte matches in 2 bits); with slack for
  * the zlib header. */
 #define INFLATE_RATIO_MAX 1032u
-
-static int fail(const char **why, const char *reason, int err)
-{
-    if (why)
-        *why = reason;
-    return err;
-}
-
-static void put_le(uint8_t *p, uint64_t v, unsigned n)
-{
-    for (unsigned i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, unsigned n)
-{
-    uint64_t v = 0;
-    for (unsigned i = n; i-- > 0;)
-        v = v << 8 | p[i];
-    return v;
-}
 
 /* Writes a chunk of len data bytes at out (data already in place at out + 8 unless
  * data is given); returns the bytes written. */
@@ -607,16 +587,16 @@ static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *
     if ((rc = png_geom_from_ihdr(g, plain + 16, why)) != 0)
         return rc;
     if (g->data_bytes > (e->lay.idat_data + 1) * INFLATE_RATIO_MAX)
-        return fail(why, "malformed: less image data than IHDR declares", -EINVAL);
+        return codec_fail(why, "malformed: less image data than IHDR declares", -EINVAL);
     if (g->color == 3) {
         if (e->lay.plte_len == 0)
-            return fail(why, "malformed: palette image without PLTE", -EINVAL);
+            return codec_fail(why, "malformed: palette image without PLTE", -EINVAL);
         if (e->lay.plte_len % 3 || e->lay.plte_len > 768)
-            return fail(why, "malformed: PLTE length", -EINVAL);
+            return codec_fail(why, "malformed: PLTE length", -EINVAL);
     }
 
     if ((rc = gather_idat(e, plain)) != 0)
-        return fail(why, "out of memory", rc);
+        return codec_fail(why, "out of memory", rc);
     const char *zwhy = NULL;
     rc = deflate_recipe_build(e->zconcat, (size_t)e->lay.idat_data,
                               (size_t)g->data_bytes + EXTRA_DATA_MAX, &e->data, &e->data_len,
@@ -625,22 +605,22 @@ static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *
     free(e->zconcat);
     e->zconcat = NULL;
     if (rc == -EFBIG)
-        return fail(why, "malformed: much more image data than IHDR declares", -EINVAL);
+        return codec_fail(why, "malformed: much more image data than IHDR declares", -EINVAL);
     if (rc == -ENOTSUP)
-        return fail(why, zwhy ? zwhy : "unsupported zlib stream", -ENOTSUP);
+        return codec_fail(why, zwhy ? zwhy : "unsupported zlib stream", -ENOTSUP);
     if (rc != 0)
-        return fail(why, rc == -ENOMEM ? "out of memory" : "malformed: bad zlib stream", rc);
+        return codec_fail(why, rc == -ENOMEM ? "out of memory" : "malformed: bad zlib stream", rc);
     if (e->data_len < g->data_bytes)
-        return fail(why, "malformed: less image data than IHDR declares", -EINVAL);
+        return codec_fail(why, "malformed: less image data than IHDR declares", -EINVAL);
 
     size_t rows = (size_t)g->rows;
     e->filters = malloc(rows);
     e->pad = malloc(rows);
     e->samples = alloc_samples(g);
     if (!e->filters || !e->pad || !e->samples)
-        return fail(why, "out of memory", -ENOMEM);
+        return codec_fail(why, "out of memory", -ENOMEM);
     if (png_rows_unfilter(g, e->data, e->filters) != 0)
-        return fail(why, "malformed: unknown filter type", -EINVAL);
+        return codec_fail(why, "malformed: unknown filter type", -EINVAL);
     int any_pad = png_rows_unpack(g, e->data, e->samples, e->pad);
 
     pxc_file_subkey(e->perm, keys, s, PXC_SUBKEY_PERMUTATION);
@@ -650,16 +630,16 @@ static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *
     uint32_t modulus = e->modulus = palette_modulus(g, e->lay.plte_len);
     rc = cipher_run(0, g, e->samples, modulus, e->perm, e->diff);
     if (rc == -ERANGE)
-        return fail(why, "palette index past the end of PLTE", -ENOTSUP);
+        return codec_fail(why, "palette index past the end of PLTE", -ENOTSUP);
     if (rc != 0)
-        return fail(why, "cipher failed", rc);
+        return codec_fail(why, "cipher failed", rc);
 
     /* Cipher rows, filter type 0, in place of the original rows (extra data stays). */
     png_rows_pack(g, e->samples, NULL, NULL, e->data);
     rc = deflate_rows(e->data, (size_t)g->data_bytes, modulus == 1u << g->depth, &e->stored_z,
                       &e->stored_zlen);
     if (rc != 0)
-        return fail(why, "out of memory", rc);
+        return codec_fail(why, "out of memory", rc);
 
     png_record *r = &e->rec;
     r->ihdr_crc = png_get32(plain + PNG_IHDR_END - 4);
@@ -676,10 +656,10 @@ static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *
     r->recipe = e->recipe;
     r->recipe_len = e->recipe_len;
     if ((rc = png_record_write(r, &e->record, &e->record_len)) != 0)
-        return fail(why, rc == -EFBIG ? "too much metadata" : "out of memory", rc);
+        return codec_fail(why, rc == -EFBIG ? "too much metadata" : "out of memory", rc);
 
     if ((rc = assemble(e, plain, n, keys, s, stored_len)) != 0)
-        return fail(why, rc == -EFBIG ? "too much metadata" : "out of memory", rc);
+        return codec_fail(why, rc == -EFBIG ? "too much metadata" : "out of memory", rc);
     return 0;
 }
 
@@ -696,10 +676,10 @@ int png_codec_encode(const uint8_t *plain, size_t n, const pxc_keys *keys,
     if (why)
         *why = NULL;
     if (!e)
-        return fail(why, "out of memory", -ENOMEM);
+        return codec_fail(why, "out of memory", -ENOMEM);
     if (sodium_init() < 0) {
         free(e);
-        return fail(why, "libsodium init failed", -ENOMEM);
+        return codec_fail(why, "libsodium init failed", -ENOMEM);
     }
     rc = encode(e, plain, n, keys, s, &len, why);
     if (rc == 0) {
@@ -709,8 +689,9 @@ int png_codec_encode(const uint8_t *plain, size_t n, const pxc_keys *keys,
         if (rc == 0 && (back_len != n || memcmp(back, plain, n) != 0))
             rc = -EPROTO;
         if (rc != 0)
-            rc = fail(why, rc == -ENOMEM ? "out of memory" : "stored form does not regenerate",
-                      rc == -ENOMEM ? -ENOMEM : -EPROTO);
+            rc =
+                codec_fail(why, rc == -ENOMEM ? "out of memory" : "stored form does not regenerate",
+                           rc == -ENOMEM ? -ENOMEM : -EPROTO);
         if (back) {
             sodium_memzero(back, back_len);
             free(back);

@@ -3,6 +3,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "codec/bytes.h"
 #include "codec/png.h"
 #include "codec/png_int.h"
 
@@ -11,13 +12,6 @@ const uint8_t png_signature[PNG_SIG_BYTES] = {0x89, 'P', 'N', 'G', '\r', '\n', 0
 uint32_t png_chunk_crc(const uint8_t *chunk, uint32_t len)
 {
     return (uint32_t)crc32_z(crc32(0, Z_NULL, 0), chunk + 4, (z_size_t)len + 4);
-}
-
-static int fail(const char **why, const char *reason, int err)
-{
-    if (why)
-        *why = reason;
-    return err;
 }
 
 int png_geom_from_ihdr(png_geom *g, const uint8_t ihdr[13], const char **why)
@@ -32,9 +26,9 @@ int png_geom_from_ihdr(png_geom *g, const uint8_t ihdr[13], const char **why)
     g->color = ihdr[9];
     g->interlace = ihdr[12];
     if (g->width == 0 || g->height == 0 || g->width > PNG_CHUNK_MAX || g->height > PNG_CHUNK_MAX)
-        return fail(why, "IHDR: bad dimensions", -EINVAL);
+        return codec_fail(why, "IHDR: bad dimensions", -EINVAL);
     if (ihdr[10] != 0 || ihdr[11] != 0 || g->interlace > 1)
-        return fail(why, "IHDR: unknown compression, filter or interlace method", -EINVAL);
+        return codec_fail(why, "IHDR: unknown compression, filter or interlace method", -EINVAL);
 
     unsigned d = g->depth;
     int depth_ok;
@@ -60,10 +54,10 @@ int png_geom_from_ihdr(png_geom *g, const uint8_t ihdr[13], const char **why)
         depth_ok = d == 8 || d == 16;
         break;
     default:
-        return fail(why, "IHDR: bad colour type", -EINVAL);
+        return codec_fail(why, "IHDR: bad colour type", -EINVAL);
     }
     if (!depth_ok)
-        return fail(why, "IHDR: bad bit depth for the colour type", -EINVAL);
+        return codec_fail(why, "IHDR: bad bit depth for the colour type", -EINVAL);
 
     unsigned bits = g->channels * d;
     g->bpp = bits < 8 ? 1 : bits / 8;
@@ -83,7 +77,7 @@ int png_geom_from_ihdr(png_geom *g, const uint8_t ihdr[13], const char **why)
         g->samples += w * h * g->channels;
         g->data_bytes += h * (rowbytes + 1);
         if (g->data_bytes > PNG_CODEC_MAX_IMAGE_BYTES || g->samples > PNG_CODEC_MAX_SAMPLES)
-            return fail(why, "image larger than the codec's limit", -EFBIG);
+            return codec_fail(why, "image larger than the codec's limit", -EFBIG);
         g->pass[i].rowbytes = (size_t)rowbytes;
     }
     return 0;
@@ -98,29 +92,29 @@ int png_walk(const uint8_t *p, size_t n, png_layout *lay, const char **why)
 {
     memset(lay, 0, sizeof *lay);
     if (n < PNG_SIG_BYTES || memcmp(p, png_signature, PNG_SIG_BYTES) != 0)
-        return fail(why, "not a PNG", -EINVAL);
+        return codec_fail(why, "not a PNG", -EINVAL);
     if (n < PNG_IHDR_END + 12 || png_get32(p + 8) != 13 || memcmp(p + 12, "IHDR", 4) != 0)
-        return fail(why, "malformed: no IHDR first", -EINVAL);
+        return codec_fail(why, "malformed: no IHDR first", -EINVAL);
 
     enum { BEFORE, IN, AFTER } idat = BEFORE;
     size_t pos = PNG_IHDR_END;
     lay->pre_start = pos;
     for (;;) {
         if (n - pos < 12)
-            return fail(why, "malformed: truncated before IEND", -EINVAL);
+            return codec_fail(why, "malformed: truncated before IEND", -EINVAL);
         uint32_t len = png_get32(p + pos);
         const uint8_t *type = p + pos + 4;
         if (len > PNG_CHUNK_MAX)
-            return fail(why, "malformed: chunk length", -EINVAL);
+            return codec_fail(why, "malformed: chunk length", -EINVAL);
         if (n - pos - 12 < len)
-            return fail(why, "malformed: truncated chunk", -EINVAL);
+            return codec_fail(why, "malformed: truncated chunk", -EINVAL);
         if (!is_letter(type[0]) || !is_letter(type[1]) || !is_letter(type[2]) ||
             !is_letter(type[3]))
-            return fail(why, "malformed: chunk type", -EINVAL);
+            return codec_fail(why, "malformed: chunk type", -EINVAL);
         size_t end = pos + 12 + len;
         if (memcmp(type, "IDAT", 4) == 0) {
             if (idat == AFTER)
-                return fail(why, "malformed: IDAT chunks not consecutive", -EINVAL);
+                return codec_fail(why, "malformed: IDAT chunks not consecutive", -EINVAL);
             if (idat == BEFORE) {
                 idat = IN;
                 lay->pre_end = lay->idat_start = pos;
@@ -132,18 +126,18 @@ int png_walk(const uint8_t *p, size_t n, png_layout *lay, const char **why)
             if (idat == IN)
                 idat = AFTER;
             if (memcmp(type, "IHDR", 4) == 0)
-                return fail(why, "malformed: second IHDR", -EINVAL);
+                return codec_fail(why, "malformed: second IHDR", -EINVAL);
             if (memcmp(type, "PLTE", 4) == 0 && idat == BEFORE) {
                 if (lay->plte_len)
-                    return fail(why, "malformed: second PLTE", -EINVAL);
+                    return codec_fail(why, "malformed: second PLTE", -EINVAL);
                 lay->plte_off = pos + 8;
                 lay->plte_len = len;
                 if (len == 0)
-                    return fail(why, "malformed: empty PLTE", -EINVAL);
+                    return codec_fail(why, "malformed: empty PLTE", -EINVAL);
             }
             if (memcmp(type, "IEND", 4) == 0) {
                 if (idat == BEFORE)
-                    return fail(why, "malformed: no IDAT", -EINVAL);
+                    return codec_fail(why, "malformed: no IDAT", -EINVAL);
                 lay->iend_end = end;
                 return 0;
             }
