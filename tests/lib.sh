@@ -434,3 +434,32 @@ flip_byte() {
 random_file() {
     head -c "$2" /dev/urandom >"$1"
 }
+
+# ------------------------------------------------------------ viewers
+
+# chromium_image_sizes DIR FILE...: loads each FILE (relative to DIR) as an <img> in
+# headless Chromium and prints "FILE WxH" or "FILE error" per line, as the browser saw
+# it.  Needs $CHROMIUM (the browser binary).
+chromium_image_sizes() {
+    local dir=$1 f
+    shift
+    {
+        echo '<!doctype html><html><body><script>'
+        printf 'for (const f of ['
+        for f in "$@"; do printf '"%s",' "$f"; done
+        echo ']) {'
+        cat <<'JS'
+  const img = new Image();
+  const say = (s) => { const p = document.createElement("p"); p.textContent = "IMG " + f + " " + s; document.body.appendChild(p); };
+  img.onload = () => say(img.naturalWidth + "x" + img.naturalHeight);
+  img.onerror = () => say("error");
+  img.src = f;
+}
+JS
+        echo '</script></body></html>'
+    } >"$dir/page.html"
+    tmo 120 "$CHROMIUM" --headless --no-sandbox --disable-gpu --allow-file-access-from-files \
+        --user-data-dir="$T/chromium-profile" --virtual-time-budget=10000 \
+        --dump-dom "file://$dir/page.html" 2>"$T/chromium.err" |
+        grep -o 'IMG [^<]*' | sed 's/^IMG //'
+}
