@@ -32,8 +32,9 @@
  *             segment, DQT (the original quantisation tables), SOF (the original
  *             dimensions, component ids and sampling factors), DHT (Huffman tables
  *             optimised for the cipher coefficients), SOS and its data, EOI.  The
- *             cipher image is progressive (libjpeg's simple progression) when the
- *             original is, baseline otherwise, and has no restart markers.
+ *             cipher image is always sequential (one interleaved scan, like a
+ *             baseline JPEG) whatever the original's mode, and has no restart
+ *             markers.
  *
  * Nothing else of the original is in clear: every APPn (JFIF, Exif with its thumbnail,
  * XMP, ICC, IPTC/Photoshop, MPF, maker segments), COM, the original Huffman tables and
@@ -87,8 +88,8 @@
  * 65536 blocks, beyond which r is negligible, and its choice is sealed in the record.
  *
  * Leaks (allowed by DESIGN.md §4): dimensions, components, sampling factors, component
- * ids, quantisation tables, per-block AC size categories (positions scrambled),
- * progressive or not, and approximate sizes.
+ * ids, quantisation tables, per-block AC size categories (positions scrambled), and
+ * approximate sizes (not whether the original was progressive).
  *
  * Declined (the caller keeps the file opaque): arithmetic coding, 12-bit and lossless
  * JPEGs, hierarchical frames, DNL, more than JPG_MAX_SCANS scans, files libjpeg-turbo
