@@ -1132,6 +1132,55 @@ static void test_mutations(void)
     ok(bad == 0, "mutation loop: %d mutated files, %d stored, all exact", runs, stored);
 }
 
+/* ---- known answer -------------------------------------------------------------------- */
+
+/* The cipher image (everything after the pixcrypt segments) of generated JPEGs under a
+ * fixed master key and fixed file secrets: it depends only on them, the input and
+ * libjpeg-turbo's encoder, so a change in the coefficient cipher shows here. */
+static void test_known_answer(void)
+{
+    static const struct {
+        variant v;
+        const char *hash;
+    } kats[] = {
+        {{"kat baseline 4:2:0", 160, 120, 3, 85, 0, 0, 0, 0, 2, 2, 0, 0, 1},
+         "a2391579d7e831c76f7e26b865e7dae449e02abb35b637248073d0d0a5bfeff5"},
+        {{"kat progressive gray", 97, 61, 1, 92, 1, 1, 0, 0, 0, 0, 0, 0, 1},
+         "eb606e23a53641cf46aaa9bc7a42a493fbec944ca2ff7d59bd8f39db28214484"},
+        /* over JPG_PERM_SEARCH_MAX blocks: no permutation search */
+        {{"kat large gray", 2100, 2100, 1, 75, 0, 0, 0, 0, 0, 0, 0, 0, 1},
+         "6b2ab18044ec6828c225b8726751f5984bd246c25db7f538179cfee784e93584"},
+    };
+    uint8_t master[PXC_KEY_BYTES];
+    for (size_t i = 0; i < sizeof master; i++)
+        master[i] = (uint8_t)i;
+    pxc_keys *k = pxc_keys_new(master);
+    pxc_file_secrets s;
+    memset(&s, 0, sizeof s);
+    memset(s.file_id, 0x11, sizeof s.file_id);
+    memset(s.seed, 0x22, sizeof s.seed);
+    for (size_t t = 0; t < sizeof kats / sizeof *kats; t++) {
+        membuf m;
+        uint8_t *sf = NULL, h[32];
+        size_t sl = 0, at = 2;
+        char hex[65];
+        if (make_jpeg(&kats[t].v, &m) != 0 ||
+            jpeg_codec_encode(m.p, m.len, k, &s, &sf, &sl, NULL)) {
+            ok(0, "%s: encoded", kats[t].v.name);
+            free(m.p);
+            continue;
+        }
+        while (at + 4 <= sl && sf[at] == 0xFF && sf[at + 1] == 0xEF)
+            at += 2 + ((size_t)sf[at + 2] << 8 | sf[at + 3]);
+        crypto_generichash(h, sizeof h, sf + at, sl - at, NULL, 0);
+        sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+        ok(strcmp(hex, kats[t].hash) == 0, "%s: cipher image BLAKE2b %s", kats[t].v.name, hex);
+        free(sf);
+        free(m.p);
+    }
+    pxc_keys_free(k);
+}
+
 static void test_throughput(void)
 {
     variant vs[] = {
@@ -1180,6 +1229,7 @@ int main(void)
     test_tamper();
     test_malformed();
     test_mutations();
+    test_known_answer();
     test_throughput();
 
     char cmd[600];
