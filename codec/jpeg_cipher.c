@@ -34,8 +34,6 @@ typedef struct keystream {
     uint32_t ic;
     uint8_t nonce[crypto_stream_chacha20_ietf_NONCEBYTES];
     const uint8_t *key;
-    uint64_t acc; /* bit reservoir */
-    int nacc;
 } keystream;
 
 static void ks_init(keystream *k, const uint8_t key[32], char tag, int comp, int index)
@@ -62,17 +60,59 @@ static inline uint32_t ks_word(keystream *k)
     return (uint32_t)w[0] | (uint32_t)w[1] << 8 | (uint32_t)w[2] << 16 | (uint32_t)w[3] << 24;
 }
 
-/* The next nb <= 32 bits of the stream. */
-static inline uint32_t ks_bits(keystream *k, int nb)
+/* The masking stream as bits: the keystream read as little-endian 32-bit words, bits
+ * from the least significant up, is the keystream's bytes read least significant bit
+ * first.  So the next nb bits are one unaligned 64-bit load at the bit position, and
+ * the values of a block can be masked independently of each other once their
+ * positions are known (no serial bit reservoir). */
+typedef struct bitstream {
+    uint8_t buf[KS_BYTES + 8]; /* 8 bytes of slack for the last unaligned load */
+    size_t len;                /* keystream bytes in buf */
+    size_t bit;                /* next unread bit of buf */
+    uint32_t ic;
+    uint8_t nonce[crypto_stream_chacha20_ietf_NONCEBYTES];
+    const uint8_t *key;
+} bitstream;
+
+/* Most bits one block consumes: 32 for DC, at most 11 for each of 63 AC values. */
+#define BLOCK_BITS_MAX (32 + 63 * 11)
+
+static void bs_init(bitstream *b, const uint8_t key[32], int comp)
 {
-    if (k->nacc < nb) {
-        k->acc |= (uint64_t)ks_word(k) << k->nacc;
-        k->nacc += 32;
-    }
-    uint32_t v = (uint32_t)(k->acc & ((1ull << nb) - 1));
-    k->acc >>= nb;
-    k->nacc -= nb;
-    return v;
+    memset(b, 0, sizeof *b);
+    memcpy(b->nonce, "jpgD", 4);
+    b->nonce[4] = (uint8_t)comp;
+    b->key = key;
+}
+
+/* Makes sure the bits of one more block are in buf. */
+static inline void bs_reserve(bitstream *b)
+{
+    size_t at = b->bit >> 3;
+    if (b->len - at >= BLOCK_BITS_MAX / 8 + 2)
+        return;
+    memmove(b->buf, b->buf + at, b->len - at);
+    b->len -= at;
+    b->bit &= 7;
+    size_t more = (KS_BYTES - b->len) & ~(size_t)63;
+    memset(b->buf + b->len, 0, more);
+    crypto_stream_chacha20_ietf_xor_ic(b->buf + b->len, b->buf + b->len, more, b->nonce, b->ic,
+                                       b->key);
+    b->ic += (uint32_t)(more / 64);
+    b->len += more;
+}
+
+static inline uint64_t load_le64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return __builtin_bswap64(__builtin_bswap64(v)); /* little-endian hosts: a plain load */
+}
+
+/* nb <= 32 bits starting at bit position pos of buf. */
+static inline uint32_t bs_peek(const bitstream *b, size_t pos, int nb)
+{
+    return (uint32_t)((load_le64(b->buf + (pos >> 3)) >> (pos & 7)) & ((1ull << nb) - 1));
 }
 
 static inline int nbits_of(unsigned a)
@@ -102,18 +142,22 @@ static inline uint64_t ac_mask(const int16_t *b)
 }
 
 /* out = cipher (or plain, decrypt) of block in; in != out. */
-static int mask_block(const int16_t *in, int16_t *out, keystream *ks, int lo, int m, int flat,
+static int mask_block(const int16_t *in, int16_t *out, bitstream *ks, int lo, int m, int flat,
                       int tex, int decrypt)
 {
     int d = in[0] - lo;
     if (d < 0 || d >= m)
         return -ERANGE;
-    int k = (int)(((uint64_t)ks_bits(ks, 32) * (uint32_t)m) >> 32);
+    bs_reserve(ks);
+    size_t pos = ks->bit;
+    int k = (int)(((uint64_t)bs_peek(ks, pos, 32) * (uint32_t)m) >> 32);
+    pos += 32;
     d = decrypt ? d - k : d + k;
     d = d < 0 ? d + m : d >= m ? d - m : d;
     if (flat) {
         memset(out, 0, 64 * sizeof *out);
-        uint32_t r = ks_bits(ks, 2);
+        uint32_t r = bs_peek(ks, pos, 2);
+        ks->bit = pos + 2;
         if (!decrypt)
             out[r & 1 ? 8 : 1] = (int16_t)(r & 2 ? -tex : tex);
         out[0] = (int16_t)(lo + d);
@@ -121,17 +165,20 @@ static int mask_block(const int16_t *in, int16_t *out, keystream *ks, int lo, in
     }
     memcpy(out, in, 64 * sizeof *out);
     out[0] = (int16_t)(lo + d);
+    int big = 0;
     for (uint64_t mk = ac_mask(in); mk; mk &= mk - 1) {
         int z = __builtin_ctzll(mk);
         int v = in[z];
         int s = nbits_of((unsigned)(v < 0 ? -v : v));
-        if (s > 11)
-            return -ERANGE;
+        big |= s > 11;
+        s &= 15; /* keeps the shifts defined; the block is refused below */
         int full = (1 << s) - 1;
-        int bits = (v > 0 ? v : v + full) ^ (int)ks_bits(ks, s);
+        int bits = (v > 0 ? v : v + full) ^ (int)bs_peek(ks, pos, s);
+        pos += (size_t)s;
         out[z] = (int16_t)((bits >> (s - 1)) ? bits : bits - full);
     }
-    return 0;
+    ks->bit = pos;
+    return big ? -ERANGE : 0;
 }
 
 static void make_perm(uint32_t *perm, size_t n, keystream *ks)
@@ -184,7 +231,7 @@ static double energy(const int16_t *b, const uint16_t *q)
  * permutation) are computed first, in original order, so that the search sees the
  * exact energies of the cipher blocks. */
 static int encrypt_searched(const jpg_comp *cp, int c, int16_t *const *sr, int16_t *const *dr,
-                            jpg_cipher_params *p, uint32_t *perm, keystream *ks,
+                            jpg_cipher_params *p, uint32_t *perm, keystream *ks, bitstream *bs,
                             const uint8_t perm_key[32], const uint8_t diff_key[32])
 {
     size_t n = (size_t)cp->wb * cp->hb;
@@ -193,10 +240,10 @@ static int encrypt_searched(const jpg_comp *cp, int c, int16_t *const *sr, int16
     int rc = tmp && e && ce ? 0 : -ENOMEM;
     const uint8_t *flat = p->textured[c] ? p->flat[c] : NULL;
     int lo = p->lo[c], m = p->hi[c] - p->lo[c] + 1;
-    ks_init(ks, diff_key, 'D', c, 0);
+    bs_init(bs, diff_key, c);
     for (size_t i = 0; i < n && rc == 0; i++) {
         const int16_t *in = block_at(sr, cp->wb, i);
-        rc = mask_block(in, tmp + i * 64, ks, lo, m, flat && flat[i], p->tex[c], 0);
+        rc = mask_block(in, tmp + i * 64, bs, lo, m, flat && flat[i], p->tex[c], 0);
         e[i] = energy(in, p->qw[c]);
         ce[i] = energy(tmp + i * 64, p->qw[c]);
     }
@@ -232,8 +279,12 @@ int jpg_cipher_run(int decrypt, const jpg_frame *f, const jpg_rows *src, const j
 {
     int rc = 0;
     keystream *ks = malloc(sizeof *ks);
-    if (!ks)
+    bitstream *bs = malloc(sizeof *bs);
+    if (!ks || !bs) {
+        free(ks);
+        free(bs);
         return -ENOMEM;
+    }
     for (int c = 0; c < f->ncomp && rc == 0; c++) {
         const jpg_comp *cp = &f->comp[c];
         size_t n = (size_t)cp->wb * cp->hb;
@@ -248,7 +299,8 @@ int jpg_cipher_run(int decrypt, const jpg_frame *f, const jpg_rows *src, const j
         }
         const uint8_t *flat = p->textured[c] ? p->flat[c] : NULL;
         if (!decrypt && p->qw[c] && n > 1 && n <= JPG_PERM_SEARCH_MAX) {
-            rc = encrypt_searched(cp, c, src->row[c], dst->row[c], p, perm, ks, perm_key, diff_key);
+            rc = encrypt_searched(cp, c, src->row[c], dst->row[c], p, perm, ks, bs, perm_key,
+                                  diff_key);
             sodium_memzero(perm, n * sizeof *perm);
             free(perm);
             continue;
@@ -257,7 +309,7 @@ int jpg_cipher_run(int decrypt, const jpg_frame *f, const jpg_rows *src, const j
             rc = -ERANGE;
         ks_init(ks, perm_key, 'P', c, p->pidx[c]);
         make_perm(perm, n, ks);
-        ks_init(ks, diff_key, 'D', c, 0);
+        bs_init(bs, diff_key, c);
         int lo = p->lo[c], m = p->hi[c] - p->lo[c] + 1, tex = p->tex[c];
         int16_t *const *sr = src->row[c], *const *dr = dst->row[c];
         uint32_t wb = cp->wb;
@@ -270,12 +322,14 @@ int jpg_cipher_run(int decrypt, const jpg_frame *f, const jpg_rows *src, const j
             }
             const int16_t *in = decrypt ? block_at(sr, wb, perm[i]) : block_at(sr, wb, i);
             int16_t *out = decrypt ? block_at(dr, wb, i) : block_at(dr, wb, perm[i]);
-            rc = mask_block(in, out, ks, lo, m, flat && flat[i], tex, decrypt);
+            rc = mask_block(in, out, bs, lo, m, flat && flat[i], tex, decrypt);
         }
         sodium_memzero(perm, n * sizeof *perm);
         free(perm);
     }
     sodium_memzero(ks, sizeof *ks);
+    sodium_memzero(bs, sizeof *bs);
     free(ks);
+    free(bs);
     return rc;
 }

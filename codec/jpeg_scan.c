@@ -114,7 +114,7 @@ static inline void put_value(enc *e, const jpg_huff *h, int run, int v, int maxb
 
 /* Zig-zag values k in [ss, se] of b, shifted right by al in magnitude (signs kept),
  * and the mask of the nonzero ones. */
-static inline uint64_t zigzag(const int16_t *b, int ss, int se, int al, int16_t *zz)
+static inline uint64_t zigzag_portable(const int16_t *b, int ss, int se, int al, int16_t *zz)
 {
     uint64_t m = 0;
     for (int k = ss; k <= se; k++) {
@@ -127,6 +127,66 @@ static inline uint64_t zigzag(const int16_t *b, int ss, int se, int al, int16_t 
         m |= (uint64_t)(v != 0) << k;
     }
     return m;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HAVE_ZZ_VEC 1
+
+/* All 64 values at once with AVX-512BW: two two-register word permutes reorder the
+ * block, then absolute value, shift and sign.  Same results as zigzag_portable. */
+__attribute__((target("avx512f,avx512bw"))) static uint64_t zigzag_vec(const int16_t *b, int ss,
+                                                                       int se, int al, int16_t *zz)
+{
+    static int16_t idx[64];
+    static int ready;
+    if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {
+        for (int k = 0; k < 64; k++)
+            idx[k] = jpg_natural_order[k];
+        __atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
+    }
+    __m512i lo = _mm512_loadu_si512((const void *)b),
+            hi = _mm512_loadu_si512((const void *)(b + 32));
+    __m512i z0 = _mm512_permutex2var_epi16(lo, _mm512_loadu_si512((const void *)idx), hi);
+    __m512i z1 = _mm512_permutex2var_epi16(lo, _mm512_loadu_si512((const void *)(idx + 32)), hi);
+    if (al) {
+        __m128i sh = _mm_cvtsi32_si128(al);
+        __m512i a0 = _mm512_srl_epi16(_mm512_abs_epi16(z0), sh);
+        __m512i a1 = _mm512_srl_epi16(_mm512_abs_epi16(z1), sh);
+        __mmask32 n0 = _mm512_movepi16_mask(z0), n1 = _mm512_movepi16_mask(z1);
+        z0 = _mm512_mask_sub_epi16(a0, n0, _mm512_setzero_si512(), a0);
+        z1 = _mm512_mask_sub_epi16(a1, n1, _mm512_setzero_si512(), a1);
+    }
+    _mm512_storeu_si512((void *)zz, z0);
+    _mm512_storeu_si512((void *)(zz + 32), z1);
+    uint64_t m = (uint64_t)_mm512_test_epi16_mask(z0, z0) | (uint64_t)_mm512_test_epi16_mask(z1, z1)
+                                                                << 32;
+    uint64_t range = (se == 63 ? ~0ull : (2ull << se) - 1) & ~((1ull << ss) - 1);
+    return m & range;
+}
+
+static int zz_vec_ok(void)
+{
+    static int state = -1;
+    int s = __atomic_load_n(&state, __ATOMIC_RELAXED);
+    if (s < 0) {
+        __builtin_cpu_init();
+        s = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+        __atomic_store_n(&state, s, __ATOMIC_RELAXED);
+    }
+    return s;
+}
+#else
+#define HAVE_ZZ_VEC 0
+#endif
+
+static inline uint64_t zigzag(const int16_t *b, int ss, int se, int al, int16_t *zz)
+{
+#if HAVE_ZZ_VEC
+    if (zz_vec_ok())
+        return zigzag_vec(b, ss, se, al, zz);
+#endif
+    return zigzag_portable(b, ss, se, al, zz);
 }
 
 static void block_sequential(enc *e, const int16_t *b, int ci, const jpg_huff *dc,
@@ -201,22 +261,21 @@ static void block_ac_first(enc *e, const int16_t *b, int ss, int se, int al)
 
 static void block_ac_refine(enc *e, const int16_t *b, int ss, int se, int al)
 {
-    int absv[64], eob = 0;
-    for (int k = ss; k <= se; k++) {
-        int v = b[jpg_natural_order[k]];
-        int a = (v < 0 ? -v : v) >> al;
-        absv[k] = a;
-        if (a == 1)
-            eob = k;
+    int16_t zz[64];
+    uint64_t nz = zigzag(b, ss, se, al, zz), one = 0;
+    for (uint64_t m = nz; m; m &= m - 1) {
+        int k = __builtin_ctzll(m);
+        one |= (uint64_t)(zz[k] == 1 || zz[k] == -1) << k;
     }
-    int r = 0;
+    int eob = one ? 63 - __builtin_clzll(one) : 0;
+    /* Zeros are skipped through the mask; r counts those since the last symbol. */
+    int r = 0, prev = ss - 1;
     unsigned br = 0, br_start = e->be;
-    for (int k = ss; k <= se; k++) {
-        int a = absv[k];
-        if (a == 0) {
-            r++;
-            continue;
-        }
+    for (uint64_t m = nz; m; m &= m - 1) {
+        int k = __builtin_ctzll(m);
+        r += k - prev - 1;
+        prev = k;
+        int v = zz[k], a = v < 0 ? -v : v;
         while (r > 15 && k <= eob) {
             emit_eobrun(e);
             put_sym(e, e->ac, 0xF0);
@@ -232,13 +291,14 @@ static void block_ac_refine(enc *e, const int16_t *b, int ss, int se, int al)
         }
         emit_eobrun(e);
         put_sym(e, e->ac, r << 4 | 1);
-        put_bits(e, b[jpg_natural_order[k]] < 0 ? 0 : 1, 1);
+        put_bits(e, v < 0 ? 0 : 1, 1);
         for (unsigned i = 0; i < br; i++)
             put_bits(e, e->corr[br_start + i], 1);
         br_start = 0;
         br = 0;
         r = 0;
     }
+    r += se - prev;
     if (r > 0 || br > 0) {
         e->eobrun++;
         if (br_start != e->be) /* cannot happen: emission resets both */
