@@ -80,6 +80,16 @@ typedef int16_t *jpg_coefs[JPG_MAX_COMPS];
  * or is out of range, -ENOMEM. */
 int jpg_scan_encode(const jpg_frame *f, const jpg_scan *s, const jpg_coefs coef, jpg_buf *out);
 
+/* Symbol frequencies of one sequential scan over all components of f (interleaved when
+ * there are several, as libjpeg writes a coefficient-only image), with component c
+ * coded by DC table dc_tbl[c] and AC table ac_tbl[c] (0..3), counted as libjpeg's
+ * Huffman optimisation pass counts them: MCU order, one DC predictor per component, and
+ * the MCU's blocks past the image edge as libjpeg's dummy blocks (AC zero, DC equal to
+ * the block before: a zero difference and an EOB).  Adds to dc_freq / ac_freq. */
+void jpg_count_symbols(const jpg_frame *f, int16_t *const *const rows[JPG_MAX_COMPS],
+                       const int dc_tbl[JPG_MAX_COMPS], const int ac_tbl[JPG_MAX_COMPS],
+                       long dc_freq[4][257], long ac_freq[4][257]);
+
 /* Natural-order index of zig-zag position k. */
 extern const uint8_t jpg_natural_order[64];
 

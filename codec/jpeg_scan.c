@@ -213,6 +213,59 @@ static void block_sequential(enc *e, const int16_t *b, int ci, const jpg_huff *d
         put_sym(e, ac, 0x00);
 }
 
+static void count_block(const int16_t *b, int *pred, long *dc, long *ac)
+{
+    int diff = b[0] - *pred;
+    *pred = b[0];
+    dc[nbits_of((unsigned)(diff < 0 ? -diff : diff))]++;
+    int16_t zz[64];
+    uint64_t m = zigzag(b, 1, 63, 0, zz);
+    int last = 0;
+    while (m) {
+        int k = __builtin_ctzll(m);
+        m &= m - 1;
+        int r = k - last - 1;
+        for (; r > 15; r -= 16)
+            ac[0xF0]++;
+        int v = zz[k];
+        ac[r << 4 | nbits_of((unsigned)(v < 0 ? -v : v))]++;
+        last = k;
+    }
+    if (last != 63)
+        ac[0x00]++;
+}
+
+void jpg_count_symbols(const jpg_frame *f, int16_t *const *const rows[JPG_MAX_COMPS],
+                       const int dc_tbl[JPG_MAX_COMPS], const int ac_tbl[JPG_MAX_COMPS],
+                       long dc_freq[4][257], long ac_freq[4][257])
+{
+    int pred[JPG_MAX_COMPS] = {0};
+    if (f->ncomp == 1) {
+        const jpg_comp *c = &f->comp[0];
+        for (uint32_t y = 0; y < c->hb; y++)
+            for (uint32_t x = 0; x < c->wb; x++)
+                count_block(rows[0][y] + (size_t)x * 64, &pred[0], dc_freq[dc_tbl[0]],
+                            ac_freq[ac_tbl[0]]);
+        return;
+    }
+    for (uint32_t my = 0; my < f->mcuy; my++)
+        for (uint32_t mx = 0; mx < f->mcux; mx++)
+            for (int i = 0; i < f->ncomp; i++) {
+                const jpg_comp *c = &f->comp[i];
+                long *dc = dc_freq[dc_tbl[i]], *ac = ac_freq[ac_tbl[i]];
+                for (int y = 0; y < c->v; y++)
+                    for (int x = 0; x < c->h; x++) {
+                        uint32_t bx = mx * c->h + (uint32_t)x, by = my * c->v + (uint32_t)y;
+                        if (bx < c->wb && by < c->hb) {
+                            count_block(rows[i][by] + (size_t)bx * 64, &pred[i], dc, ac);
+                        } else {
+                            dc[0]++;
+                            ac[0x00]++;
+                        }
+                    }
+            }
+}
+
 static void emit_eobrun(enc *e)
 {
     if (e->eobrun == 0)
