@@ -3,6 +3,7 @@
 #include "codec/jpeg.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -514,8 +515,58 @@ static int regenerate(const jpg_frame *f, const jpg_record *rec, const jpg_coefs
     return rc;
 }
 
-int jpeg_codec_decode(const uint8_t *stored, size_t n, const pxc_keys *keys, uint8_t **plain,
-                      size_t *plain_len)
+/* What encode expects the verifying decode to find (see verify_stored). */
+typedef struct jpg_expect {
+    const jpg_frame *f; /* the original's frame, parsed from the whole file */
+    const int16_t *const *coef;
+    const jpg_buf *skel;
+    const size_t *ecs_len;
+    const uint32_t *patch_start;
+    const jpg_buf *patches;
+} jpg_expect;
+
+static int same_scans(const jpg_frame *a, const jpg_frame *b)
+{
+    if (a->progressive != b->progressive || a->ncomp != b->ncomp || a->mcux != b->mcux ||
+        a->mcuy != b->mcuy || a->nscans != b->nscans ||
+        memcmp(a->comp, b->comp, sizeof a->comp) != 0)
+        return 0;
+    for (int i = 0; i < a->nscans; i++) {
+        const jpg_scan *x = &a->scans[i], *y = &b->scans[i];
+        if (x->ncomp != y->ncomp || memcmp(x->comp, y->comp, sizeof x->comp) != 0 ||
+            x->ss != y->ss || x->se != y->se || x->ah != y->ah || x->al != y->al ||
+            x->restart != y->restart)
+            return 0;
+        for (int c = 0; c < x->ncomp; c++)
+            if (memcmp(&x->dc[c], &y->dc[c], sizeof x->dc[c]) != 0 ||
+                memcmp(&x->ac[c], &y->ac[c], sizeof x->ac[c]) != 0)
+                return 0;
+    }
+    return 1;
+}
+
+/* Whether the opened record and frame are the ones encode recorded. */
+static int same_record(const jpg_record *rec, const jpg_frame *f, const jpg_expect *ex)
+{
+    if (rec->skel_len != ex->skel->len || memcmp(rec->skel, ex->skel->p, rec->skel_len) != 0 ||
+        !same_scans(f, ex->f))
+        return 0;
+    for (int i = 0; i <= rec->nscans; i++)
+        if (rec->patch_start[i] != ex->patch_start[i] ||
+            (i < rec->nscans && rec->ecs_len[i] != ex->ecs_len[i]))
+            return 0;
+    size_t np = rec->patch_start[rec->nscans];
+    return np * sizeof(jpg_patch) == ex->patches->len &&
+           (np == 0 || memcmp(rec->patches, ex->patches->p, ex->patches->len) == 0);
+}
+
+/* Decodes a stored file.  With ex NULL, regenerates the original.  With ex, verifies
+ * instead that everything regeneration would start from -- the record and the
+ * deciphered coefficients, padding blocks included -- is what encode had: the
+ * regeneration is a deterministic function of exactly those, and encode already
+ * compared its output for them with the original bytes (record_scans). */
+static int decode_stored(const uint8_t *stored, size_t n, const pxc_keys *keys,
+                         const jpg_expect *ex, uint8_t **plain, size_t *plain_len)
 {
     *plain = NULL;
     *plain_len = 0;
@@ -585,6 +636,13 @@ int jpeg_codec_decode(const uint8_t *stored, size_t n, const pxc_keys *keys, uin
         rc = rc == -ENOMEM ? rc : -EBADMSG;
         goto done;
     }
+    if (ex) {
+        rc = same_record(rec, &f, ex) ? 0 : -EPROTO;
+        for (int c = 0; c < f.ncomp && rc == 0; c++)
+            if (memcmp(coef[c], ex->coef[c], (size_t)f.comp[c].pw * f.comp[c].ph * 128) != 0)
+                rc = -EPROTO;
+        goto done;
+    }
     out = malloc(total ? total : 1);
     if (!out) {
         rc = -ENOMEM;
@@ -607,6 +665,12 @@ done:
     jpg_frame_free(&f);
     close_front(&fr);
     return rc;
+}
+
+int jpeg_codec_decode(const uint8_t *stored, size_t n, const pxc_keys *keys, uint8_t **plain,
+                      size_t *plain_len)
+{
+    return decode_stored(stored, n, keys, NULL, plain, plain_len);
 }
 
 /* ---- encode ---- */
@@ -870,35 +934,12 @@ static int assemble(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys
     return 0;
 }
 
-static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *keys,
-                  const pxc_file_secrets *s, size_t *stored_len, const char **why)
+/* The cipher image of the original's coefficients, in e->img. */
+static int cipher_image(enc_state *e, const pxc_keys *keys, const pxc_file_secrets *s,
+                        const char **why)
 {
-    jpg_frame *f = &e->f;
-    int rc = jpg_parse(plain, n, 0, f, why);
-    if (rc)
-        return rc;
-    if (f->real_blocks > 8 * f->ecs_total + 64)
-        return codec_fail(why, "more blocks than the entropy-coded data can hold", -EFBIG);
-    /* skeleton */
-    size_t prev = 0;
-    for (int i = 0; i < f->nscans; i++) {
-        jpg_buf_put(&e->skel, plain + prev, f->scans[i].ecs_off - prev);
-        prev = f->scans[i].ecs_off + f->scans[i].ecs_len;
-    }
-    jpg_buf_put(&e->skel, plain + prev, n - prev);
-    if (e->skel.err)
-        return codec_fail(why, "out of memory", -ENOMEM);
-    if (jreader_open(&e->r, plain, n) != 0)
-        return codec_fail(why, "libjpeg-turbo cannot read it", -EINVAL);
-    if (!geometry_matches(&e->r, f))
-        return codec_fail(why, "libjpeg-turbo reads another frame", -ENOTSUP);
-    rc = coefs_get(&e->r, f, e->coef, 1);
-    if (rc)
-        return codec_fail(why, "libjpeg-turbo cannot read it", rc);
-    rc = record_scans(e, plain, why);
-    if (rc)
-        return rc;
-    rc = dc_ranges(e, why);
+    const jpg_frame *f = &e->f;
+    int rc = dc_ranges(e, why);
     if (rc == 0)
         rc = take_padding(e, why);
     if (rc)
@@ -926,19 +967,81 @@ static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *
                           rc == -ENOMEM ? rc : -ENOTSUP);
     if (write_image(&e->r, f, &e->dst, &e->img) != 0)
         return codec_fail(why, "libjpeg-turbo cannot write the cipher image", -EPROTO);
-    coefs_free(e->coef);
+    return 0;
+}
+
+typedef struct record_job {
+    enc_state *e;
+    const uint8_t *plain;
+    const char *why;
+    int rc;
+} record_job;
+
+static void *record_job_run(void *arg)
+{
+    record_job *j = arg;
+    j->rc = record_scans(j->e, j->plain, &j->why);
+    return NULL;
+}
+
+/* Images with fewer blocks than this are encoded on one thread. */
+#define RECORD_THREAD_MIN_BLOCKS 65536u
+
+static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *keys,
+                  const pxc_file_secrets *s, size_t *stored_len, const char **why)
+{
+    jpg_frame *f = &e->f;
+    int rc = jpg_parse(plain, n, 0, f, why);
+    if (rc)
+        return rc;
+    if (f->real_blocks > 8 * f->ecs_total + 64)
+        return codec_fail(why, "more blocks than the entropy-coded data can hold", -EFBIG);
+    /* skeleton */
+    size_t prev = 0;
+    for (int i = 0; i < f->nscans; i++) {
+        jpg_buf_put(&e->skel, plain + prev, f->scans[i].ecs_off - prev);
+        prev = f->scans[i].ecs_off + f->scans[i].ecs_len;
+    }
+    jpg_buf_put(&e->skel, plain + prev, n - prev);
+    if (e->skel.err)
+        return codec_fail(why, "out of memory", -ENOMEM);
+    if (jreader_open(&e->r, plain, n) != 0)
+        return codec_fail(why, "libjpeg-turbo cannot read it", -EINVAL);
+    if (!geometry_matches(&e->r, f))
+        return codec_fail(why, "libjpeg-turbo reads another frame", -ENOTSUP);
+    rc = coefs_get(&e->r, f, e->coef, 1);
+    if (rc)
+        return codec_fail(why, "libjpeg-turbo cannot read it", rc);
+    /* Recording the original's entropy coding and making the cipher image only read the
+     * coefficients: they run side by side. */
+    record_job job = {e, plain, NULL, 0};
+    pthread_t th;
+    int threaded = f->real_blocks >= RECORD_THREAD_MIN_BLOCKS &&
+                   pthread_create(&th, NULL, record_job_run, &job) == 0;
+    if (!threaded)
+        record_job_run(&job);
+    rc = cipher_image(e, keys, s, why);
+    if (threaded)
+        pthread_join(th, NULL);
+    if (job.rc)
+        return codec_fail(why, job.why, job.rc);
+    if (rc)
+        return rc;
     jreader_close(&e->r);
     rc = assemble(e, plain, n, keys, s, stored_len, why);
     if (rc)
         return rc;
-    uint8_t *back = NULL;
-    size_t back_len = 0;
-    rc = jpeg_codec_decode(e->out, *stored_len, keys, &back, &back_len);
+    /* The stored bytes decode, through libjpeg, the MAC and the sealed record, to the
+     * original's coefficients and regeneration data (see decode_stored). */
+    jpg_expect ex = {
+        f, (const int16_t *const *)e->coef, &e->skel, e->ecs_len, e->patch_start, &e->patches};
+    uint8_t *none = NULL;
+    size_t none_len = 0;
+    rc = decode_stored(e->out, *stored_len, keys, &ex, &none, &none_len);
+    free(none);
     if (rc == -ENOMEM)
         return codec_fail(why, "out of memory", rc);
-    int same = rc == 0 && back_len == n && memcmp(back, plain, n) == 0;
-    free(back);
-    if (!same)
+    if (rc)
         return codec_fail(why, "stored form does not decode to the original", -EPROTO);
     return 0;
 }

@@ -16,6 +16,7 @@
  *            category s, so the zero pattern and every run/size symbol stay the same.
  * Blocks outside the image (MCU padding) are not touched. */
 #include <errno.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,39 +275,25 @@ static int encrypt_searched(const jpg_comp *cp, int c, int16_t *const *sr, int16
     return rc;
 }
 
-int jpg_cipher_run(int decrypt, const jpg_frame *f, const jpg_rows *src, const jpg_rows *dst,
-                   jpg_cipher_params *p, const uint8_t perm_key[32], const uint8_t diff_key[32])
+/* One component: its own permutation and keystreams, so components run concurrently. */
+static int cipher_component(int decrypt, const jpg_frame *f, int c, const jpg_rows *src,
+                            const jpg_rows *dst, jpg_cipher_params *p, const uint8_t perm_key[32],
+                            const uint8_t diff_key[32])
 {
-    int rc = 0;
+    const jpg_comp *cp = &f->comp[c];
+    size_t n = (size_t)cp->wb * cp->hb;
+    if (n == 0)
+        return 0;
+    if (p->lo[c] > p->hi[c] || p->pidx[c] >= JPG_PERM_TRIES)
+        return -ERANGE;
     keystream *ks = malloc(sizeof *ks);
     bitstream *bs = malloc(sizeof *bs);
-    if (!ks || !bs) {
-        free(ks);
-        free(bs);
-        return -ENOMEM;
-    }
-    for (int c = 0; c < f->ncomp && rc == 0; c++) {
-        const jpg_comp *cp = &f->comp[c];
-        size_t n = (size_t)cp->wb * cp->hb;
-        if (p->lo[c] > p->hi[c] || n == 0) {
-            rc = n ? -ERANGE : 0;
-            continue;
-        }
-        uint32_t *perm = malloc(n * sizeof *perm);
-        if (!perm) {
-            rc = -ENOMEM;
-            break;
-        }
-        const uint8_t *flat = p->textured[c] ? p->flat[c] : NULL;
-        if (!decrypt && p->qw[c] && n > 1 && n <= JPG_PERM_SEARCH_MAX) {
-            rc = encrypt_searched(cp, c, src->row[c], dst->row[c], p, perm, ks, bs, perm_key,
-                                  diff_key);
-            sodium_memzero(perm, n * sizeof *perm);
-            free(perm);
-            continue;
-        }
-        if (p->pidx[c] >= JPG_PERM_TRIES)
-            rc = -ERANGE;
+    uint32_t *perm = malloc(n * sizeof *perm);
+    int rc = ks && bs && perm ? 0 : -ENOMEM;
+    const uint8_t *flat = p->textured[c] ? p->flat[c] : NULL;
+    if (rc == 0 && !decrypt && p->qw[c] && n > 1 && n <= JPG_PERM_SEARCH_MAX) {
+        rc = encrypt_searched(cp, c, src->row[c], dst->row[c], p, perm, ks, bs, perm_key, diff_key);
+    } else if (rc == 0) {
         ks_init(ks, perm_key, 'P', c, p->pidx[c]);
         make_perm(perm, n, ks);
         bs_init(bs, diff_key, c);
@@ -324,12 +311,74 @@ int jpg_cipher_run(int decrypt, const jpg_frame *f, const jpg_rows *src, const j
             int16_t *out = decrypt ? block_at(dr, wb, i) : block_at(dr, wb, perm[i]);
             rc = mask_block(in, out, bs, lo, m, flat && flat[i], tex, decrypt);
         }
-        sodium_memzero(perm, n * sizeof *perm);
-        free(perm);
     }
-    sodium_memzero(ks, sizeof *ks);
-    sodium_memzero(bs, sizeof *bs);
+    if (perm)
+        sodium_memzero(perm, n * sizeof *perm);
+    if (ks)
+        sodium_memzero(ks, sizeof *ks);
+    if (bs)
+        sodium_memzero(bs, sizeof *bs);
+    free(perm);
     free(ks);
     free(bs);
     return rc;
+}
+
+typedef struct cipher_job {
+    int decrypt, rc;
+    unsigned comps; /* bit c: component c */
+    const jpg_frame *f;
+    const jpg_rows *src, *dst;
+    jpg_cipher_params *p;
+    const uint8_t *perm_key, *diff_key;
+} cipher_job;
+
+static void *cipher_job_run(void *arg)
+{
+    cipher_job *j = arg;
+    for (int c = 0; c < j->f->ncomp && j->rc == 0; c++)
+        if (j->comps & (1u << c))
+            j->rc = cipher_component(j->decrypt, j->f, c, j->src, j->dst, j->p, j->perm_key,
+                                     j->diff_key);
+    return NULL;
+}
+
+/* Images with fewer blocks than this are not worth a second thread. */
+#define THREAD_MIN_BLOCKS 65536u
+
+int jpg_cipher_run(int decrypt, const jpg_frame *f, const jpg_rows *src, const jpg_rows *dst,
+                   jpg_cipher_params *p, const uint8_t perm_key[32], const uint8_t diff_key[32])
+{
+    /* Components are independent: split them over two threads, balancing block counts
+     * (largest first into the lighter side). */
+    cipher_job job[2];
+    uint64_t load[2] = {0, 0}, total = 0;
+    for (int k = 0; k < 2; k++)
+        job[k] = (cipher_job){decrypt, 0, 0, f, src, dst, p, perm_key, diff_key};
+    unsigned done = 0;
+    for (int round = 0; round < f->ncomp; round++) {
+        int best = -1;
+        uint64_t bn = 0;
+        for (int c = 0; c < f->ncomp; c++) {
+            uint64_t nc = (uint64_t)f->comp[c].wb * f->comp[c].hb;
+            if (!(done & (1u << c)) && (best < 0 || nc > bn)) {
+                best = c;
+                bn = nc;
+            }
+        }
+        int side = load[1] < load[0];
+        job[side].comps |= 1u << best;
+        load[side] += bn;
+        total += bn;
+        done |= 1u << best;
+    }
+    pthread_t th;
+    int threaded = total >= THREAD_MIN_BLOCKS && job[1].comps &&
+                   pthread_create(&th, NULL, cipher_job_run, &job[1]) == 0;
+    cipher_job_run(&job[0]);
+    if (threaded)
+        pthread_join(th, NULL);
+    else
+        cipher_job_run(&job[1]);
+    return job[0].rc ? job[0].rc : job[1].rc;
 }
