@@ -16,6 +16,7 @@
 #include "codec/bytes.h"
 #include "codec/jpeg_int.h"
 #include "codec/opaque.h"
+#include "nn/nnvec.h"
 
 #define FIXED_BYTES (OPAQUE_HEADER_BYTES + 8 + 4 + 4) /* in the first segment */
 #define FIRST_DATA_MAX (JPEG_SEGMENT_DATA_MAX - FIXED_BYTES)
@@ -690,6 +691,7 @@ typedef struct enc_state {
     jpg_rows src, dst;
     memdest img;
     uint8_t *out;
+    pxc_file_secrets secrets; /* the caller's, with the neural key vector of this image */
 } enc_state;
 
 static void enc_free(enc_state *e)
@@ -713,6 +715,7 @@ static void enc_free(enc_state *e)
     rows_free(&e->dst);
     free(e->img.p);
     free(e->out);
+    sodium_memzero(&e->secrets, sizeof e->secrets);
 }
 
 /* Regenerates every scan from the original coefficients and records the differences. */
@@ -934,6 +937,32 @@ static int assemble(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys
     return 0;
 }
 
+/* Sets s->nnvec from the first component's DC coefficients, the 1/8-scale view of the
+ * image that needs no decoding (nn/nnvec.h). */
+static int set_nnvec(enc_state *e, const pxc_keys *keys, pxc_file_secrets *s)
+{
+    const jpg_comp *cp = &e->f.comp[0];
+    const JQUANT_TBL *qt = e->r.d.comp_info[0].quant_table;
+    if (!qt)
+        qt = e->r.d.quant_tbl_ptrs[cp->tq & 3];
+    size_t n = (size_t)cp->wb * cp->hb;
+    int16_t *dc = malloc(n * sizeof *dc);
+    uint8_t *view = malloc(n);
+    int rc = dc && view ? 0 : -ENOMEM;
+    for (uint32_t y = 0; rc == 0 && y < cp->hb; y++)
+        for (uint32_t x = 0; x < cp->wb; x++)
+            dc[(size_t)y * cp->wb + x] = e->coef[0][((size_t)y * cp->pw + x) * 64];
+    if (rc == 0) {
+        nn_gray_from_dc(view, dc, n, qt ? qt->quantval[0] : 1);
+        rc = pxc_secrets_set_nnvec(s, keys, view, cp->wb, cp->hb) == 0 ? 0 : -ENOMEM;
+    }
+    if (view)
+        sodium_memzero(view, n);
+    free(view);
+    free(dc);
+    return rc;
+}
+
 /* The cipher image of the original's coefficients, in e->img. */
 static int cipher_image(enc_state *e, const pxc_keys *keys, const pxc_file_secrets *s,
                         const char **why)
@@ -1012,6 +1041,10 @@ static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *
     rc = coefs_get(&e->r, f, e->coef, 1);
     if (rc)
         return codec_fail(why, "libjpeg-turbo cannot read it", rc);
+    e->secrets = *s;
+    s = &e->secrets;
+    if ((rc = set_nnvec(e, keys, &e->secrets)) != 0)
+        return codec_fail(why, "out of memory", rc);
     /* Recording the original's entropy coding and making the cipher image only read the
      * coefficients: they run side by side. */
     record_job job = {e, plain, NULL, 0};

@@ -4,6 +4,8 @@
 #include <sodium.h>
 #include <string.h>
 
+#include "nn/nnvec.h"
+
 #define HEADER_KDF_CONTEXT "pxchead1"
 #define FILE_KDF_CONTEXT "pxcfile1"
 #define HEADER_KDF_ID 1
@@ -16,13 +18,26 @@ pxc_keys *pxc_keys_new(const uint8_t master[PXC_KEY_BYTES])
     memcpy(keys->master, master, PXC_KEY_BYTES);
     crypto_kdf_derive_from_key(keys->header, sizeof keys->header, HEADER_KDF_ID, HEADER_KDF_CONTEXT,
                                keys->master);
+    keys->nn = nn_model_new(master);
+    if (!keys->nn) {
+        sodium_free(keys);
+        return NULL;
+    }
     return keys;
 }
 
 void pxc_keys_free(pxc_keys *keys)
 {
-    if (keys)
+    if (keys) {
+        nn_model_free(keys->nn);
         sodium_free(keys); /* wipes before unmapping */
+    }
+}
+
+int pxc_secrets_set_nnvec(pxc_file_secrets *s, const pxc_keys *keys, const uint8_t *gray,
+                          uint32_t width, uint32_t height)
+{
+    return nn_vector(keys->nn, gray, width, height, s->nnvec);
 }
 
 void pxc_secrets_fresh(pxc_file_secrets *s)

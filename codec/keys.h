@@ -22,13 +22,14 @@
 typedef struct pxc_keys {
     uint8_t master[PXC_KEY_BYTES];
     uint8_t header[PXC_KEY_BYTES];
+    struct nn_model *nn; /* the volume's keyed network (nn/nnvec.h) */
 } pxc_keys;
 
 /* What makes one stored version of a file unique; a new seed on every rewrite. */
 typedef struct pxc_file_secrets {
     uint8_t file_id[PXC_FILE_ID_BYTES];
     uint8_t seed[PXC_SEED_BYTES];
-    uint8_t nnvec[PXC_NNVEC_BYTES]; /* neural key vector; zero until nn/ provides one */
+    uint8_t nnvec[PXC_NNVEC_BYTES]; /* neural key vector of the content (pxc_secrets_set_nnvec) */
 } pxc_file_secrets;
 
 enum pxc_subkey_id {
@@ -39,12 +40,19 @@ enum pxc_subkey_id {
     PXC_SUBKEY_MAC = 5,         /* MAC over a whole stored file */
 };
 
-/* Allocates guarded memory for the keys and derives the header key. NULL on failure. */
+/* Allocates guarded memory for the keys, derives the header key and builds the keyed
+ * network of nn/. NULL on failure. */
 pxc_keys *pxc_keys_new(const uint8_t master[PXC_KEY_BYTES]);
 void pxc_keys_free(pxc_keys *keys);
 
 /* Fresh random file id and seed; nnvec zeroed. */
 void pxc_secrets_fresh(pxc_file_secrets *s);
+/* Sets s->nnvec to the neural key vector of a grayscale view of the content (8-bit,
+ * row-major, width x height; see nn/nnvec.h for how codecs get one cheaply).  The
+ * format codecs call it before deriving any subkey, so the vector enters every key of
+ * the stored version and is sealed with the seed.  0, or -1 on bad arguments. */
+int pxc_secrets_set_nnvec(pxc_file_secrets *s, const pxc_keys *keys, const uint8_t *gray,
+                          uint32_t width, uint32_t height);
 
 /* Per-file subkey for one purpose. */
 void pxc_file_subkey(uint8_t out[PXC_KEY_BYTES], const pxc_keys *keys, const pxc_file_secrets *s,

@@ -12,6 +12,7 @@
 #include "codec/deflate_recipe.h"
 #include "codec/opaque.h"
 #include "codec/png_int.h"
+#include "nn/nnvec.h"
 
 #define PXCR_FIXED_BYTES (OPAQUE_HEADER_BYTES + 8 + 4) /* header, plain size, record length */
 #define RECORD_NONCE_BYTES crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
@@ -455,7 +456,58 @@ typedef struct enc_state {
     uint32_t modulus;
     png_record rec;
     uint8_t perm[PXC_KEY_BYTES], diff[PXC_KEY_BYTES], meta[PXC_KEY_BYTES], mac[PXC_KEY_BYTES];
+    pxc_file_secrets secrets; /* the caller's, with the neural key vector of this image */
 } enc_state;
+
+/* Long side of the gray view the neural key vector is computed from (nn/nnvec.h). */
+#define NN_VIEW_SIDE 256
+
+static inline uint32_t sample_at(const void *samples, int wide, size_t i)
+{
+    return wide ? ((const uint16_t *)samples)[i] : ((const uint8_t *)samples)[i];
+}
+
+/* Sets s->nnvec from a gray view of the plain samples: luma of RGB(A), the first sample
+ * otherwise (gray, or the palette index), scaled to 8 bits and box-downsampled.  An
+ * interlaced image gives the view of its last non-empty pass (for Adam7, every other
+ * row), which keeps the view a picture of the image. */
+static int set_nnvec(const png_geom *g, const void *samples, const pxc_keys *keys,
+                     pxc_file_secrets *s)
+{
+    unsigned p = g->npass - 1, ch = g->channels;
+    while (p > 0 && (g->pass[p].w == 0 || g->pass[p].h == 0))
+        p--;
+    size_t off = 0;
+    for (unsigned q = 0; q < p; q++)
+        off += (size_t)g->pass[q].w * g->pass[q].h * ch;
+    uint32_t w = g->pass[p].w, h = g->pass[p].h, side = w > h ? w : h;
+    uint32_t factor = (side + NN_VIEW_SIDE - 1) / NN_VIEW_SIDE, max = (1u << g->depth) - 1;
+    int wide = g->depth == 16, luma = g->color == 2 || g->color == 6;
+    nn_box b;
+    uint8_t *view = malloc(nn_box_out_size(w, h, factor)), *row = malloc(w);
+    int rc = view && row && nn_box_init(&b, view, w, h, factor) == 0 ? 0 : -ENOMEM;
+    for (uint32_t y = 0; rc == 0 && y < h; y++) {
+        size_t i = off + (size_t)y * w * ch;
+        for (uint32_t x = 0; x < w; x++, i += ch) {
+            uint32_t v =
+                luma ? (77 * sample_at(samples, wide, i) + 150 * sample_at(samples, wide, i + 1) +
+                        29 * sample_at(samples, wide, i + 2)) >>
+                           8
+                     : sample_at(samples, wide, i);
+            row[x] = (uint8_t)(wide ? v >> 8 : g->depth == 8 ? v : v * 255 / max);
+        }
+        nn_box_row(&b, row);
+    }
+    if (rc == 0) {
+        rc = pxc_secrets_set_nnvec(s, keys, view, b.out_width, b.out_height) == 0 ? 0 : -ENOMEM;
+        nn_box_free(&b);
+    }
+    free(row);
+    if (view)
+        sodium_memzero(view, nn_box_out_size(w, h, factor));
+    free(view);
+    return rc;
+}
 
 static void enc_free(enc_state *e)
 {
@@ -623,6 +675,10 @@ static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *
         return codec_fail(why, "malformed: unknown filter type", -EINVAL);
     int any_pad = png_rows_unpack(g, e->data, e->samples, e->pad);
 
+    e->secrets = *s;
+    s = &e->secrets;
+    if ((rc = set_nnvec(g, e->samples, keys, &e->secrets)) != 0)
+        return codec_fail(why, "out of memory", rc);
     pxc_file_subkey(e->perm, keys, s, PXC_SUBKEY_PERMUTATION);
     pxc_file_subkey(e->diff, keys, s, PXC_SUBKEY_DIFFUSION);
     pxc_file_subkey(e->meta, keys, s, PXC_SUBKEY_METADATA);

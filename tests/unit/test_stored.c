@@ -12,12 +12,15 @@
 #include "tests/unit/tap.h"
 
 /* A small RGB PNG made with libpng's simplified API. */
-static uint8_t *make_png(size_t *len)
+/* A 40x30 RGB PNG; poke != 0 changes one sample of one pixel by one. */
+static uint8_t *make_png(size_t *len, int poke)
 {
     enum { W = 40, H = 30 };
     static uint8_t px[W * H * 3];
     for (int i = 0; i < W * H * 3; i++)
         px[i] = (uint8_t)(i * 7 + i / 97);
+    if (poke)
+        px[(H / 2 * W + W / 3) * 3 + 1] ^= 1;
     png_image img;
     memset(&img, 0, sizeof img);
     img.version = PNG_IMAGE_VERSION;
@@ -34,6 +37,27 @@ static uint8_t *make_png(size_t *len)
     }
     *len = size;
     return buf;
+}
+
+/* The neural key vector sealed in the stored form of a plaintext, under fresh secrets. */
+static int stored_nnvec(const pxc_keys *keys, int kind, const uint8_t *plain, size_t n,
+                        uint8_t vec[PXC_NNVEC_BYTES])
+{
+    pxc_file_secrets s, got;
+    pxc_stored_info info;
+    uint8_t *stored = NULL;
+    size_t len = 0;
+    pxc_secrets_fresh(&s);
+    int rc = pxc_stored_encode(kind, plain, n, keys, &s, &stored, &len, NULL);
+    if (rc == 0)
+        rc = pxc_stored_peek(stored, len < PXC_STORED_PEEK_BYTES ? len : PXC_STORED_PEEK_BYTES, len,
+                             &info);
+    if (rc == 0)
+        rc = pxc_stored_open_secrets(&info, keys, &got);
+    if (rc == 0)
+        memcpy(vec, got.nnvec, PXC_NNVEC_BYTES);
+    free(stored);
+    return rc;
 }
 
 int main(void)
@@ -77,7 +101,7 @@ int main(void)
 
     /* candidates */
     size_t png_len = 0;
-    uint8_t *png = make_png(&png_len);
+    uint8_t *png = make_png(&png_len, 0);
     ok(png != NULL, "a %zu-byte PNG made with libpng", png_len);
     ok(pxc_stored_candidate_kind(png, png_len) == PXC_KIND_PNG, "PNG signature: PNG candidate");
     ok(pxc_stored_candidate_kind(data, sizeof data) == PXC_KIND_OPAQUE, "random bytes: opaque");
@@ -99,8 +123,12 @@ int main(void)
              : -1;
     ok(rc == 0 && info.kind == PXC_KIND_PNG && info.plain_size == png_len,
        "peek: PNG, plain size %llu", (unsigned long long)info.plain_size);
-    ok(pxc_stored_open_secrets(&info, keys, &got) == 0 && memcmp(&got, &s, sizeof got) == 0,
-       "PNG secrets open");
+    static const uint8_t zero_vec[PXC_NNVEC_BYTES];
+    ok(pxc_stored_open_secrets(&info, keys, &got) == 0 &&
+           memcmp(got.file_id, s.file_id, sizeof s.file_id) == 0 &&
+           memcmp(got.seed, s.seed, sizeof s.seed) == 0 &&
+           memcmp(got.nnvec, zero_vec, sizeof zero_vec) != 0,
+       "PNG secrets open: the caller's file id and seed, and the image's neural key vector");
     ok(pxc_stored_decode(PXC_KIND_PNG, stored, stored_len, keys, &plain, &plain_len) == 0 &&
            plain_len == png_len && memcmp(plain, png, png_len) == 0,
        "decode gives the original bytes");
@@ -134,6 +162,21 @@ int main(void)
     rc = pxc_stored_encode(PXC_KIND_OPAQUE, png, png_len, keys, &s, &stored, &stored_len, &why);
     ok(rc == -ENOTSUP, "opaque is not a format-preserving kind: -ENOTSUP");
 
+    /* The neural key vector enters the stored version's keys and is sealed with them. */
+    {
+        uint8_t v1[PXC_NNVEC_BYTES], v2[PXC_NNVEC_BYTES], v3[PXC_NNVEC_BYTES], v4[PXC_NNVEC_BYTES];
+        size_t len2 = 0;
+        uint8_t *poked = make_png(&len2, 1);
+        int r1 = stored_nnvec(keys, PXC_KIND_PNG, png, png_len, v1);
+        int r2 = stored_nnvec(keys, PXC_KIND_PNG, png, png_len, v2);
+        int r3 = stored_nnvec(other, PXC_KIND_PNG, png, png_len, v3);
+        int r4 = poked ? stored_nnvec(keys, PXC_KIND_PNG, poked, len2, v4) : -1;
+        ok(r1 == 0 && r2 == 0 && memcmp(v1, v2, sizeof v1) == 0,
+           "nnvec: same image, same volume, new seed: same vector");
+        ok(r3 == 0 && memcmp(v1, v3, sizeof v1) != 0, "nnvec: other volume: another vector");
+        ok(r4 == 0 && memcmp(v1, v4, sizeof v1) != 0, "nnvec: one sample changed: another vector");
+        free(poked);
+    }
     free(png);
     pxc_keys_free(keys);
     pxc_keys_free(other);
