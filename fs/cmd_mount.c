@@ -36,6 +36,9 @@ static const struct fuse_opt pxc_opt_spec[] = {
     FUSE_OPT_END,
 };
 
+#define LOCK_WAIT_TRIES 30 /* 3 s */
+#define LOCK_WAIT_STEP_US 100000
+
 /* Takes CIPHERDIR/.pixcrypt/lock, held until the daemon exits.  Returns the lock fd,
  * -1 with *read_only set if the cipher dir cannot be written (mount read-only, no lock
  * needed), or -2 if another daemon holds it. */
@@ -52,7 +55,17 @@ static int take_volume_lock(const char *cipherdir, int *read_only)
         fprintf(stderr, "pixcrypt mount: cannot open %s: %s\n", path, strerror(errno));
         return -3;
     }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    /* A daemon that was just unmounted still holds the lock while it shuts down: give it
+     * a moment, so that `fusermount3 -u` followed at once by a mount works. */
+    int locked = 0;
+    for (int i = 0; i < LOCK_WAIT_TRIES && !locked; i++) {
+        locked = flock(fd, LOCK_EX | LOCK_NB) == 0;
+        if (!locked && errno != EWOULDBLOCK)
+            break;
+        if (!locked && i + 1 < LOCK_WAIT_TRIES)
+            usleep(LOCK_WAIT_STEP_US);
+    }
+    if (!locked) {
         char pid[32] = "";
         ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
         pid[n > 0 ? n : 0] = '\0';
