@@ -809,8 +809,10 @@ static int take_padding(enc_state *e, const char **why)
 
 /* Which components get textured flat blocks, their flags and the texture magnitude: the
  * first component (luma, or the first of RGB / CMYK), and every component of images
- * not in YCbCr / YCCK.  The magnitude makes the dequantised value about 256, a pixel
- * standard deviation of about 32 over the block. */
+ * not in YCbCr / YCCK.  The magnitude makes the dequantised value about 768, a pixel
+ * standard deviation of about 96 over the block (clipped at black and white):
+ * enough variance that flat regions of the original do not match flat regions of
+ * noise in SSIM's low-variance terms. */
 static int textures(enc_state *e, const char **why)
 {
     const jpg_frame *f = &e->f;
@@ -833,7 +835,7 @@ static int textures(enc_state *e, const char **why)
                 fl[(size_t)y * cp->wb + x] = !any;
             }
         unsigned q = ((unsigned)e->qwbuf[c][1] + e->qwbuf[c][8] + 1) / 2;
-        unsigned t = (256 + q / 2) / (q ? q : 1);
+        unsigned t = (768 + q / 2) / (q ? q : 1);
         e->cp.tex[c] = (int16_t)(t < 1 ? 1 : t > 1023 ? 1023 : t);
     }
     return 0;

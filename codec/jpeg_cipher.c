@@ -230,7 +230,10 @@ static double energy(const int16_t *b, const uint16_t *q)
 
 /* Encryption with the permutation search: the masked blocks (which do not depend on the
  * permutation) are computed first, in original order, so that the search sees the
- * exact energies of the cipher blocks. */
+ * exact energies and DC values of the cipher blocks.  It keeps the permutation whose
+ * worse correlation, of the AC-energy maps or of the DC (block mean) maps of original
+ * and cipher, is smallest: on small images chance alignments of either are what makes
+ * a cipher image resemble its original (SSIM). */
 static int encrypt_searched(const jpg_comp *cp, int c, int16_t *const *sr, int16_t *const *dr,
                             jpg_cipher_params *p, uint32_t *perm, keystream *ks, bitstream *bs,
                             const uint8_t perm_key[32], const uint8_t diff_key[32])
@@ -238,7 +241,8 @@ static int encrypt_searched(const jpg_comp *cp, int c, int16_t *const *sr, int16
     size_t n = (size_t)cp->wb * cp->hb;
     int16_t *tmp = malloc(n * 128);
     double *e = malloc(n * sizeof *e), *ce = malloc(n * sizeof *ce);
-    int rc = tmp && e && ce ? 0 : -ENOMEM;
+    double *d = malloc(n * sizeof *d), *cd = malloc(n * sizeof *cd);
+    int rc = tmp && e && ce && d && cd ? 0 : -ENOMEM;
     const uint8_t *flat = p->textured[c] ? p->flat[c] : NULL;
     int lo = p->lo[c], m = p->hi[c] - p->lo[c] + 1;
     bs_init(bs, diff_key, c);
@@ -247,13 +251,17 @@ static int encrypt_searched(const jpg_comp *cp, int c, int16_t *const *sr, int16
         rc = mask_block(in, tmp + i * 64, bs, lo, m, flat && flat[i], p->tex[c], 0);
         e[i] = energy(in, p->qw[c]);
         ce[i] = energy(tmp + i * 64, p->qw[c]);
+        d[i] = in[0];
+        cd[i] = tmp[i * 64];
     }
     double best = 2;
     p->pidx[c] = 0;
     for (int k = 0; rc == 0 && k < JPG_PERM_TRIES; k++) {
         ks_init(ks, perm_key, 'P', c, k);
         make_perm(perm, n, ks);
-        double r2 = perm_corr(e, ce, perm, n);
+        double r2 = perm_corr(e, ce, perm, n), r2dc = perm_corr(d, cd, perm, n);
+        if (r2dc > r2)
+            r2 = r2dc;
         if (r2 < best) {
             best = r2;
             p->pidx[c] = (uint8_t)k;
@@ -272,6 +280,8 @@ static int encrypt_searched(const jpg_comp *cp, int c, int16_t *const *sr, int16
     free(tmp);
     free(e);
     free(ce);
+    free(d);
+    free(cd);
     return rc;
 }
 

@@ -665,11 +665,12 @@ static void test_variants(void)
 }
 
 /* Noise thresholds over many keys: every generated variant of at least 64x64 pixels,
- * NOISE_KEYS fresh per-file keys each; the worst SSIM and |r| must stay below 0.1. */
+ * NOISE_KEYS fresh per-file keys each; the worst |r| must stay below 0.1, and so should
+ * the worst SSIM.  Measured: per-variant means 0.02 - 0.07; the worst key of the
+ * smallest and flattest images (128x96 RGB without colour transform, 64x64 4:2:0,
+ * q100) reaches 0.10 - 0.13, so the bound asserted for a single key is 0.15. */
 #define NOISE_KEYS 20
-/* Not yet 0.1: the smallest images (64x64, 65x67, 128x96 RGB) reach 0.1 - 0.19 for
- * some keys; means stay at 0.03 - 0.09. */
-#define NOISE_SSIM_MAX 0.3
+#define NOISE_SSIM_MAX 0.15
 static void test_noise_keys(void)
 {
     static const variant vs[] = {
@@ -1149,12 +1150,12 @@ static void test_known_answer(void)
         const char *hash;
     } kats[] = {
         {{"kat baseline 4:2:0", 160, 120, 3, 85, 0, 0, 0, 0, 2, 2, 0, 0, 1},
-         "8acf1e17360dee3d714cee3e7b85717e0246f378a999fb2ad7405775527003a9"},
+         "6a0c96df853dce2e100e6761311b2992bf58231b43c740ff26a13092d4c8c05a"},
         {{"kat progressive gray", 97, 61, 1, 92, 1, 1, 0, 0, 0, 0, 0, 0, 1},
-         "f24a91baebe40d63c9bf97b0ae4017740d60e663d6c4d6259cd54ea98442c951"},
+         "e608ba6681e21c29cb09c140cb6569e65122d0161938acf19941074cd0271384"},
         /* over JPG_PERM_SEARCH_MAX blocks: no permutation search */
         {{"kat large gray", 2100, 2100, 1, 75, 0, 0, 0, 0, 0, 0, 0, 0, 1},
-         "6ffd45ab07cac2d87c1e71b376fd5f3f2a458cbe3bb584ed9a308ea2e2b4da81"},
+         "d8a5d7e8de332acf2c6653a6b68757217601f5c7194f72c9661409fbf4467763"},
     };
     uint8_t master[PXC_KEY_BYTES];
     for (size_t i = 0; i < sizeof master; i++)
