@@ -86,9 +86,10 @@ demo-stop:
 
 bench: deps
 	@sh contrib/deps.sh bench
-	$(MAKE) pixcrypt $(BUILD)/tests/tools/pngdecode
+	$(MAKE) pixcrypt $(BUILD)/tests/tools/pngdecode $(BUILD)/tests/tools/codec_time
 	sh contrib/bench.sh $(CURDIR)/pixcrypt
-	PXC_CORPUS=$(PXC_CORPUS) sh contrib/bench-images.sh $(CURDIR)/pixcrypt $(BUILD)/tests/tools/pngdecode
+	PXC_CORPUS=$(PXC_CORPUS) sh contrib/bench-images.sh $(CURDIR)/pixcrypt $(BUILD)/tests/tools/pngdecode \
+		$(BUILD)/tests/tools/codec_time
 
 install: pixcrypt
 	install -d $(DESTDIR)$(PREFIX)/bin

@@ -14,9 +14,10 @@
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
 
-[ $# -eq 2 ] || { echo "usage: bash contrib/bench-images.sh PIXCRYPT PNGDECODE" >&2; exit 2; }
+[ $# -eq 3 ] || { echo "usage: bash contrib/bench-images.sh PIXCRYPT PNGDECODE CODEC_TIME" >&2; exit 2; }
 PXC=$(readlink -f "$1")
 PNGDECODE=$(readlink -f "$2")
+CODEC_TIME=$(readlink -f "$3")
 here=$(cd "$(dirname "$0")/.." && pwd)
 CORPUS=${PXC_CORPUS:-$here/../shared/corpus}
 work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/pixcrypt-bench-images.XXXXXX")
@@ -160,6 +161,19 @@ if [ -d "$CORPUS/jpeg" ]; then
 		echo "$(stat -c %s "$C/jcorpus/j$i.jpg") $(stat -c %s "$f")" | awk '{ printf "%.4f\n", $1 / $2 }' >>"$work/j1"
 	done < <(find "$CORPUS/jpeg" -type f -iname '*.jp*g' -print0 | sort -z)
 	echo "corpus JPEGs: $aspjpeg of $i stored as JPEG; stored / original size, median $(median <"$work/j1")"
+	# Codec cost per corpus file, in one process (no mount, no process start): encode
+	# (verification included) and decode against libjpeg-turbo's lossless transcode.
+	: >"$work/jw"
+	: >"$work/jr"
+	while IFS= read -r -d '' f; do
+		read -r kind enc dec peer _ < <("$CODEC_TIME" "$f" 3)
+		[ "$kind" = jpeg ] || continue
+		awk -v a="$enc" -v p="$peer" 'BEGIN { if (p > 0) printf "%.3f\n", a / p }' >>"$work/jw"
+		awk -v a="$dec" -v p="$peer" 'BEGIN { if (p > 0) printf "%.3f\n", a / p }' >>"$work/jr"
+	done < <(find "$CORPUS/jpeg" -type f -iname '*.jp*g' -print0 | sort -z)
+	echo "corpus JPEGs, codec in one process vs libjpeg-turbo transcode (jpegtran -copy all):" \
+		"encode median $(median <"$work/jw") worst $(sort -g "$work/jw" | tail -n 1)," \
+		"decode median $(median <"$work/jr") worst $(sort -g "$work/jr" | tail -n 1)"
 	mount_pxc
 fi
 convert -seed 4 -size 4000x3000 plasma:fractal -quality 92 "$S/big.jpg"
@@ -179,5 +193,8 @@ for v in big bigp; do
 	t0=$(now); cat "$M/$v.jpg" >/dev/null; t1=$(now); t_r=$(secs "$t0" "$t1")
 	cmp -s "$S/$v.jpg" "$M/$v.jpg" && same=identical || same=DIFFERENT
 	echo "| $label ($(awk -v b="$(stat -c %s "$S/$v.jpg")" 'BEGIN { printf "%.1f MiB", b / 1048576 }'), stored as $kind, $same): write (cp, unmount) vs jpegtran -copy all | ${t_w} s | ${t_jt} s | $(r "$t_w" "$t_jt") |"
+	echo "| $label: read back cold vs jpegtran -copy all | ${t_r} s | ${t_jt} s | $(r "$t_r" "$t_jt") |"
 	echo "| $label: read back cold vs djpeg | ${t_r} s | ${t_dj} s | $(r "$t_r" "$t_dj") |"
+	read -r _ enc dec peer _ < <("$CODEC_TIME" "$S/$v.jpg" 3)
+	echo "| $label: codec alone, encode / decode vs in-process transcode | ${enc} s / ${dec} s | ${peer} s | $(r "$enc" "$peer") / $(r "$dec" "$peer") |"
 done
