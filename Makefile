@@ -43,7 +43,7 @@ PXC_CORPUS ?= $(wildcard $(abspath $(CURDIR)/../shared/corpus))
 TEST_ENV   = PXC_BUILD=$(CURDIR)/$(BUILD) PXC_BIN=$(CURDIR)/$(BUILD)/pixcrypt \
              $(if $(PXC_CORPUS),PXC_CORPUS=$(PXC_CORPUS))
 
-.PHONY: all deps check check-unit demo demo-stop bench install uninstall clean format
+.PHONY: all deps check check-unit demo demo-stop bench soak install uninstall clean format
 
 all: pixcrypt
 
@@ -83,6 +83,14 @@ demo: deps
 
 demo-stop:
 	sh contrib/demo.sh stop
+
+# The concurrency test for SOAK_SECONDS (default 600) instead of half a minute.
+SOAK_SECONDS ?= 600
+soak: deps
+	@sh contrib/deps.sh test
+	$(MAKE) pixcrypt
+	PXC_CHURN_SECONDS=$(SOAK_SECONDS) PXC_TIMEOUT=$$(($(SOAK_SECONDS) + 600)) $(TEST_ENV) \
+		prove -v tests/t/t1300-concurrency.t
 
 bench: deps
 	@sh contrib/deps.sh bench
