@@ -8,22 +8,22 @@
  *
  *     0    2  SOI
  *     2    2  APP15 marker (FF EF)
- *     4    2  its length = 2 + 152 + c0
- *     6  136  pixcrypt header, as in the opaque format (codec/opaque.h):
+ *     4    2  its length = 2 + 160 + c0
+ *     6  144  pixcrypt header, as in the opaque format (codec/opaque.h):
  *               magic "pixcrypt" (8), format version u16 LE (PXC_FORMAT_VERSION),
  *               kind u8 (PXC_KIND_JPEG), reserved (5, zero), file id (16),
- *               sealed seed||nnvec (104; AEAD under the volume header key,
+ *               sealed seed||nnvec||version (112; AEAD under the volume header key,
  *               AD = the first 32 header bytes, i.e. stored bytes 6..37)
- *   142    8  plaintext size, u64 LE
- *   150    4  L = length of the sealed record, u32 LE
- *   154    4  H = stored bytes up to the end of the cipher image's first SOS segment
+ *   150    8  plaintext size, u64 LE
+ *   158    4  L = length of the sealed record, u32 LE
+ *   162    4  H = stored bytes up to the end of the cipher image's first SOS segment
  *              (what jpeg_codec_decode_head needs), u32 LE
- *   158   c0  the first c0 = min(L, JPEG_SEGMENT_DATA_MAX - 152) bytes of the record;
+ *   166   c0  the first c0 = min(L, JPEG_SEGMENT_DATA_MAX - 160) bytes of the record;
  *             the rest follows in further APP15 segments (FF EF, length, up to
  *             JPEG_SEGMENT_DATA_MAX record bytes each), so the header segments are
  *             fully determined by L.  The sealed record: 24-byte random nonce ||
  *             ciphertext || 16-byte tag, XChaCha20-Poly1305 under the file's
- *             PXC_SUBKEY_METADATA subkey, AD = stored bytes 0..157
+ *             PXC_SUBKEY_METADATA subkey, AD = stored bytes 0..165
  *             APP15 segment of length 34 holding the MAC: BLAKE2b-256 keyed with the
  *             file's PXC_SUBKEY_MAC subkey over the whole stored file except these 32
  *             bytes
@@ -121,13 +121,13 @@
 
 /* Fixed offsets of the stored layout above. */
 #define JPEG_HEADER_OFFSET 6
-#define JPEG_PLAIN_SIZE_OFFSET 142
-#define JPEG_RECORD_LEN_OFFSET 150
-#define JPEG_HEAD_BYTES_OFFSET 154
-#define JPEG_RECORD_OFFSET 158
+#define JPEG_PLAIN_SIZE_OFFSET 150
+#define JPEG_RECORD_LEN_OFFSET 158
+#define JPEG_HEAD_BYTES_OFFSET 162
+#define JPEG_RECORD_OFFSET 166
 #define JPEG_MAC_BYTES 32
 /* Bytes jpeg_codec_peek needs: everything up to the sealed record. */
-#define JPEG_PEEK_BYTES 158
+#define JPEG_PEEK_BYTES 166
 
 typedef struct jpeg_peek_info {
     uint16_t version;    /* format version from the header */

@@ -9,6 +9,12 @@
 #define HEADER_KDF_CONTEXT "pxchead1"
 #define FILE_KDF_CONTEXT "pxcfile1"
 #define HEADER_KDF_ID 1
+#define SEALED_PLAIN_BYTES (PXC_SEED_BYTES + PXC_NNVEC_BYTES + PXC_VERSION_BYTES)
+
+_Static_assert(PXC_SEALED_SECRETS_BYTES == crypto_aead_xchacha20poly1305_ietf_NPUBBYTES +
+                                               SEALED_PLAIN_BYTES +
+                                               crypto_aead_xchacha20poly1305_ietf_ABYTES,
+               "sealed secrets layout");
 
 pxc_keys *pxc_keys_new(const uint8_t master[PXC_KEY_BYTES])
 {
@@ -43,8 +49,14 @@ int pxc_secrets_set_nnvec(pxc_file_secrets *s, const pxc_keys *keys, const uint8
 void pxc_secrets_fresh(pxc_file_secrets *s)
 {
     randombytes_buf(s->file_id, sizeof s->file_id);
+    pxc_secrets_renew(s, 1);
+}
+
+void pxc_secrets_renew(pxc_file_secrets *s, uint64_t version)
+{
     randombytes_buf(s->seed, sizeof s->seed);
     memset(s->nnvec, 0, sizeof s->nnvec);
+    s->version = version;
 }
 
 void pxc_file_subkey(uint8_t out[PXC_KEY_BYTES], const pxc_keys *keys, const pxc_file_secrets *s,
@@ -66,12 +78,14 @@ void pxc_file_subkey(uint8_t out[PXC_KEY_BYTES], const pxc_keys *keys, const pxc
 void pxc_secrets_seal(uint8_t out[PXC_SEALED_SECRETS_BYTES], const pxc_keys *keys,
                       const pxc_file_secrets *s, const uint8_t *ad, size_t adlen)
 {
-    uint8_t plain[PXC_SEED_BYTES + PXC_NNVEC_BYTES];
+    uint8_t plain[SEALED_PLAIN_BYTES];
     uint8_t *nonce = out;
     uint8_t *ct = out + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
 
     memcpy(plain, s->seed, PXC_SEED_BYTES);
     memcpy(plain + PXC_SEED_BYTES, s->nnvec, PXC_NNVEC_BYTES);
+    for (int k = 0; k < PXC_VERSION_BYTES; k++)
+        plain[PXC_SEED_BYTES + PXC_NNVEC_BYTES + k] = (uint8_t)(s->version >> (8 * k));
     randombytes_buf(nonce, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
     crypto_aead_xchacha20poly1305_ietf_encrypt(ct, NULL, plain, sizeof plain, ad, adlen, NULL,
                                                nonce, keys->header);
@@ -81,7 +95,7 @@ void pxc_secrets_seal(uint8_t out[PXC_SEALED_SECRETS_BYTES], const pxc_keys *key
 int pxc_secrets_open(pxc_file_secrets *s, const pxc_keys *keys,
                      const uint8_t in[PXC_SEALED_SECRETS_BYTES], const uint8_t *ad, size_t adlen)
 {
-    uint8_t plain[PXC_SEED_BYTES + PXC_NNVEC_BYTES];
+    uint8_t plain[SEALED_PLAIN_BYTES];
     const uint8_t *nonce = in;
     const uint8_t *ct = in + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
     size_t ctlen = PXC_SEALED_SECRETS_BYTES - crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
@@ -91,6 +105,9 @@ int pxc_secrets_open(pxc_file_secrets *s, const pxc_keys *keys,
         return -1;
     memcpy(s->seed, plain, PXC_SEED_BYTES);
     memcpy(s->nnvec, plain + PXC_SEED_BYTES, PXC_NNVEC_BYTES);
+    s->version = 0;
+    for (int k = 0; k < PXC_VERSION_BYTES; k++)
+        s->version |= (uint64_t)plain[PXC_SEED_BYTES + PXC_NNVEC_BYTES + k] << (8 * k);
     sodium_memzero(plain, sizeof plain);
     return 0;
 }

@@ -205,19 +205,28 @@ static int write_header_and_empty_block(opaque_file *of, const pxc_keys *keys)
     return rc;
 }
 
-int opaque_create(opaque_file *of, int fd, const pxc_keys *keys)
+int opaque_create_from(opaque_file *of, int fd, const pxc_keys *keys, const pxc_file_secrets *s)
 {
     memset(of, 0, sizeof *of);
     of->fd = fd;
-    pxc_secrets_fresh(&of->secrets);
+    of->secrets = *s;
     derive_content_key(of, keys);
     return write_header_and_empty_block(of, keys);
 }
 
-int opaque_open(opaque_file *of, int fd, const pxc_keys *keys)
+int opaque_create(opaque_file *of, int fd, const pxc_keys *keys)
+{
+    pxc_file_secrets s;
+    pxc_secrets_fresh(&s);
+    int rc = opaque_create_from(of, fd, keys, &s);
+    sodium_memzero(&s, sizeof s);
+    return rc;
+}
+
+/* Reads and authenticates fd's header into *of (secrets, content key), not its size. */
+static int open_header(opaque_file *of, int fd, const pxc_keys *keys)
 {
     uint8_t hdr[H];
-    struct stat st;
 
     memset(of, 0, sizeof *of);
     of->fd = fd;
@@ -234,6 +243,16 @@ int opaque_open(opaque_file *of, int fd, const pxc_keys *keys)
     if (pxc_secrets_open(&of->secrets, keys, of->sealed, hdr, HEADER_CLEAR_BYTES) != 0)
         return -EBADMSG;
     derive_content_key(of, keys);
+    return 0;
+}
+
+int opaque_open(opaque_file *of, int fd, const pxc_keys *keys)
+{
+    struct stat st;
+    int rc = open_header(of, fd, keys);
+
+    if (rc != 0)
+        return rc;
     if (fstat(fd, &st) != 0)
         return -errno;
     return opaque_plain_size((uint64_t)st.st_size, &of->plain_size);
@@ -394,10 +413,163 @@ int opaque_truncate(opaque_file *of, uint64_t new_size, const pxc_keys *keys)
     if (new_size == of->plain_size)
         return 0;
     if (new_size == 0) {
-        /* A rewrite from scratch: new file id and seed, as for a new file. */
-        pxc_secrets_fresh(&of->secrets);
+        /* A rewrite from scratch: the next version, under a new seed. */
+        pxc_secrets_renew(&of->secrets, of->secrets.version + 1);
         derive_content_key(of, keys);
         return write_header_and_empty_block(of, keys);
     }
     return update_blocks(of, new_size, NULL, 0, 0);
+}
+
+int opaque_set_version(opaque_file *of, const pxc_keys *keys, uint64_t version)
+{
+    uint8_t clear[HEADER_CLEAR_BYTES], sealed[PXC_SEALED_SECRETS_BYTES];
+    uint64_t old = of->secrets.version;
+
+    header_clear_part(clear, of->secrets.file_id);
+    of->secrets.version = version;
+    pxc_secrets_seal(sealed, keys, &of->secrets, clear, sizeof clear);
+    /* One small write inside the first page: the header is old or new, never torn. */
+    int rc = pwrite_full(of->fd, sealed, sizeof sealed, HEADER_CLEAR_BYTES);
+    if (rc != 0) {
+        of->secrets.version = old;
+        return rc;
+    }
+    memcpy(of->sealed, sealed, sizeof sealed);
+    return 0;
+}
+
+/* ---- checking and crash repair ------------------------------------------ */
+
+#define VERIFY_RUN_BLOCKS 64
+
+int opaque_verify(const opaque_file *of, uint64_t *bad_offset)
+{
+    uint64_t p = of->plain_size, off;
+    size_t n;
+    int rc = 0;
+
+    *bad_offset = 0;
+    if (p == 0) { /* still one final block to check */
+        uint8_t one[B];
+        rc = load_block(of, 0, one);
+        sodium_memzero(one, sizeof one);
+        return rc;
+    }
+    uint8_t *buf = malloc((size_t)VERIFY_RUN_BLOCKS * B);
+    if (!buf)
+        return -ENOMEM;
+    for (off = 0; off < p && rc == 0; off += n) {
+        n = p - off < (uint64_t)VERIFY_RUN_BLOCKS * B ? (size_t)(p - off)
+                                                      : (size_t)VERIFY_RUN_BLOCKS * B;
+        ssize_t r = opaque_read(of, buf, n, off);
+        if (r == (ssize_t)n)
+            continue;
+        rc = r < 0 ? (int)r : -EBADMSG;
+        *bad_offset = off;
+        /* Read the run again block by block to name the bad one. */
+        for (uint64_t o = off; o < off + n; o += B) {
+            size_t k = off + n - o < B ? (size_t)(off + n - o) : B;
+            if (opaque_read(of, buf, k, o) != (ssize_t)k) {
+                *bad_offset = o;
+                break;
+            }
+        }
+    }
+    sodium_memzero(buf, (size_t)VERIFY_RUN_BLOCKS * B);
+    free(buf);
+    return rc;
+}
+
+/* Reads a whole stored slot i and opens it (a hole reads as zeros). */
+static int load_slot(const opaque_file *of, uint64_t i, int final, uint8_t *out)
+{
+    uint8_t stored[S];
+    ssize_t r = pread_full(of->fd, stored, S, block_offset(i));
+    if (r < 0)
+        return (int)r;
+    return r == S ? open_block(of, i, final, stored, S, out) : -EBADMSG;
+}
+
+/* Whether stored slot i (len bytes at in) holds data that authenticates, non-final or
+ * final; holes do not count. */
+static int slot_has_data(const opaque_file *of, uint64_t i, const uint8_t *in, size_t len,
+                         uint8_t *scratch)
+{
+    if (len == S && all_zero(in, S))
+        return 0;
+    return (len == S && open_block(of, i, 0, in, len, scratch) == 0) ||
+           (len >= OVERHEAD && open_block(of, i, 1, in, len, scratch) == 0);
+}
+
+int opaque_salvage(int fd, const pxc_keys *keys, uint64_t *kept)
+{
+    opaque_file of;
+    struct stat st;
+    uint8_t slot[S], plain[B];
+    int rc = open_header(&of, fd, keys);
+
+    *kept = 0;
+    if (rc == 0 && fstat(fd, &st) != 0)
+        rc = -errno;
+    if (rc != 0) {
+        opaque_close(&of);
+        return rc;
+    }
+    uint64_t body = (uint64_t)st.st_size > H ? (uint64_t)st.st_size - H : 0;
+    uint64_t nslots = (body + S - 1) / S, i;
+    /* The leading blocks that authenticate as non-final (holes included); stop at a final
+     * one (the file ends there: anything after it is a tail that never became part of
+     * the file) or at the first bad one. */
+    for (i = 0; i < nslots; i++) {
+        size_t len = body - i * S < S ? (size_t)(body - i * S) : S;
+        ssize_t r = pread_full(fd, slot, len, block_offset(i));
+        if (r != (ssize_t)len) {
+            rc = r < 0 ? (int)r : -EIO;
+            break;
+        }
+        if (len == S && open_block(&of, i, 0, slot, len, plain) == 0)
+            continue;
+        if (len >= OVERHEAD && open_block(&of, i, 1, slot, len, plain) == 0) {
+            *kept = i * B + (len - OVERHEAD);
+            if (i + 1 < nslots && ftruncate(fd, block_offset(i) + (off_t)len) != 0)
+                rc = -errno;
+            goto done;
+        }
+        break;
+    }
+    /* A bad block at i: a torn tail only if nothing after it holds data. */
+    for (uint64_t j = i + 1; rc == 0 && j < nslots; j++) {
+        size_t len = body - j * S < S ? (size_t)(body - j * S) : S;
+        if (pread_full(fd, slot, len, block_offset(j)) != (ssize_t)len)
+            rc = -EIO;
+        else if (slot_has_data(&of, j, slot, len, plain))
+            rc = -EBADMSG;
+    }
+    if (rc != 0)
+        goto done;
+    /* Keep blocks 0..i-1, the last of them sealed again as final (before the cut, so that
+     * an interrupted salvage can be run again). */
+    uint8_t *out = slot;
+    size_t plen = 0;
+    uint64_t last = i > 0 ? i - 1 : 0;
+    if (i > 0) {
+        rc = load_slot(&of, last, 0, plain);
+        plen = B;
+    }
+    if (rc == 0) {
+        randombytes_buf(out, OPAQUE_NONCE_BYTES);
+        seal_block(&of, last, 1, plain, plen, out);
+        rc = pwrite_full(fd, out, plen + OVERHEAD, block_offset(last));
+    }
+    if (rc == 0 && ftruncate(fd, block_offset(last) + (off_t)(plen + OVERHEAD)) != 0)
+        rc = -errno;
+    if (rc == 0 && fsync(fd) != 0)
+        rc = -errno;
+    if (rc == 0)
+        *kept = i > 0 ? i * B : 0;
+done:
+    sodium_memzero(plain, sizeof plain);
+    opaque_close(&of);
+    return rc;
 }

@@ -6,23 +6,23 @@
  *
  *     0    8  PNG signature
  *     8   25  IHDR chunk: the original 13 data bytes, CRC recomputed
- *    33    4  pxCR chunk length = 180 + L
+ *    33    4  pxCR chunk length = 188 + L
  *    37    4  chunk type "pxCR" (private, ancillary, unsafe to copy)
- *    41  136  pixcrypt header, as in the opaque format (codec/opaque.h):
+ *    41  144  pixcrypt header, as in the opaque format (codec/opaque.h):
  *               magic "pixcrypt" (8), format version u16 LE (PXC_FORMAT_VERSION),
  *               kind u8 (PXC_KIND_PNG), reserved (5, zero), file id (16),
- *               sealed seed||nnvec (104; AEAD under the volume header key,
+ *               sealed seed||nnvec||version (112; AEAD under the volume header key,
  *               AD = the first 32 header bytes, i.e. stored bytes 41..72)
- *   177    8  plaintext size, u64 LE
- *   185    4  L = length of the sealed record, u32 LE
- *   189    L  sealed record: 24-byte random nonce || ciphertext || 16-byte tag,
+ *   185    8  plaintext size, u64 LE
+ *   193    4  L = length of the sealed record, u32 LE
+ *   197    L  sealed record: 24-byte random nonce || ciphertext || 16-byte tag,
  *             XChaCha20-Poly1305 under the file's PXC_SUBKEY_METADATA subkey,
- *             AD = stored bytes 0..188 (signature, IHDR, and pxCR up to here)
- *  189+L  32  MAC: BLAKE2b-256 keyed with the file's PXC_SUBKEY_MAC subkey over
+ *             AD = stored bytes 0..196 (signature, IHDR, and pxCR up to here)
+ *  197+L  32  MAC: BLAKE2b-256 keyed with the file's PXC_SUBKEY_MAC subkey over
  *             the whole stored file except these 32 bytes and the pxCR CRC,
- *             i.e. bytes [0, 189+L) followed by bytes [225+L, end)
- *  221+L   4  pxCR CRC (checked too, after the MAC)
- *  225+L      PLTE chunk, palette images only: random colours, as many entries as
+ *             i.e. bytes [0, 197+L) followed by bytes [233+L, end)
+ *  229+L   4  pxCR CRC (checked too, after the MAC)
+ *  233+L      PLTE chunk, palette images only: random colours, as many entries as
  *             the original PLTE but at most 2^depth (the original is in the record)
  *             IDAT chunks: the cipher image, filter type 0 on every row, one zlib
  *             stream split into chunks of at most PNG_STORED_IDAT_BYTES (stored
@@ -106,12 +106,12 @@
 
 /* Fixed offsets of the stored layout above. */
 #define PNG_PXCR_HEADER_OFFSET 41
-#define PNG_PXCR_PLAIN_SIZE_OFFSET 177
-#define PNG_PXCR_RECORD_LEN_OFFSET 185
-#define PNG_PXCR_RECORD_OFFSET 189
+#define PNG_PXCR_PLAIN_SIZE_OFFSET 185
+#define PNG_PXCR_RECORD_LEN_OFFSET 193
+#define PNG_PXCR_RECORD_OFFSET 197
 #define PNG_MAC_BYTES 32
 /* Bytes png_codec_peek needs: everything up to the sealed record. */
-#define PNG_PEEK_BYTES 189
+#define PNG_PEEK_BYTES 197
 
 typedef struct png_peek_info {
     uint32_t width, height;

@@ -8,6 +8,11 @@
 #include "codec/jpeg.h"
 #include "codec/png.h"
 
+_Static_assert(PXC_STORED_PEEK_BYTES >= OPAQUE_HEADER_BYTES &&
+                   PXC_STORED_PEEK_BYTES >= PNG_PEEK_BYTES &&
+                   PXC_STORED_PEEK_BYTES >= JPEG_PEEK_BYTES,
+               "the peek covers every kind's header");
+
 static const uint8_t png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 
 int pxc_stored_peek(const uint8_t *head, size_t n, uint64_t stored_size, pxc_stored_info *out)

@@ -17,13 +17,13 @@
 #include "codec/keys.h"
 
 /* Enough leading bytes of a stored file for pxc_stored_peek, whatever its kind. */
-#define PXC_STORED_PEEK_BYTES 192
+#define PXC_STORED_PEEK_BYTES 200
 
 typedef struct pxc_stored_info {
     int kind;            /* PXC_KIND_* (codec/opaque.h) */
     uint64_t plain_size; /* size of the plaintext the file holds */
     uint8_t file_id[PXC_FILE_ID_BYTES];
-    uint8_t sealed[PXC_SEALED_SECRETS_BYTES]; /* sealed seed || nnvec */
+    uint8_t sealed[PXC_SEALED_SECRETS_BYTES]; /* sealed seed || nnvec || version */
     uint8_t header_ad[32];                    /* what the sealed secrets are bound to */
     uint64_t head_bytes; /* stored bytes pxc_stored_decode_head needs; 0 for opaque */
 } pxc_stored_info;

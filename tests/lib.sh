@@ -399,7 +399,7 @@ _pxc_gone() {
 
 # ------------------------------------------------------------ stored format
 
-PXC_HEADER=136
+PXC_HEADER=144
 PXC_BLOCK=4096
 PXC_STORED_BLOCK=4136
 

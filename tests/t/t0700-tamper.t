@@ -24,7 +24,7 @@ cp "$T/orig" "$M/untouched"
 ok "unmount" pxc_umount "$M"
 
 B=4136 # stored block
-H=136  # header
+H=$PXC_HEADER # header
 at() { flip_byte "$C/$1" "$2"; }
 at header-magic 0
 at header-version 8

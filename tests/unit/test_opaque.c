@@ -1,9 +1,11 @@
 /* Unit tests of the opaque block format: size arithmetic, random access against a
- * shadow buffer, holes, re-keying, and tamper detection. */
+ * shadow buffer, holes, re-keying, versions, tamper detection, verification and the
+ * repair of torn tails. */
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -39,13 +41,13 @@ static void test_size_arithmetic(void)
             good = 0;
     }
     ok(good, "plain size recovered from stored size for edge sizes");
-    ok(opaque_stored_size(0) == 136 + 40, "empty file is header + one empty block");
-    ok(opaque_stored_size(4096) == 136 + 4136, "one full block");
-    ok(opaque_stored_size(4097) == 136 + 4136 + 41, "one full block and one byte");
+    ok(opaque_stored_size(0) == 144 + 40, "empty file is header + one empty block");
+    ok(opaque_stored_size(4096) == 144 + 4136, "one full block");
+    ok(opaque_stored_size(4097) == 144 + 4136 + 41, "one full block and one byte");
     uint64_t p;
     ok(opaque_plain_size(100, &p) == -EBADMSG, "shorter than a header is rejected");
-    ok(opaque_plain_size(136 + 4136 + 39, &p) == -EBADMSG, "torn last block is rejected");
-    ok(opaque_plain_size(136 + 4136 + 40, &p) == -EBADMSG, "empty block after a full one rejected");
+    ok(opaque_plain_size(144 + 4136 + 39, &p) == -EBADMSG, "torn last block is rejected");
+    ok(opaque_plain_size(144 + 4136 + 40, &p) == -EBADMSG, "empty block after a full one rejected");
 }
 
 /* Random writes, truncates and reads, compared with a plain buffer. */
@@ -129,9 +131,17 @@ static void test_holes_and_rekey(void)
     ok(opaque_read(&of, got, sizeof got, 12345678) == sizeof got && got[0] == 0 && got[4095] == 0,
        "a hole reads as zeros");
     ok(opaque_read(&of, got, 10, 1ULL << 30) == 1 && got[0] == 0x5a, "the byte reads back");
+    uint8_t seed_before[PXC_SEED_BYTES], key_before[PXC_KEY_BYTES];
+    memcpy(seed_before, of.secrets.seed, sizeof seed_before);
+    memcpy(key_before, of.key, sizeof key_before);
+    ok(of.secrets.version == 1, "a new file is version 1");
     ok(opaque_truncate(&of, 0, keys) == 0 && of.plain_size == 0, "truncate to zero");
-    ok(memcmp(id_before, of.secrets.file_id, 16) != 0, "truncate to zero re-keys the file");
-    ok(stored_bytes(fd) == 176, "stored file is header + empty block again");
+    ok(memcmp(id_before, of.secrets.file_id, 16) == 0, "truncate to zero keeps the file id");
+    ok(memcmp(seed_before, of.secrets.seed, sizeof seed_before) != 0 &&
+           memcmp(key_before, of.key, sizeof key_before) != 0,
+       "but re-keys the file (new seed, new content key)");
+    ok(of.secrets.version == 2, "and starts version 2");
+    ok(stored_bytes(fd) == 184, "stored file is header + empty block again");
     opaque_close(&of);
     close(fd);
 }
@@ -178,11 +188,11 @@ static void flip_sealed(int fd)
 }
 static void flip_nonce(int fd)
 {
-    flip(fd, 136 + 4136 + 5);
+    flip(fd, 144 + 4136 + 5);
 }
 static void flip_ciphertext(int fd)
 {
-    flip(fd, 136 + 2000);
+    flip(fd, 144 + 2000);
 }
 static void flip_tag(int fd)
 {
@@ -190,7 +200,7 @@ static void flip_tag(int fd)
 }
 static void cut_one_block(int fd)
 {
-    ftruncate(fd, 136 + 2 * 4136);
+    ftruncate(fd, 144 + 2 * 4136);
 }
 static void cut_one_byte(int fd)
 {
@@ -205,15 +215,15 @@ static void append_garbage(int fd)
 static void swap_blocks(int fd)
 {
     uint8_t a[4136], b[4136];
-    pread(fd, a, sizeof a, 136);
-    pread(fd, b, sizeof b, 136 + 4136);
-    pwrite(fd, b, sizeof b, 136);
-    pwrite(fd, a, sizeof a, 136 + 4136);
+    pread(fd, a, sizeof a, 144);
+    pread(fd, b, sizeof b, 144 + 4136);
+    pwrite(fd, b, sizeof b, 144);
+    pwrite(fd, a, sizeof a, 144 + 4136);
 }
 static void zero_last_block(int fd)
 {
     uint8_t z[4136] = {0};
-    pwrite(fd, z, 10000 - 8192 + 40, 136 + 2 * 4136);
+    pwrite(fd, z, 10000 - 8192 + 40, 144 + 2 * 4136);
 }
 
 static void test_tamper(void)
@@ -250,8 +260,8 @@ static void test_tamper(void)
     opaque_create(&b, fb, keys);
     opaque_write(&a, data, sizeof data, 0);
     opaque_write(&b, data, sizeof data, 0);
-    pread(fa, blk, sizeof blk, 136);
-    pwrite(fb, blk, sizeof blk, 136);
+    pread(fa, blk, sizeof blk, 144);
+    pwrite(fb, blk, sizeof blk, 144);
     ok(opaque_read(&b, got, sizeof got, 0) == -EBADMSG, "block from another file is rejected");
     opaque_close(&a);
     opaque_close(&b);
@@ -302,6 +312,126 @@ static void test_throughput(void)
     free(buf);
 }
 
+static void write_pattern(opaque_file *of, size_t n)
+{
+    uint8_t *buf = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (uint8_t)(i * 7 + 1);
+    opaque_write(of, buf, n, 0);
+    free(buf);
+}
+
+static void test_versions(void)
+{
+    opaque_file of, again;
+    int fd = temp_fd();
+    uint8_t old_header[OPAQUE_HEADER_BYTES], got[100];
+
+    opaque_create(&of, fd, keys);
+    write_pattern(&of, 10000);
+    pread(fd, old_header, sizeof old_header, 0);
+    ok(opaque_set_version(&of, keys, 7) == 0 && of.secrets.version == 7, "set version 7");
+    ok(opaque_open(&again, fd, keys) == 0 && again.secrets.version == 7 &&
+           memcmp(again.sealed, of.sealed, sizeof of.sealed) == 0,
+       "the header says version 7 on reopen");
+    ok(opaque_read(&again, got, sizeof got, 5000) == sizeof got &&
+           got[0] == (uint8_t)(5000 * 7 + 1),
+       "the blocks still read (same seed)");
+    opaque_close(&again);
+    pwrite(fd, old_header, sizeof old_header, 0);
+    ok(opaque_open(&again, fd, keys) == 0 && again.secrets.version == 1,
+       "an old header put back shows the old version");
+    opaque_close(&again);
+
+    pxc_file_secrets next = of.secrets;
+    pxc_secrets_renew(&next, 8);
+    opaque_close(&of);
+    ok(opaque_create_from(&of, fd, keys, &next) == 0 && opaque_open(&again, fd, keys) == 0 &&
+           again.secrets.version == 8 &&
+           memcmp(again.secrets.file_id, next.file_id, PXC_FILE_ID_BYTES) == 0 &&
+           again.plain_size == 0,
+       "create_from: a new empty version 8 under the same file id");
+    opaque_close(&again);
+    opaque_close(&of);
+    close(fd);
+}
+
+/* A 5-block file (4 full blocks and 1000 bytes) on a new fd. */
+static int five_blocks(opaque_file *of)
+{
+    int fd = temp_fd();
+    opaque_create(of, fd, keys);
+    write_pattern(of, 4 * 4096 + 1000);
+    return fd;
+}
+
+static int reads_pattern(int fd, uint64_t want_size)
+{
+    opaque_file of;
+    uint8_t *buf = malloc(want_size + 1);
+    int good = opaque_open(&of, fd, keys) == 0 && of.plain_size == want_size &&
+               opaque_read(&of, buf, want_size + 1, 0) == (ssize_t)want_size;
+    for (uint64_t i = 0; good && i < want_size; i++)
+        good = buf[i] == (uint8_t)(i * 7 + 1);
+    opaque_close(&of);
+    free(buf);
+    return good;
+}
+
+static void test_verify_and_salvage(void)
+{
+    opaque_file of;
+    uint64_t bad = 0, kept = 0;
+    const off_t H = OPAQUE_HEADER_BYTES, S = OPAQUE_STORED_BLOCK_BYTES;
+
+    int fd = five_blocks(&of);
+    ok(opaque_verify(&of, &bad) == 0, "verify: a sound file passes");
+    flip(fd, H + 2 * S + 100);
+    ok(opaque_verify(&of, &bad) == -EBADMSG && bad == 2 * 4096, "verify names the bad block");
+    ok(opaque_salvage(fd, keys, &kept) == -EBADMSG &&
+           stored_bytes(fd) == (uint64_t)(H + 4 * S + 1040),
+       "salvage refuses damage in the middle and changes nothing");
+    opaque_close(&of);
+    close(fd);
+
+    /* A write torn in the middle of block 3 (the kernel stops at a page boundary). */
+    fd = five_blocks(&of);
+    ftruncate(fd, H + 3 * S + 1000);
+    ok(opaque_salvage(fd, keys, &kept) == 0 && kept == 3 * 4096, "torn tail: 3 blocks kept");
+    ok(reads_pattern(fd, 3 * 4096), "and they read back, the last one now final");
+    ok(opaque_salvage(fd, keys, &kept) == 0 && kept == 3 * 4096, "salvage again changes nothing");
+    opaque_close(&of);
+    close(fd);
+
+    /* Appended blocks written, but the old last block not yet re-sealed as non-final:
+     * the file ends at the old final block. */
+    fd = temp_fd();
+    opaque_create(&of, fd, keys);
+    write_pattern(&of, 2 * 4096);
+    uint8_t old_last[OPAQUE_STORED_BLOCK_BYTES];
+    pread(fd, old_last, sizeof old_last, H + S);
+    write_pattern(&of, 4 * 4096 + 1000);
+    pwrite(fd, old_last, sizeof old_last, H + S);
+    ok(opaque_salvage(fd, keys, &kept) == 0 && kept == 2 * 4096 && reads_pattern(fd, 2 * 4096),
+       "append interrupted before the old final block changed: the old file comes back");
+    opaque_close(&of);
+    close(fd);
+
+    /* Torn inside the first block. */
+    fd = five_blocks(&of);
+    ftruncate(fd, H + 2000);
+    ok(opaque_salvage(fd, keys, &kept) == 0 && kept == 0 && reads_pattern(fd, 0),
+       "torn first block: an empty file");
+    opaque_close(&of);
+    close(fd);
+
+    fd = five_blocks(&of);
+    flip(fd, 20);
+    ok(opaque_salvage(fd, keys, &kept) == -EBADMSG, "a header that fails is not salvaged");
+    opaque_close(&of);
+    close(fd);
+}
+
 int main(void)
 {
     uint8_t master[32];
@@ -314,6 +444,8 @@ int main(void)
     test_holes_and_rekey();
     test_tamper();
     test_other_volume();
+    test_versions();
+    test_verify_and_salvage();
     test_throughput();
     pxc_keys_free(keys);
     return tap_done();
