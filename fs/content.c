@@ -63,8 +63,12 @@ static int peek_fd(int fd, uint64_t stored_size, pxc_stored_info *info)
 
 /* ---- keystore rows ------------------------------------------------------ */
 
+/* The row of a stored file: a copy of what its header now says.  File first, then row:
+ * call once the header is written (a crash in between leaves a row behind its file,
+ * which fsck repairs; never one ahead of it, which would read as a rollback). */
 static void row_put_raw(pxc_fs *fs, const uint8_t id[PXC_FILE_ID_BYTES], int kind,
-                        const uint8_t sealed[PXC_SEALED_SECRETS_BYTES], uint64_t plain_size)
+                        const uint8_t sealed[PXC_SEALED_SECRETS_BYTES], uint64_t plain_size,
+                        uint64_t version)
 {
     ks_file_row row;
     memset(&row, 0, sizeof row);
@@ -73,6 +77,7 @@ static void row_put_raw(pxc_fs *fs, const uint8_t id[PXC_FILE_ID_BYTES], int kin
     memcpy(row.seed_sealed, sealed, PXC_SEALED_SECRETS_BYTES);
     row.seed_sealed_len = PXC_SEALED_SECRETS_BYTES;
     row.plain_size = plain_size;
+    row.version = version;
     int rc = keystore_file_put(fs->ks, &row);
     if (rc != KS_OK)
         pxc_log(LOG_WARNING, "keystore: cannot record a file: %s (fsck can rebuild it)",
@@ -81,32 +86,38 @@ static void row_put_raw(pxc_fs *fs, const uint8_t id[PXC_FILE_ID_BYTES], int kin
 
 static void row_put(pxc_fs *fs, const opaque_file *f)
 {
-    row_put_raw(fs, f->secrets.file_id, PXC_KIND_OPAQUE, f->sealed, f->plain_size);
+    row_put_raw(fs, f->secrets.file_id, PXC_KIND_OPAQUE, f->sealed, f->plain_size,
+                f->secrets.version);
 }
 
-/* With n write-locked, after its content changed. */
-static void row_update(pxc_fs *fs, pxc_inode *n)
+/* The version n's next rewrite gets: above its header's and its row's (the row may be
+ * ahead when a rolled-back file was opened with allow_rollback). */
+static uint64_t next_version(pxc_fs *fs, const pxc_inode *n)
 {
-    struct stat st;
-    int rc =
-        keystore_file_update(fs->ks, n->file.secrets.file_id, PXC_KIND_OPAQUE, n->file.plain_size);
-    if (rc == KS_ERR_NOTFOUND && fstat(n->file.fd, &st) == 0 && st.st_nlink > 0) {
-        row_put(fs, &n->file); /* a file from before this row existed: index it now */
-    } else if (rc != KS_OK && rc != KS_ERR_NOTFOUND) {
-        char name[512];
-        inode_name(fs->inodes, n, name, sizeof name);
-        pxc_log(LOG_WARNING, "%s: keystore update failed: %s", name, keystore_strerror(rc));
-    }
+    ks_file_row row;
+    uint64_t v = n->file.secrets.version;
+    if (keystore_file_get(fs->ks, n->file.secrets.file_id, &row) == KS_OK && row.version > v)
+        v = row.version;
+    return v + 1;
 }
 
-/* The stored file of n now has a new version (new file id): its row replaces the old
- * one.  File first, then row: call after the new file is in place. */
-static void row_replace(pxc_fs *fs, const uint8_t old_id[PXC_FILE_ID_BYTES],
-                        const uint8_t new_id[PXC_FILE_ID_BYTES], int kind,
-                        const uint8_t sealed[PXC_SEALED_SECRETS_BYTES], uint64_t plain_size)
+/* A stored file whose header is older than its row was replaced by an older copy of
+ * itself.  Logged; -EIO unless the mount allows it. */
+static int check_rollback(pxc_fs *fs, pxc_inode *n, const uint8_t id[PXC_FILE_ID_BYTES],
+                          uint64_t version)
 {
-    row_put_raw(fs, new_id, kind, sealed, plain_size);
-    keystore_file_delete(fs->ks, old_id);
+    ks_file_row row;
+    char name[512];
+    if (keystore_file_get(fs->ks, id, &row) != KS_OK || row.version <= version)
+        return 0;
+    inode_name(fs->inodes, n, name, sizeof name);
+    pxc_log(LOG_ERR,
+            "%s: rollback: the stored file is version %llu, the keystore knows version %llu "
+            "(an older copy was put back)%s",
+            name, (unsigned long long)version, (unsigned long long)row.version,
+            fs->allow_rollback ? "; read anyway (allow_rollback)"
+                               : "; reads refused (mount with -o allow_rollback to read it)");
+    return fs->allow_rollback ? 0 : -EIO;
 }
 
 int content_doomed(int dirfd, const char *name, const struct stat *keep, uint8_t id[16])
@@ -537,8 +548,10 @@ int content_create(pxc_fs *fs, int dirfd, const char *name, mode_t mode, int *fd
 }
 
 /* Opens the stored form on fd (n's first handle) into n->file: the opaque codec state,
- * or for a format-preserving kind its size and file id, and its plaintext if cached. */
-static int open_stored(pxc_fs *fs, pxc_inode *n, int fd)
+ * or for a format-preserving kind its size, file id and version, and its plaintext if
+ * cached.  A rolled-back file is refused unless `replacing` (its content is about to be
+ * dropped) or the mount allows it. */
+static int open_stored(pxc_fs *fs, pxc_inode *n, int fd, int replacing)
 {
     struct stat st;
     pxc_stored_info info;
@@ -552,14 +565,22 @@ static int open_stored(pxc_fs *fs, pxc_inode *n, int fd)
     if (rc)
         return rc;
     n->kind = info.kind;
-    if (info.kind == PXC_KIND_OPAQUE)
-        return opaque_open(&n->file, fd, fs->keys);
+    if (info.kind == PXC_KIND_OPAQUE) {
+        rc = opaque_open(&n->file, fd, fs->keys);
+        if (rc == 0 && !replacing)
+            rc = check_rollback(fs, n, n->file.secrets.file_id, n->file.secrets.version);
+        return rc;
+    }
     /* Checks that the file belongs to this volume now; its data is checked on decode. */
     rc = pxc_stored_open_secrets(&info, fs->keys, &s);
+    uint64_t version = s.version;
     sodium_memzero(&s, sizeof s);
+    if (rc == 0 && !replacing)
+        rc = check_rollback(fs, n, info.file_id, version);
     if (rc)
         return rc;
     n->file.plain_size = info.plain_size;
+    n->file.secrets.version = version;
     memcpy(n->file.secrets.file_id, info.file_id, PXC_FILE_ID_BYTES);
     memcpy(n->file.sealed, info.sealed, PXC_SEALED_SECRETS_BYTES);
     if (plain_key_of(n, &key) == 0)
@@ -577,15 +598,15 @@ static int open_stored(pxc_fs *fs, pxc_inode *n, int fd)
  * read-write. */
 static int make_opaque(pxc_fs *fs, pxc_inode *n, int trunc)
 {
-    uint8_t old_id[PXC_FILE_ID_BYTES];
     opaque_file f;
+    pxc_file_secrets next = n->file.secrets;
     struct stat st;
     replacement r = {.dirfd = -1, .fd = -1};
     int rc = 0, in_place = trunc;
     dev_t odev = n->dev;
     ino_t oino = n->ino;
 
-    memcpy(old_id, n->file.secrets.file_id, sizeof old_id);
+    pxc_secrets_renew(&next, next_version(fs, n));
     if (!trunc && !n->plain && (rc = fill_plain(fs, n)) != 0)
         return rc;
     if (fstat(n->file.fd, &st) != 0)
@@ -596,7 +617,7 @@ static int make_opaque(pxc_fs *fs, pxc_inode *n, int trunc)
     if (!in_place) {
         rc = repl_begin(n, &r);
         if (rc == 0)
-            rc = opaque_create(&f, r.fd, fs->keys);
+            rc = opaque_create_from(&f, r.fd, fs->keys, &next);
         if (rc == 0 && n->plain->len > 0) {
             ssize_t w = opaque_write(&f, n->plain->data, n->plain->len, 0);
             rc = w < 0 ? (int)w : (size_t)w != n->plain->len ? -EIO : 0;
@@ -621,17 +642,19 @@ static int make_opaque(pxc_fs *fs, pxc_inode *n, int trunc)
         }
     }
     if (in_place) {
-        rc = opaque_create(&f, n->file.fd, fs->keys);
+        rc = opaque_create_from(&f, n->file.fd, fs->keys, &next);
         if (rc == 0 && !trunc && n->plain->len > 0) {
             ssize_t w = opaque_write(&f, n->plain->data, n->plain->len, 0);
             rc = w < 0 ? (int)w : (size_t)w != n->plain->len ? -EIO : 0;
         }
         if (rc) {
             opaque_close(&f);
+            sodium_memzero(&next, sizeof next);
             return rc;
         }
     }
-    row_replace(fs, old_id, f.secrets.file_id, PXC_KIND_OPAQUE, f.sealed, f.plain_size);
+    sodium_memzero(&next, sizeof next);
+    row_put(fs, &f);
     drop_decoded(fs, n);
     plain_cache_drop_inode(fs->cache, odev, oino);
     opaque_close(&n->file);
@@ -679,7 +702,7 @@ int content_attach(pxc_fs *fs, pxc_inode *n, int want_write, int trunc, int fd,
         if (fresh)
             n->file = *fresh;
         else
-            rc = open_stored(fs, n, fd);
+            rc = open_stored(fs, n, fd, want_write && trunc);
         n->file.fd = fd;
         n->fd_writable = writable;
         n->dirty = 0;
@@ -717,7 +740,7 @@ int content_attach(pxc_fs *fs, pxc_inode *n, int want_write, int trunc, int fd,
  * file stays opaque.  n write-locked. */
 static int transcode(pxc_fs *fs, pxc_inode *n)
 {
-    uint8_t sig[8], old_id[PXC_FILE_ID_BYTES];
+    uint8_t sig[8];
     uint64_t size = n->file.plain_size;
     char name[512];
     struct stat st;
@@ -754,10 +777,11 @@ static int transcode(pxc_fs *fs, pxc_inode *n)
         return -1;
     }
 
-    pxc_file_secrets s;
+    pxc_file_secrets s = n->file.secrets;
     size_t stored_len = 0;
     const char *why = NULL;
-    pxc_secrets_fresh(&s);
+    pxc_secrets_renew(&s, next_version(fs, n));
+    uint64_t version = s.version;
     int rc = pxc_stored_encode(kind, plain, (size_t)size, fs->keys, &s, &stored, &stored_len, &why);
     sodium_memzero(&s, sizeof s);
     pxc_stored_info info;
@@ -793,8 +817,7 @@ static int transcode(pxc_fs *fs, pxc_inode *n)
     close(rp.dirfd);
 
     /* The file is in place: now its row, then the open state. */
-    memcpy(old_id, n->file.secrets.file_id, sizeof old_id);
-    row_replace(fs, old_id, info.file_id, kind, info.sealed, size);
+    row_put_raw(fs, info.file_id, kind, info.sealed, size, version);
     plain_cache_drop_inode(fs->cache, odev, oino);
     close(n->file.fd);
     opaque_close(&n->file);
@@ -802,6 +825,7 @@ static int transcode(pxc_fs *fs, pxc_inode *n)
     n->file.fd = rp.fd;
     n->file.plain_size = size;
     memcpy(n->file.secrets.file_id, info.file_id, PXC_FILE_ID_BYTES);
+    n->file.secrets.version = version;
     memcpy(n->file.sealed, info.sealed, PXC_SEALED_SECRETS_BYTES);
     n->fd_writable = 1;
     n->kind = kind;
@@ -815,15 +839,38 @@ static int transcode(pxc_fs *fs, pxc_inode *n)
     return 0;
 }
 
+/* Records a session of changes to n's opaque file as its next version: header, then row.
+ * A file removed meanwhile has no row to keep. */
+static void commit_opaque(pxc_fs *fs, pxc_inode *n)
+{
+    struct stat st;
+    char name[512];
+    if (fstat(n->file.fd, &st) != 0 || st.st_nlink == 0)
+        return;
+    int rc = opaque_set_version(&n->file, fs->keys, next_version(fs, n));
+    /* The header write is bookkeeping, not a change the user made: the times stay those
+     * of the last write or of the last utimens (which waits for n's lock). */
+    struct timespec tv[2] = {st.st_atim, st.st_mtim};
+    (void)futimens(n->file.fd, tv);
+    if (rc != 0) {
+        inode_name(fs->inodes, n, name, sizeof name);
+        pxc_log(LOG_WARNING, "%s: cannot record the new version in its header: %s", name,
+                strerror(-rc));
+        return;
+    }
+    row_put(fs, &n->file);
+}
+
 /* The last writer of n closed it, so its content is complete: transcode it into its
- * format-preserving stored form if it has one (file first, then the row), otherwise
- * record the opaque form.  Called with n write-locked and dirty. */
+ * format-preserving stored form if it has one, otherwise record the opaque form; either
+ * way as the file's next version (file first, then the row).  Called with n
+ * write-locked and dirty. */
 static void content_commit(pxc_fs *fs, pxc_inode *n)
 {
     if (n->kind != PXC_KIND_OPAQUE)
         return;
     if (transcode(fs, n) != 0)
-        row_update(fs, n);
+        commit_opaque(fs, n);
 }
 
 void content_detach(pxc_fs *fs, pxc_inode *n, int was_writer)
@@ -902,7 +949,6 @@ ssize_t content_write(pxc_fs *fs, pxc_inode *n, const void *buf, size_t size, of
 
 int content_truncate(pxc_fs *fs, pxc_inode *n, off_t size)
 {
-    uint8_t old_id[16];
     if (size < 0)
         return -EINVAL;
     pthread_rwlock_wrlock(&n->lock);
@@ -910,18 +956,20 @@ int content_truncate(pxc_fs *fs, pxc_inode *n, off_t size)
         pthread_rwlock_unlock(&n->lock);
         return -EBADF;
     }
-    memcpy(old_id, n->file.secrets.file_id, sizeof old_id);
+    uint64_t version = n->file.secrets.version;
+    uint64_t next = size == 0 ? next_version(fs, n) : 0;
     int rc = opaque_truncate(&n->file, (uint64_t)size, fs->keys);
-    if (rc == 0) {
-        n->dirty = 1;
-        if (memcmp(old_id, n->file.secrets.file_id, sizeof old_id) != 0) {
-            /* Re-keyed: the row moves to the new file id (unless the file is gone). */
-            struct stat st;
-            keystore_file_delete(fs->ks, old_id);
-            if (fstat(n->file.fd, &st) != 0 || st.st_nlink > 0)
-                row_put(fs, &n->file);
-        }
+    if (rc == 0 && n->file.secrets.version != version) {
+        /* Emptied: a new version under a new seed (above the row's too), recorded now
+         * unless the file is gone. */
+        struct stat st;
+        if (n->file.secrets.version < next)
+            rc = opaque_set_version(&n->file, fs->keys, next);
+        if (rc == 0 && (fstat(n->file.fd, &st) != 0 || st.st_nlink > 0))
+            row_put(fs, &n->file);
     }
+    if (rc == 0)
+        n->dirty = 1;
     pthread_rwlock_unlock(&n->lock);
     return content_error(fs, n, rc, (uint64_t)size);
 }

@@ -18,6 +18,7 @@ typedef struct pxc_fs {
     inode_table *inodes; /* its root entry is the cipher dir */
     int daemon_is_root;  /* create files as the calling user (allow_other) */
     plain_cache *cache;  /* plaintexts of recently read format-preserving files */
+    int allow_rollback;  /* read stored files older than their keystore row (logged) */
     /* Renames, unlinks and links through the mount hold it shared; replacing a stored
      * file (rename of a temp file over a name found through /proc) holds it exclusive,
      * so that the name it checked is still the name it replaces. */

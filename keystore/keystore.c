@@ -21,15 +21,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#define KS_FORMAT_VERSION 1 /* volume.format_version written and understood */
-#define KDF_ALG_NAME "argon2id13"
+#include "keystore/masterkey.h"
+
+#define KDF_ALG_NAME KS_KDF_ALG_NAME
 #define MASTER_AD_PREFIX "pixcrypt-master-v1"
 #define MASTER_AD_PREFIX_BYTES (sizeof MASTER_AD_PREFIX - 1)
-#define VOLUME_ID_BYTES 16
+#define VOLUME_ID_BYTES KS_VOLUME_ID_BYTES
 #define KEK_BYTES crypto_aead_xchacha20poly1305_ietf_KEYBYTES
 #define SEAL_NONCE_BYTES crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
-#define SEALED_MASTER_BYTES                                                                        \
-    (SEAL_NONCE_BYTES + KS_MASTER_KEY_BYTES + crypto_aead_xchacha20poly1305_ietf_ABYTES)
+#define SEALED_MASTER_BYTES KS_SEALED_MASTER_BYTES
 #define BUSY_TIMEOUT_MS 5000
 #define TMP_DB_TEMPLATE KS_DB_NAME ".tmp-XXXXXX"
 
@@ -64,8 +64,8 @@ static const char schema_sql[] =
     "  seed_sealed BLOB NOT NULL,"   /* as in the file header */
     "  nnvec_sealed BLOB,"           /* NULL while the file has no neural key vector */
     "  plain_size INTEGER NOT NULL," /* bytes */
-    "  version INTEGER NOT NULL,"    /* 1 when inserted, +1 per put or update */
-    "  updated INTEGER NOT NULL"     /* unix time of the last put or update */
+    "  version INTEGER NOT NULL,"    /* the file header's version, 1 for a new file */
+    "  updated INTEGER NOT NULL"     /* unix time of the last put */
     ") WITHOUT ROWID;"
     "PRAGMA user_version = " STRINGIFY(KS_SCHEMA_VERSION) ";";
 
@@ -73,7 +73,6 @@ enum stmt_id {
     ST_VOLUME_GET,
     ST_VOLUME_RESEAL,
     ST_FILE_PUT,
-    ST_FILE_UPDATE,
     ST_FILE_GET,
     ST_FILE_DELETE,
     ST_FILE_COUNT,
@@ -86,14 +85,13 @@ static const char *const stmt_sql[ST_COUNT_] = {
                       " kdf_salt, master_sealed, created FROM volume LIMIT 2",
     [ST_VOLUME_RESEAL] = "UPDATE volume SET kdf_alg = ?1, kdf_opslimit = ?2, kdf_memlimit = ?3,"
                          " kdf_salt = ?4, master_sealed = ?5 WHERE volume_id = ?6",
+    /* One statement: a row is replaced whole or not at all. */
     [ST_FILE_PUT] = "INSERT INTO files (file_id, kind, seed_sealed, nnvec_sealed, plain_size,"
-                    " version, updated) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)"
+                    " version, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?7, ?6)"
                     " ON CONFLICT (file_id) DO UPDATE SET kind = excluded.kind,"
                     " seed_sealed = excluded.seed_sealed, nnvec_sealed = excluded.nnvec_sealed,"
-                    " plain_size = excluded.plain_size, version = files.version + 1,"
+                    " plain_size = excluded.plain_size, version = excluded.version,"
                     " updated = excluded.updated",
-    [ST_FILE_UPDATE] = "UPDATE files SET kind = ?2, plain_size = ?3, version = version + 1,"
-                       " updated = ?4 WHERE file_id = ?1",
     [ST_FILE_GET] = "SELECT kind, seed_sealed, nnvec_sealed, plain_size, version FROM files"
                     " WHERE file_id = ?1",
     [ST_FILE_DELETE] = "DELETE FROM files WHERE file_id = ?1",
@@ -110,19 +108,13 @@ struct keystore {
     pthread_mutex_t lock; /* guards db and every statement */
     sqlite3 *db;
     sqlite3_stmt *stmt[ST_COUNT_];
-    int readonly; /* the cipher dir cannot be written: every write fails with KS_ERR_IO */
+    int readonly;       /* the cipher dir cannot be written: every write fails with KS_ERR_IO */
+    char dir[PATH_MAX]; /* CIPHERDIR/.pixcrypt, where the masterkey file is */
+    char *rebuild_tmp;  /* a rebuild's new database, until keystore_rebuild_commit */
 };
 
-/* The volume row, decoded and checked. */
-typedef struct volume_row {
-    long long format_version;
-    uint8_t volume_id[VOLUME_ID_BYTES];
-    unsigned long long opslimit;
-    size_t memlimit;
-    uint8_t salt[crypto_pwhash_SALTBYTES];
-    uint8_t master_sealed[SEALED_MASTER_BYTES];
-    long long created;
-} volume_row;
+/* The volume row, decoded and checked: the record masterkey.h also keeps in a file. */
+typedef ks_volume_record volume_row;
 
 typedef struct ks_paths {
     char dir[PATH_MAX]; /* CIPHERDIR/.pixcrypt */
@@ -358,14 +350,6 @@ static int column_text_is(sqlite3_stmt *stmt, int col, const char *expected)
 
 /* ---- the volume row ------------------------------------------------------------------------ */
 
-static int kdf_limits_possible(long long opslimit, long long memlimit)
-{
-    return opslimit >= (long long)crypto_pwhash_argon2id_OPSLIMIT_MIN &&
-           (unsigned long long)opslimit <= crypto_pwhash_argon2id_OPSLIMIT_MAX &&
-           memlimit >= (long long)crypto_pwhash_argon2id_MEMLIMIT_MIN &&
-           (unsigned long long)memlimit <= crypto_pwhash_argon2id_MEMLIMIT_MAX;
-}
-
 /* Decodes the current row of ST_VOLUME_GET, refusing what this version cannot use. */
 static int parse_volume_row(sqlite3_stmt *stmt, volume_row *v)
 {
@@ -379,7 +363,7 @@ static int parse_volume_row(sqlite3_stmt *stmt, volume_row *v)
         return KS_ERR_CORRUPT;
     if (column_blob_exact(stmt, 1, v->volume_id, sizeof v->volume_id) != 0 ||
         !column_text_is(stmt, 2, KDF_ALG_NAME) || column_int64(stmt, 3, &opslimit) != 0 ||
-        column_int64(stmt, 4, &memlimit) != 0 || !kdf_limits_possible(opslimit, memlimit) ||
+        column_int64(stmt, 4, &memlimit) != 0 || !ks_kdf_limits_possible(opslimit, memlimit) ||
         column_blob_exact(stmt, 5, v->salt, sizeof v->salt) != 0 ||
         column_blob_exact(stmt, 6, v->master_sealed, sizeof v->master_sealed) != 0 ||
         column_int64(stmt, 7, &v->created) != 0)
@@ -640,6 +624,10 @@ int keystore_create(const char *cipherdir, const char *pass, size_t passlen,
     randombytes_buf(v.volume_id, sizeof v.volume_id);
     randombytes_buf(master, sizeof master);
     st = seal_under_passphrase(&v, master, pass, passlen, level);
+    /* The masterkey file first: a keystore.db in place means a volume, and a volume
+     * always has its second copy of the key. */
+    if (st == KS_OK)
+        st = masterkey_write(p.dir, &v);
     if (st == KS_OK)
         st = write_keystore_file(&p, &v);
     if (st == KS_OK && master_out != NULL)
@@ -792,9 +780,36 @@ static int tune_for_writes(keystore *ks)
     return exec_sql(ks->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
 }
 
+/* Opens the database at dbpath (the keystore, or a rebuild's new one) into a new handle. */
+static int open_handle(keystore **out, const ks_paths *p, const char *dbpath, int readonly)
+{
+    keystore *ks = calloc(1, sizeof *ks);
+    int st;
+
+    *out = NULL;
+    if (ks == NULL)
+        return KS_ERR_NOMEM;
+    if (pthread_mutex_init(&ks->lock, NULL) != 0) {
+        free(ks);
+        return KS_ERR_NOMEM;
+    }
+    ks->readonly = readonly;
+    memcpy(ks->dir, p->dir, sizeof ks->dir);
+    st = connect_keystore(ks, dbpath);
+    if (st == KS_OK)
+        st = validate_keystore(ks);
+    if (st == KS_OK && !ks->readonly)
+        st = tune_for_writes(ks);
+    if (st != KS_OK) {
+        keystore_close(ks);
+        return st;
+    }
+    *out = ks;
+    return KS_OK;
+}
+
 int keystore_open(keystore **out, const char *cipherdir)
 {
-    keystore *ks;
     ks_paths p;
     int readonly = 0;
     int st;
@@ -809,37 +824,39 @@ int keystore_open(keystore **out, const char *cipherdir)
         st = probe_db_file(&p, &readonly);
     if (st != KS_OK)
         return st;
+    return open_handle(out, &p, p.db, readonly);
+}
 
-    ks = calloc(1, sizeof *ks);
-    if (ks == NULL)
-        return KS_ERR_NOMEM;
-    if (pthread_mutex_init(&ks->lock, NULL) != 0) {
-        free(ks);
-        return KS_ERR_NOMEM;
+/* Closes the connection (the last one checkpoints the write-ahead log into the database). */
+static int close_db(keystore *ks)
+{
+    int rc;
+    for (int i = 0; i < ST_COUNT_; i++) {
+        sqlite3_finalize(ks->stmt[i]);
+        ks->stmt[i] = NULL;
     }
-    ks->readonly = readonly;
-    st = connect_keystore(ks, p.db);
-    if (st == KS_OK)
-        st = validate_keystore(ks);
-    if (st == KS_OK && !ks->readonly)
-        st = tune_for_writes(ks);
-    if (st != KS_OK) {
-        keystore_close(ks);
-        return st;
-    }
-    *out = ks;
-    return KS_OK;
+    rc = sqlite3_close(ks->db);
+    ks->db = NULL;
+    return rc == SQLITE_OK ? KS_OK : KS_ERR_IO;
+}
+
+static void free_handle(keystore *ks)
+{
+    pthread_mutex_destroy(&ks->lock);
+    free(ks->rebuild_tmp);
+    free(ks);
 }
 
 void keystore_close(keystore *ks)
 {
     if (ks == NULL)
         return;
-    for (int i = 0; i < ST_COUNT_; i++)
-        sqlite3_finalize(ks->stmt[i]);
-    sqlite3_close(ks->db);
-    pthread_mutex_destroy(&ks->lock);
-    free(ks);
+    if (ks->rebuild_tmp != NULL) {
+        keystore_rebuild_abort(ks);
+        return;
+    }
+    (void)close_db(ks);
+    free_handle(ks);
 }
 
 /* ---- master key ---------------------------------------------------------------------------- */
@@ -850,6 +867,44 @@ static int read_volume_locked(keystore *ks, volume_row *v)
     pthread_mutex_lock(&ks->lock);
     st = read_volume(ks, v);
     pthread_mutex_unlock(&ks->lock);
+    return st;
+}
+
+static int store_sealing(keystore *ks, const volume_row *v);
+
+/* After an unlock with the database's record, which proves it good: the masterkey file
+ * gets the same values if it has none (a volume from before the file existed) or others
+ * (a passphrase change interrupted between its two writes).  Best effort. */
+static void sync_masterkey_file(keystore *ks, const volume_row *v)
+{
+    volume_row f;
+    if (ks->readonly || (masterkey_read(ks->dir, &f) == KS_OK && masterkey_same(&f, v)))
+        return;
+    (void)masterkey_write(ks->dir, v);
+}
+
+/* The database's record does not unseal with this passphrase.  If the masterkey file holds
+ * another record of this volume that does (the volume row was damaged, or a passphrase
+ * change interrupted), that one is used, and written back into the database. */
+static int unlock_from_file(keystore *ks, const volume_row *v, const char *pass, size_t passlen,
+                            uint8_t master[KS_MASTER_KEY_BYTES])
+{
+    uint8_t kek[KEK_BYTES];
+    volume_row f;
+    int st;
+
+    if (masterkey_read(ks->dir, &f) != KS_OK || masterkey_same(&f, v) ||
+        memcmp(f.volume_id, v->volume_id, sizeof f.volume_id) != 0)
+        return KS_ERR_PASSPHRASE;
+    st = derive_kek(kek, pass, passlen, &f);
+    if (st == KS_OK)
+        st = unseal_master(master, &f, kek);
+    sodium_memzero(kek, sizeof kek);
+    if (st == KS_OK && !ks->readonly && ks->rebuild_tmp == NULL) {
+        pthread_mutex_lock(&ks->lock);
+        (void)store_sealing(ks, &f);
+        pthread_mutex_unlock(&ks->lock);
+    }
     return st;
 }
 
@@ -867,6 +922,10 @@ int keystore_unlock(keystore *ks, const char *pass, size_t passlen,
         st = derive_kek(kek, pass, passlen, &v);
     if (st == KS_OK)
         st = unseal_master(master, &v, kek);
+    if (st == KS_OK)
+        sync_masterkey_file(ks, &v);
+    else if (st == KS_ERR_PASSPHRASE)
+        st = unlock_from_file(ks, &v, pass, passlen, master);
     if (st == KS_OK)
         memcpy(master_out, master, sizeof master);
     sodium_memzero(kek, sizeof kek);
@@ -921,6 +980,9 @@ int keystore_rewrap(keystore *ks, const uint8_t master[KS_MASTER_KEY_BYTES], con
     pthread_mutex_lock(&ks->lock);
     st = store_sealing(ks, &v);
     pthread_mutex_unlock(&ks->lock);
+    /* Then its copy; if this fails, the next unlock writes it. */
+    if (st == KS_OK)
+        (void)masterkey_write(ks->dir, &v);
     return st;
 }
 
@@ -964,7 +1026,8 @@ static int bind_file_row(sqlite3_stmt *stmt, const ks_file_row *row, long long n
         sqlite3_bind_blob(stmt, 3, row->seed_sealed, (int)row->seed_sealed_len, SQLITE_STATIC) !=
             SQLITE_OK ||
         sqlite3_bind_int64(stmt, 5, (sqlite3_int64)row->plain_size) != SQLITE_OK ||
-        sqlite3_bind_int64(stmt, 6, now) != SQLITE_OK)
+        sqlite3_bind_int64(stmt, 6, now) != SQLITE_OK ||
+        sqlite3_bind_int64(stmt, 7, (sqlite3_int64)row->version) != SQLITE_OK)
         return KS_ERR_IO;
     return KS_OK;
 }
@@ -987,43 +1050,19 @@ int keystore_file_put(keystore *ks, const ks_file_row *row)
     return st;
 }
 
-int keystore_file_update(keystore *ks, const uint8_t file_id[KS_FILE_ID_BYTES], int kind,
-                         uint64_t plain_size)
-{
-    sqlite3_stmt *stmt;
-    int st = KS_OK;
-
-    if (ks == NULL || file_id == NULL || ks->readonly)
-        return KS_ERR_IO;
-    pthread_mutex_lock(&ks->lock);
-    stmt = ks->stmt[ST_FILE_UPDATE];
-    if (sqlite3_bind_blob(stmt, 1, file_id, KS_FILE_ID_BYTES, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_int(stmt, 2, kind) != SQLITE_OK ||
-        sqlite3_bind_int64(stmt, 3, (sqlite3_int64)plain_size) != SQLITE_OK ||
-        sqlite3_bind_int64(stmt, 4, unix_now()) != SQLITE_OK)
-        st = KS_ERR_IO;
-    if (st == KS_OK)
-        st = step_done(stmt);
-    else
-        sqlite3_clear_bindings(stmt);
-    if (st == KS_OK && sqlite3_changes(ks->db) == 0)
-        st = KS_ERR_NOTFOUND;
-    pthread_mutex_unlock(&ks->lock);
-    return st;
-}
-
-/* Decodes the current row of ST_FILE_GET. */
-static int parse_file_row(sqlite3_stmt *stmt, ks_file_row *row)
+/* Decodes kind, seed_sealed, nnvec_sealed, plain_size, version from columns c.. of the
+ * current row. */
+static int parse_file_row(sqlite3_stmt *stmt, int c, ks_file_row *row)
 {
     long long kind, plain_size, version;
 
-    if (column_int64(stmt, 0, &kind) != 0 || kind < INT_MIN || kind > INT_MAX ||
-        column_blob_upto(stmt, 1, row->seed_sealed, sizeof row->seed_sealed,
+    if (column_int64(stmt, c, &kind) != 0 || kind < INT_MIN || kind > INT_MAX ||
+        column_blob_upto(stmt, c + 1, row->seed_sealed, sizeof row->seed_sealed,
                          &row->seed_sealed_len) != 0 ||
-        column_int64(stmt, 3, &plain_size) != 0 || column_int64(stmt, 4, &version) != 0)
+        column_int64(stmt, c + 3, &plain_size) != 0 || column_int64(stmt, c + 4, &version) != 0)
         return KS_ERR_CORRUPT;
-    if (sqlite3_column_type(stmt, 2) != SQLITE_NULL &&
-        column_blob_upto(stmt, 2, row->nnvec_sealed, sizeof row->nnvec_sealed,
+    if (sqlite3_column_type(stmt, c + 2) != SQLITE_NULL &&
+        column_blob_upto(stmt, c + 2, row->nnvec_sealed, sizeof row->nnvec_sealed,
                          &row->nnvec_sealed_len) != 0)
         return KS_ERR_CORRUPT;
     row->kind = (int)kind;
@@ -1049,7 +1088,7 @@ int keystore_file_get(keystore *ks, const uint8_t file_id[KS_FILE_ID_BYTES], ks_
     if (rc == SQLITE_OK)
         rc = sqlite3_step(stmt);
     if (rc == SQLITE_ROW)
-        st = parse_file_row(stmt, row);
+        st = parse_file_row(stmt, 0, row);
     else
         st = rc == SQLITE_DONE ? KS_ERR_NOTFOUND : status_from_sqlite(rc);
     sqlite3_reset(stmt);
@@ -1092,4 +1131,178 @@ long long keystore_file_count(keystore *ks)
     sqlite3_reset(stmt);
     pthread_mutex_unlock(&ks->lock);
     return count;
+}
+
+int keystore_file_foreach(keystore *ks, int (*fn)(const ks_file_row *row, void *arg), void *arg)
+{
+    sqlite3_stmt *stmt = NULL;
+    ks_file_row row;
+    int rc, st = KS_OK;
+
+    if (ks == NULL || fn == NULL)
+        return KS_ERR_IO;
+    pthread_mutex_lock(&ks->lock);
+    rc = sqlite3_prepare_v2(ks->db,
+                            "SELECT file_id, kind, seed_sealed, nnvec_sealed, plain_size, version"
+                            " FROM files ORDER BY file_id",
+                            -1, &stmt, NULL);
+    while (rc == SQLITE_OK && st == KS_OK && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        memset(&row, 0, sizeof row);
+        st = column_blob_exact(stmt, 0, row.file_id, sizeof row.file_id) == 0
+                 ? parse_file_row(stmt, 1, &row)
+                 : KS_ERR_CORRUPT;
+        if (st == KS_OK && fn(&row, arg) != 0)
+            break;
+        rc = SQLITE_OK;
+    }
+    if (st == KS_OK && rc != SQLITE_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        st = status_from_sqlite(rc) == KS_OK ? KS_ERR_IO : status_from_sqlite(rc);
+    sqlite3_finalize(stmt);
+    pthread_mutex_unlock(&ks->lock);
+    return st;
+}
+
+int keystore_check(keystore *ks)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc, st;
+
+    if (ks == NULL)
+        return KS_ERR_IO;
+    pthread_mutex_lock(&ks->lock);
+    rc = sqlite3_prepare_v2(ks->db, "PRAGMA quick_check", -1, &stmt, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+        const unsigned char *text = sqlite3_column_text(stmt, 0);
+        st = text != NULL && strcmp((const char *)text, "ok") == 0 ? KS_OK : KS_ERR_CORRUPT;
+    } else {
+        st = status_from_sqlite(rc) == KS_OK ? KS_ERR_CORRUPT : status_from_sqlite(rc);
+    }
+    sqlite3_finalize(stmt);
+    pthread_mutex_unlock(&ks->lock);
+    return st;
+}
+
+/* ---- rebuild ------------------------------------------------------------------------------- */
+
+/* The volume row of the existing keystore.db, if it still opens. */
+static int record_from_db(const char *cipherdir, volume_row *v)
+{
+    keystore *old = NULL;
+    int st = keystore_open(&old, cipherdir);
+    if (st == KS_OK)
+        st = read_volume_locked(old, v);
+    keystore_close(old);
+    return st;
+}
+
+int keystore_rebuild_begin(keystore **out, const char *cipherdir)
+{
+    char tmp[PATH_MAX];
+    volume_row v;
+    ks_paths p;
+    int fd, st;
+
+    if (out == NULL)
+        return KS_ERR_IO;
+    *out = NULL;
+    if (cipherdir == NULL || sodium_init() < 0)
+        return KS_ERR_IO;
+    st = paths_init(&p, cipherdir);
+    if (st != KS_OK)
+        return st;
+    if (!is_dir(p.dir))
+        return KS_ERR_MISSING;
+    st = masterkey_read(p.dir, &v);
+    if (st == KS_ERR_MISSING || st == KS_ERR_CORRUPT) {
+        /* No usable file: the old database's record, if it still has one, and a new file
+         * from it, so that a rebuild interrupted later can start again. */
+        int from_db = record_from_db(cipherdir, &v);
+        if (from_db == KS_OK)
+            st = masterkey_write(p.dir, &v);
+        else if (st == KS_ERR_MISSING)
+            st = from_db;
+    }
+    if (st != KS_OK)
+        return st;
+
+    if (path_join(tmp, sizeof tmp, p.dir, TMP_DB_TEMPLATE) != 0)
+        return KS_ERR_IO;
+    fd = mkstemp(tmp); /* mode 0600 */
+    if (fd < 0)
+        return KS_ERR_IO;
+    close(fd);
+    st = build_database(tmp, &v);
+    if (st == KS_OK)
+        st = open_handle(out, &p, tmp, 0);
+    /* Private until installed, and synced then: no need to sync each row. */
+    if (st == KS_OK)
+        st = exec_sql((*out)->db, "PRAGMA synchronous = OFF;");
+    if (st == KS_OK && ((*out)->rebuild_tmp = strdup(tmp)) == NULL)
+        st = KS_ERR_NOMEM;
+    if (st != KS_OK) {
+        if (*out != NULL) {
+            (void)close_db(*out);
+            free_handle(*out);
+            *out = NULL;
+        }
+        remove_db_files(tmp);
+    }
+    return st;
+}
+
+/* Renames path+suffix to path.old+suffix; a missing one is fine. */
+static int keep_as_old(const char *path, const char *suffix)
+{
+    char from[PATH_MAX], to[PATH_MAX];
+    if (snprintf(from, sizeof from, "%s%s", path, suffix) >= (int)sizeof from ||
+        snprintf(to, sizeof to, "%s.old%s", path, suffix) >= (int)sizeof to)
+        return KS_ERR_IO;
+    return rename(from, to) == 0 || errno == ENOENT ? KS_OK : KS_ERR_IO;
+}
+
+int keystore_rebuild_commit(keystore *ks)
+{
+    char db[PATH_MAX], old[PATH_MAX];
+    int st;
+
+    if (ks == NULL || ks->rebuild_tmp == NULL)
+        return KS_ERR_IO;
+    st = close_db(ks); /* the last connection: its log goes into the file */
+    if (st == KS_OK && (path_join(db, sizeof db, ks->dir, KS_DB_NAME) != 0 ||
+                        snprintf(old, sizeof old, "%s.old", db) >= (int)sizeof old))
+        st = KS_ERR_IO;
+    if (st == KS_OK)
+        st = fsync_file(ks->rebuild_tmp);
+    /* The old database and its log are kept aside (a log must never meet another
+     * database: SQLite would replay it there). */
+    if (st == KS_OK) {
+        remove_db_files(old);
+        st = keep_as_old(db, "");
+    }
+    if (st == KS_OK)
+        st = keep_as_old(db, "-wal");
+    if (st == KS_OK) {
+        char shm[PATH_MAX];
+        if (snprintf(shm, sizeof shm, "%s-shm", db) < (int)sizeof shm)
+            (void)unlink(shm);
+        st = rename(ks->rebuild_tmp, db) == 0 ? KS_OK : KS_ERR_IO;
+    }
+    if (st == KS_OK)
+        fsync_dir(ks->dir);
+    else
+        remove_db_files(ks->rebuild_tmp);
+    free_handle(ks);
+    return st;
+}
+
+void keystore_rebuild_abort(keystore *ks)
+{
+    if (ks == NULL)
+        return;
+    (void)close_db(ks);
+    if (ks->rebuild_tmp != NULL)
+        remove_db_files(ks->rebuild_tmp);
+    free_handle(ks);
 }

@@ -3,7 +3,12 @@
  * Holds the volume configuration (format version, volume id, Argon2id parameters and
  * salt, the master key sealed under the passphrase-derived key) and one row per stored
  * file.  The stored files' own headers are authoritative: the rows are an index that
- * `fsck` can rebuild; the wrapped master key is the one thing only the keystore has.
+ * `fsck` can rebuild.  The volume's key record also lives in CIPHERDIR/.pixcrypt/masterkey
+ * (written by create, rewrap and unlock; format in masterkey.h), so that a lost or corrupt
+ * database does not lose the volume: keystore_rebuild_begin starts a new one from it.
+ *
+ * Every write is one SQLite statement or one transaction, in a write-ahead log: a process
+ * killed at any moment leaves each row as it was or as it was going to be.
  *
  * All functions are safe to call from several threads on one handle.
  * Return values: KS_OK (0) or a negative ks_status.
@@ -17,6 +22,7 @@
 #define KS_DIR ".pixcrypt"
 #define KS_DB_NAME "keystore.db"
 #define KS_LOCK_NAME "lock"
+#define KS_MASTERKEY_FILE "masterkey"
 #define KS_SCHEMA_VERSION 1
 #define KS_MASTER_KEY_BYTES 32
 #define KS_FILE_ID_BYTES 16
@@ -34,7 +40,7 @@ enum ks_status {
     KS_ERR_PASSPHRASE = -5, /* wrong passphrase (master key does not unseal) */
     KS_ERR_VERSION = -6,    /* written by a newer, unknown format version */
     KS_ERR_NOMEM = -7,
-    KS_ERR_NOTFOUND = -8,   /* no row for that file id */
+    KS_ERR_NOTFOUND = -8, /* no row for that file id */
 };
 
 /* Human-readable message for a status. */
@@ -50,7 +56,10 @@ int keystore_create(const char *cipherdir, const char *pass, size_t passlen,
 int keystore_open(keystore **out, const char *cipherdir);
 void keystore_close(keystore *ks);
 
-/* Unseals the master key with a passphrase (runs Argon2id with the stored limits). */
+/* Unseals the master key with a passphrase (runs Argon2id with the stored limits).  On
+ * success the masterkey file is brought in line with the database's record; if that
+ * record does not unseal but the file's (another record of this volume) does, the file's
+ * is used and written back into the database. */
 int keystore_unlock(keystore *ks, const char *pass, size_t passlen,
                     uint8_t master_out[KS_MASTER_KEY_BYTES]);
 
@@ -69,28 +78,43 @@ typedef struct ks_volume_info {
 } ks_volume_info;
 int keystore_volume_info(keystore *ks, ks_volume_info *info);
 
-/* One row per stored file, keyed by the file id of its current stored version. */
+/* One row per stored file, keyed by its file id (the file's for its whole life): a copy of
+ * what its current header says.  A header whose version is below its row's is an older
+ * copy of the file put back in its place (a rollback). */
 typedef struct ks_file_row {
     uint8_t file_id[KS_FILE_ID_BYTES];
     int kind;                 /* PXC_KIND_OPAQUE / _PNG / _JPEG */
-    uint8_t seed_sealed[128]; /* sealed per-file seed, as in the file header */
+    uint8_t seed_sealed[128]; /* the header's sealed secrets (seed, vector, version) */
     size_t seed_sealed_len;
     uint8_t nnvec_sealed[128]; /* sealed neural key vector; empty (len 0) until nn/ */
     size_t nnvec_sealed_len;
     uint64_t plain_size;
-    uint64_t version; /* bumped by every keystore_file_put / _update */
+    uint64_t version; /* the header's version: 1 for a new file, +1 per rewrite */
 } ks_file_row;
 
-/* Inserts or replaces the row for row->file_id (row->version is ignored: a new row
- * starts at 1, a replaced one is bumped). */
+/* Inserts the row for row->file_id, or replaces it whole, every field as given. */
 int keystore_file_put(keystore *ks, const ks_file_row *row);
-/* Records a new plaintext size and bumps the version.  KS_ERR_NOTFOUND if no row. */
-int keystore_file_update(keystore *ks, const uint8_t file_id[KS_FILE_ID_BYTES], int kind,
-                         uint64_t plain_size);
 int keystore_file_get(keystore *ks, const uint8_t file_id[KS_FILE_ID_BYTES], ks_file_row *row);
 /* KS_OK also when there was no row. */
 int keystore_file_delete(keystore *ks, const uint8_t file_id[KS_FILE_ID_BYTES]);
 /* Number of file rows, or a negative status. */
 long long keystore_file_count(keystore *ks);
+/* Calls fn for every file row, in file id order, until it returns nonzero.  fn must not
+ * call back into the keystore. */
+int keystore_file_foreach(keystore *ks, int (*fn)(const ks_file_row *row, void *arg), void *arg);
+
+/* SQLite's own consistency check of the database file: KS_OK or KS_ERR_CORRUPT. */
+int keystore_check(keystore *ks);
+
+/* Recreating keystore.db (`fsck --rebuild-keystore`).  keystore_rebuild_begin builds a
+ * new keystore without file rows in a temporary file, from the volume's key record: the
+ * masterkey file, or if that is missing or damaged, the existing database's volume row
+ * (KS_ERR_MISSING / KS_ERR_CORRUPT when neither is usable).  The handle works like an
+ * open keystore (unlock, file rows; one thread).  keystore_rebuild_commit replaces
+ * keystore.db with it, the old database (if any) kept as keystore.db.old, and frees the
+ * handle; keystore_rebuild_abort (or keystore_close) drops it. */
+int keystore_rebuild_begin(keystore **out, const char *cipherdir);
+int keystore_rebuild_commit(keystore *ks);
+void keystore_rebuild_abort(keystore *ks);
 
 #endif

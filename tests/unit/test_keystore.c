@@ -1,6 +1,6 @@
 /* Unit tests of the keystore: create/open/unlock, passphrase change, refusals, corrupt and
- * hostile databases, file rows and their version counter, read-only storage, many threads
- * on one handle, and the put/update rate. */
+ * hostile databases, file rows and their versions, the masterkey file and rebuilding the
+ * database from it, read-only storage, many threads on one handle, and the put rate. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -175,6 +175,20 @@ static int rows_equal(const ks_file_row *a, const ks_file_row *b)
            a->plain_size == b->plain_size && a->version == b->version;
 }
 
+static int count_one(const ks_file_row *row, void *arg)
+{
+    (void)row;
+    ++*(long long *)arg;
+    return 0;
+}
+
+/* Rows seen by keystore_file_foreach, or -1 on an error. */
+static long long count_rows(keystore *ks)
+{
+    long long n = 0;
+    return keystore_file_foreach(ks, count_one, &n) == KS_OK ? n : -1;
+}
+
 static double now_seconds(void)
 {
     struct timespec ts;
@@ -199,7 +213,9 @@ static void test_round_trip(void)
     meta_of(buf, vol);
     ok(mode_of(buf) == 0700, ".pixcrypt has mode 0700");
     ok(mode_of(db_of(db, vol)) == 0600, "keystore.db has mode 0600");
-    ok(count_entries(buf) == 1, ".pixcrypt holds only keystore.db (no temporary files)");
+    ok(count_entries(buf) == 2, ".pixcrypt holds keystore.db and masterkey (no temporary files)");
+    ok(mode_of(path_fmt(db, "%s/masterkey", buf)) == 0600, "masterkey has mode 0600");
+    db_of(db, vol);
 
     ok(keystore_open(&ks, vol) == KS_OK && ks != NULL, "open");
     ok(keystore_volume_info(ks, &info) == KS_OK, "volume info");
@@ -246,6 +262,8 @@ static void test_sealed_key_bound_to_volume(void)
                           dbb);
     ok(sql_exec(db_of(dba, a), sql) == SQLITE_OK, "graft b's salt and sealed key into a");
     sqlite3_free(sql);
+    /* Without a's masterkey file, which would unlock (and heal) a on its own. */
+    remove(path_fmt(dba, "%s/" KS_DIR "/" KS_MASTERKEY_FILE, a));
     ok(keystore_open(&ks, a) == KS_OK, "open a");
     ok(keystore_unlock(ks, pass, strlen(pass), got) == KS_ERR_PASSPHRASE,
        "a sealed key does not unseal under another volume id");
@@ -283,7 +301,7 @@ static void test_create_refusals(void)
     write_file(in_base(buf, "interrupted/" KS_DIR "/" KS_DB_NAME "-wal"), "stale", 5);
     ok(keystore_create(dir, pass, strlen(pass), LEVEL, master) == KS_OK,
        "create over the leftovers of an interrupted init");
-    ok(count_entries(in_base(buf, "interrupted/" KS_DIR)) == 1, "leftovers are removed");
+    ok(count_entries(in_base(buf, "interrupted/" KS_DIR)) == 2, "leftovers are removed");
     ok(keystore_open(&ks, dir) == KS_OK, "the new keystore opens");
     keystore_close(ks);
     ok(exists(db_of(db, dir)), "keystore.db is in place");
@@ -375,28 +393,27 @@ static void test_file_rows(void)
     ok(keystore_file_count(ks) == 0, "a new volume has no rows");
 
     make_row(&row, 0x11, 0, 12345);
+    row.version = 1;
     ok(keystore_file_put(ks, &row) == KS_OK, "put a new row");
     ok(keystore_file_get(ks, row.file_id, &got) == KS_OK, "get it");
-    row.version = 1;
     ok(rows_equal(&got, &row), "same fields, version 1, empty neural vector");
 
     make_row(&bad, 0x22, 72, 5000000000ULL);
     memcpy(bad.file_id, row.file_id, KS_FILE_ID_BYTES);
     bad.kind = 2;
+    bad.version = 7;
     ok(keystore_file_put(ks, &bad) == KS_OK, "put over the same file id");
     keystore_file_get(ks, row.file_id, &got);
-    bad.version = 2;
-    ok(rows_equal(&got, &bad), "fields replaced, version 2, 72-byte neural vector");
+    ok(rows_equal(&got, &bad), "fields replaced whole, version 7 as given, 72-byte vector");
 
-    ok(keystore_file_update(ks, row.file_id, 3, UINT64_MAX) == KS_OK, "update");
+    bad.plain_size = UINT64_MAX;
+    bad.version = UINT64_MAX;
+    keystore_file_put(ks, &bad);
     keystore_file_get(ks, row.file_id, &got);
-    ok(got.version == 3 && got.kind == 3 && got.plain_size == UINT64_MAX,
-       "update sets kind and size and bumps the version (64-bit size kept exactly)");
-    ok(got.seed_sealed_len == 72 && got.seed_sealed[0] == 0x22 && got.nnvec_sealed_len == 72,
-       "update keeps the sealed seed and vector");
+    ok(got.plain_size == UINT64_MAX && got.version == UINT64_MAX,
+       "64-bit size and version kept exactly");
 
     randombytes_buf(unknown, sizeof unknown);
-    ok(keystore_file_update(ks, unknown, 1, 1) == KS_ERR_NOTFOUND, "update of no row");
     ok(keystore_file_get(ks, unknown, &got) == KS_ERR_NOTFOUND, "get of no row");
 
     make_row(&got, 0x33, 0, 1);
@@ -407,13 +424,176 @@ static void test_file_rows(void)
     ok(keystore_file_count(ks) == 1, "count after delete");
     ok(keystore_file_delete(ks, row.file_id) == KS_OK, "delete of no row is fine");
     ok(keystore_file_put(ks, &row) == KS_OK && keystore_file_get(ks, row.file_id, &got) == KS_OK &&
-           got.version == 1,
-       "a deleted id put again starts at version 1");
+           rows_equal(&got, &row),
+       "a deleted id can be put again");
 
     make_row(&bad, 0x44, 0, 1);
     bad.seed_sealed_len = sizeof bad.seed_sealed + 1;
     ok(keystore_file_put(ks, &bad) != KS_OK, "put refuses an impossible seed length");
     keystore_close(ks);
+}
+
+static int stop_after_two(const ks_file_row *row, void *arg)
+{
+    (void)row;
+    return ++*(int *)arg == 2;
+}
+
+static void test_foreach(void)
+{
+    enum { N = 50 };
+    char vol[PATHBUF];
+    ks_file_row row;
+    keystore *ks = NULL;
+    int seen = 0;
+
+    in_base(vol, "foreach");
+    keystore_create(vol, pass, strlen(pass), LEVEL, NULL);
+    ok(keystore_open(&ks, vol) == KS_OK && count_rows(ks) == 0, "foreach: no rows");
+    for (int i = 0; i < N; i++) {
+        make_row(&row, (uint8_t)i, 0, (uint64_t)i);
+        keystore_file_put(ks, &row);
+    }
+    ok(count_rows(ks) == N, "foreach visits every row");
+    ok(keystore_file_foreach(ks, stop_after_two, &seen) == KS_OK && seen == 2,
+       "foreach stops when told");
+    ok(keystore_check(ks) == KS_OK, "a sound database passes keystore_check");
+    keystore_close(ks);
+}
+
+/* ---- the masterkey file and rebuilding the database -------------------------------------- */
+
+static const char *mk_of(char buf[PATHBUF], const char *vol)
+{
+    return path_fmt(buf, "%s/" KS_DIR "/" KS_MASTERKEY_FILE, vol);
+}
+
+static void remove_db(const char *vol)
+{
+    char db[PATHBUF], side[PATHBUF];
+    db_of(db, vol);
+    remove(db);
+    remove(path_fmt(side, "%s-wal", db));
+    remove(path_fmt(side, "%s-shm", db));
+}
+
+static int unlock_is(const char *vol, const char *pw, const uint8_t master[KS_MASTER_KEY_BYTES])
+{
+    uint8_t got[KS_MASTER_KEY_BYTES];
+    keystore *ks = NULL;
+    int st = keystore_open(&ks, vol);
+    if (st == KS_OK)
+        st = keystore_unlock(ks, pw, strlen(pw), got);
+    keystore_close(ks);
+    return st == KS_OK && memcmp(got, master, sizeof got) == 0;
+}
+
+static void test_masterkey(void)
+{
+    char vol[PATHBUF], mk[PATHBUF], db[PATHBUF], buf[PATHBUF];
+    uint8_t master[KS_MASTER_KEY_BYTES], got[KS_MASTER_KEY_BYTES], *text, *old_text;
+    size_t len = 0, old_len = 0;
+    ks_file_row row, back;
+    keystore *ks = NULL;
+
+    in_base(vol, "mk");
+    mk_of(mk, vol);
+    db_of(db, vol);
+    keystore_create(vol, pass, strlen(pass), LEVEL, master);
+    text = read_file(mk, &len);
+    ok(text != NULL && len > 20 && memcmp(text, "pixcrypt-masterkey 1\n", 21) == 0,
+       "create writes the masterkey file (%zu bytes)", len);
+    free(text);
+
+    /* Lost database: rebuilt from the file. */
+    keystore_open(&ks, vol);
+    make_row(&row, 5, 0, 55);
+    keystore_file_put(ks, &row);
+    keystore_close(ks);
+    remove_db(vol);
+    ok(keystore_open(&ks, vol) == KS_ERR_MISSING, "without keystore.db the volume does not open");
+    ok(keystore_rebuild_begin(&ks, vol) == KS_OK, "rebuild from the masterkey file");
+    ok(!exists(db), "the new database is not in place before commit");
+    ok(keystore_unlock(ks, pass, strlen(pass), got) == KS_OK &&
+           memcmp(got, master, sizeof got) == 0,
+       "the rebuilding handle unlocks with the passphrase");
+    ok(keystore_unlock(ks, "wrong", 5, got) == KS_ERR_PASSPHRASE, "and refuses a wrong one");
+    row.version = 3;
+    ok(keystore_file_put(ks, &row) == KS_OK && count_rows(ks) == 1, "rows go into it");
+    ok(keystore_rebuild_commit(ks) == KS_OK, "commit");
+    ok(count_entries(meta_of(buf, vol)) == 2, "no temporary files left");
+    ok(unlock_is(vol, pass, master), "the rebuilt keystore opens and unlocks");
+    keystore_open(&ks, vol);
+    ok(keystore_file_get(ks, row.file_id, &back) == KS_OK && rows_equal(&back, &row),
+       "with the rows put while rebuilding");
+    keystore_close(ks);
+
+    /* A passphrase change rewrites the file. */
+    keystore_open(&ks, vol);
+    old_text = read_file(mk, &old_len);
+    ok(keystore_rewrap(ks, master, newpass, strlen(newpass), LEVEL) == KS_OK, "rewrap");
+    keystore_close(ks);
+    text = read_file(mk, &len);
+    ok(text && old_text && (len != old_len || memcmp(text, old_text, len) != 0),
+       "rewrap rewrites the masterkey file");
+    free(text);
+    remove_db(vol);
+    keystore_rebuild_begin(&ks, vol);
+    ok(keystore_unlock(ks, newpass, strlen(newpass), got) == KS_OK &&
+           keystore_unlock(ks, pass, strlen(pass), got) == KS_ERR_PASSPHRASE,
+       "rebuilt after passwd: the new passphrase unlocks, the old one not");
+    keystore_rebuild_abort(ks);
+    ok(!exists(db) && count_entries(meta_of(buf, vol)) == 1, "abort leaves nothing behind");
+
+    /* A corrupt database: rebuilt, the old one kept aside. */
+    write_file(db, "not a database at all, not at all, no", 37);
+    ok(keystore_open(&ks, vol) == KS_ERR_CORRUPT, "corrupt keystore.db: KS_ERR_CORRUPT");
+    ok(keystore_rebuild_begin(&ks, vol) == KS_OK && keystore_rebuild_commit(ks) == KS_OK,
+       "rebuild over a corrupt database");
+    ok(exists(path_fmt(buf, "%s.old", db)), "the corrupt one is kept as keystore.db.old");
+    ok(unlock_is(vol, newpass, master), "the new one unlocks");
+
+    /* An interrupted passphrase change: the old file back beside the new database. */
+    write_file(mk, old_text, old_len);
+    ok(unlock_is(vol, newpass, master), "a stale masterkey file: the database's record unlocks");
+    text = read_file(mk, &len);
+    ok(text && (len != old_len || memcmp(text, old_text, len) != 0),
+       "and the file is brought in line with it");
+    free(text);
+    remove_db(vol);
+    keystore_rebuild_begin(&ks, vol);
+    ok(keystore_unlock(ks, newpass, strlen(newpass), got) == KS_OK,
+       "so a rebuild gets the new one");
+    keystore_rebuild_commit(ks);
+
+    /* The database's sealed key damaged: the file's record unlocks and heals it. */
+    sql_exec(db, "UPDATE volume SET master_sealed = zeroblob(72)");
+    ok(unlock_is(vol, newpass, master), "damaged sealed key in the database: the file unlocks");
+    remove(mk);
+    ok(unlock_is(vol, newpass, master), "and the database was healed from it");
+    ok(exists(mk), "an unlock writes a missing masterkey file");
+
+    /* A damaged file, a good database: the rebuild uses the database's record. */
+    text = read_file(mk, &len);
+    text[len / 2] ^= 1;
+    write_file(mk, text, len);
+    free(text);
+    ok(keystore_rebuild_begin(&ks, vol) == KS_OK &&
+           keystore_unlock(ks, newpass, strlen(newpass), got) == KS_OK,
+       "damaged masterkey file: rebuild from the database's volume row");
+    keystore_rebuild_commit(ks);
+    ok(unlock_is(vol, newpass, master), "which unlocks");
+
+    /* Nothing left: a clear refusal. */
+    remove(mk);
+    remove_db(vol);
+    ok(keystore_rebuild_begin(&ks, vol) == KS_ERR_MISSING && ks == NULL,
+       "neither file nor database: KS_ERR_MISSING");
+    write_file(mk, "pixcrypt-masterkey 1\ngarbage\n", 29);
+    ok(keystore_rebuild_begin(&ks, vol) == KS_ERR_CORRUPT, "a damaged file alone: KS_ERR_CORRUPT");
+    ok(keystore_rebuild_begin(&ks, in_base(buf, "no-such-volume")) == KS_ERR_MISSING,
+       "not a volume: KS_ERR_MISSING");
+    free(old_text);
 }
 
 /* ---- threads and rate ---------------------------------------------------------------------- */
@@ -441,8 +621,12 @@ static void *worker_main(void *arg)
     for (int i = 0; i < PER_THREAD; i++) {
         make_row(&row, (uint8_t)i, 0, (uint64_t)i);
         thread_file_id(row.file_id, w->index, i);
-        if (keystore_file_put(w->ks, &row) != KS_OK ||
-            keystore_file_update(w->ks, row.file_id, 2, (uint64_t)i * 7) != KS_OK)
+        if (keystore_file_put(w->ks, &row) != KS_OK)
+            w->failures++;
+        row.kind = 2;
+        row.plain_size = (uint64_t)i * 7;
+        row.version = 2;
+        if (keystore_file_put(w->ks, &row) != KS_OK)
             w->failures++;
         if (i % 100 == 0 && (keystore_file_get(w->ks, row.file_id, &got) != KS_OK ||
                              keystore_file_count(w->ks) < 0))
@@ -475,7 +659,7 @@ static void test_threads(void)
     }
     tap_diag("%d threads: %.0f put+update pairs/s", NTHREADS,
              NTHREADS * PER_THREAD / (now_seconds() - t0));
-    ok(failures == 0, "%d threads x %d puts and updates without an error", NTHREADS, PER_THREAD);
+    ok(failures == 0, "%d threads x %d pairs of puts without an error", NTHREADS, PER_THREAD);
     ok(keystore_file_count(ks) == before + NTHREADS * PER_THREAD, "final count is exact");
     for (int t = 0; t < NTHREADS; t++)
         for (int i = 0; i < PER_THREAD; i++) {
@@ -485,7 +669,7 @@ static void test_threads(void)
             exact &= keystore_file_get(ks, id, &got) == KS_OK && got.version == 2 &&
                      got.plain_size == (uint64_t)i * 7 && got.kind == 2;
         }
-    ok(exact, "every row has version 2 and its updated size");
+    ok(exact, "every row has version 2 and its second size");
     keystore_close(ks);
 }
 
@@ -507,11 +691,15 @@ static void test_rate(void)
         failures += keystore_file_put(ks, &rows[i]) != KS_OK;
     put_rate = N / (now_seconds() - t0);
     t0 = now_seconds();
-    for (int i = 0; i < N; i++)
-        failures += keystore_file_update(ks, rows[i].file_id, 1, (uint64_t)i + 1) != KS_OK;
+    for (int i = 0; i < N; i++) {
+        rows[i].plain_size++;
+        rows[i].version++;
+        failures += keystore_file_put(ks, &rows[i]) != KS_OK;
+    }
     update_rate = N / (now_seconds() - t0);
-    tap_diag("keystore rate, one thread: %.0f puts/s, %.0f updates/s", put_rate, update_rate);
-    ok(failures == 0, "%d puts and %d updates", N, N);
+    tap_diag("keystore rate, one thread: %.0f new rows/s, %.0f replaced rows/s", put_rate,
+             update_rate);
+    ok(failures == 0, "%d puts and %d puts over them", N, N);
     ok(put_rate > 1000 && update_rate > 1000, "thousands of puts and updates per second");
     keystore_close(ks);
 }
@@ -637,7 +825,8 @@ static void test_random_damage(const uint8_t *good, size_t good_len)
         keystore_volume_info(ks, &info);
         keystore_file_count(ks);
         keystore_file_put(ks, &row);
-        keystore_file_update(ks, row.file_id, 1, 2);
+        count_rows(ks);
+        keystore_check(ks);
         keystore_file_get(ks, row.file_id, &row);
         keystore_file_delete(ks, row.file_id);
         keystore_close(ks);
@@ -684,7 +873,7 @@ enum {
     RO_UNLOCK = 2,
     RO_GET = 4,
     RO_PUT = 8,
-    RO_UPDATE = 16,
+    RO_FOREACH = 16,
     RO_DELETE = 32,
     RO_REWRAP = 64,
     RO_COUNT = 128,
@@ -710,8 +899,8 @@ static int readonly_checks(const char *vol, const uint8_t master[KS_MASTER_KEY_B
         passed |= RO_GET;
     if (keystore_file_put(ks, row) == KS_ERR_IO)
         passed |= RO_PUT;
-    if (keystore_file_update(ks, row->file_id, 1, 5) == KS_ERR_IO)
-        passed |= RO_UPDATE;
+    if (count_rows(ks) == 1)
+        passed |= RO_FOREACH;
     if (keystore_file_delete(ks, row->file_id) == KS_ERR_IO)
         passed |= RO_DELETE;
     if (keystore_rewrap(ks, master, newpass, strlen(newpass), LEVEL) == KS_ERR_IO)
@@ -762,10 +951,11 @@ static void test_readonly(void)
     ok(passed & RO_UNLOCK, "read-only storage: unlock gives the master key");
     ok(passed & RO_GET, "read-only storage: get");
     ok(passed & RO_COUNT, "read-only storage: count");
-    ok((passed & (RO_PUT | RO_UPDATE | RO_DELETE)) == (RO_PUT | RO_UPDATE | RO_DELETE),
-       "read-only storage: put, update and delete fail with KS_ERR_IO");
+    ok(passed & RO_FOREACH, "read-only storage: rows listed");
+    ok((passed & (RO_PUT | RO_DELETE)) == (RO_PUT | RO_DELETE),
+       "read-only storage: put and delete fail with KS_ERR_IO");
     ok(passed & RO_REWRAP, "read-only storage: rewrap fails with KS_ERR_IO");
-    ok(count_entries(meta) == 1, "read-only open created no files");
+    ok(count_entries(meta) == 2, "read-only open created no files");
 }
 
 /* ---- messages ------------------------------------------------------------------------------ */
@@ -803,6 +993,8 @@ int main(void)
     test_open_missing();
     test_rewrap();
     test_file_rows();
+    test_foreach();
+    test_masterkey();
     test_threads();
     test_rate();
     test_corrupt();
