@@ -43,6 +43,9 @@ int pxc_stored_candidate_kind(const uint8_t *head, size_t n);
 
 /* Largest plaintext a format-preserving kind is tried on; bigger files stay opaque. */
 #define PXC_STORED_MAX_IMAGE_FILE (512u << 20)
+/* Largest stored file of a format-preserving kind (the stored form of the largest
+ * plaintext may be somewhat larger than it): what a reader may read whole. */
+#define PXC_STORED_MAX_STORED_BYTES ((uint64_t)PXC_STORED_MAX_IMAGE_FILE * 2 + (64u << 20))
 
 /* Encodes a whole plaintext as `kind` (a candidate kind) under fresh secrets s.
  * 0 with *stored (malloc'ed) on success, verified to regenerate plain exactly; a

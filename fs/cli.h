@@ -7,20 +7,26 @@
 
 enum pxc_exit {
     PXC_EXIT_OK = 0,
-    PXC_EXIT_ERROR = 1,        /* anything not listed below */
-    PXC_EXIT_USAGE = 2,        /* bad command line */
-    PXC_EXIT_PASSPHRASE = 3,   /* wrong passphrase */
-    PXC_EXIT_LOCKED = 4,       /* the volume is already mounted */
-    PXC_EXIT_NOT_A_VOLUME = 5, /* keystore missing, corrupt or of an unknown version */
-    PXC_EXIT_MOUNT = 6,        /* the mount itself failed */
+    PXC_EXIT_ERROR = 1,         /* anything not listed below */
+    PXC_EXIT_USAGE = 2,         /* bad command line */
+    PXC_EXIT_PASSPHRASE = 3,    /* wrong passphrase */
+    PXC_EXIT_LOCKED = 4,        /* the volume is already mounted */
+    PXC_EXIT_NOT_A_VOLUME = 5,  /* keystore missing, corrupt or of an unknown version */
+    PXC_EXIT_MOUNT = 6,         /* the mount itself failed */
+    PXC_EXIT_FSCK_PROBLEMS = 7, /* fsck found problems and left some of them */
+    PXC_EXIT_FSCK_REPAIRED = 8, /* fsck found problems and repaired all of them */
 };
 
 int cmd_init(int argc, char **argv);
 int cmd_passwd(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
+int cmd_fsck(int argc, char **argv);
 
 /* Exit code for a keystore status. */
 int exit_for_keystore(int status);
+/* "pixcrypt CMD: DIR: reason" on stderr for a keystore that does not open; when the
+ * masterkey file survives, the reason says how to rebuild the keystore from it. */
+void report_keystore_error(const char *cmd, const char *dir, int status);
 /* Parses interactive|moderate|sensitive; -1 if unknown. */
 int parse_kdf_level(const char *s);
 

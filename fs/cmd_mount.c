@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,75 +15,29 @@
 #include "fs/log.h"
 #include "fs/passphrase.h"
 #include "fs/pxcfs.h"
+#include "fs/volume_lock.h"
 
 static const char mount_usage[] =
     "usage: pixcrypt mount [-f] [-d] [-o OPTIONS] [--passfile FILE] CIPHERDIR MOUNTPOINT\n"
     "  -f            stay in the foreground, log to stderr\n"
     "  -d            debug: log every FUSE request (implies -f)\n"
     "  -o OPTIONS    mount options, e.g. ro,allow_other\n"
-    "                cache_mb=N: plaintext cache for decoded images, in MiB (default 256)\n";
+    "                cache_mb=N: plaintext cache for decoded images, in MiB (default 256)\n"
+    "                allow_rollback: read files older than the keystore says (logged)\n";
 
 #define DEFAULT_CACHE_MB 256
 
 /* pixcrypt's own -o options, taken out before libfuse sees the rest. */
 struct pxc_mount_opts {
     unsigned cache_mb;
+    int allow_rollback;
 };
 
 static const struct fuse_opt pxc_opt_spec[] = {
     {"cache_mb=%u", offsetof(struct pxc_mount_opts, cache_mb), 0},
+    {"allow_rollback", offsetof(struct pxc_mount_opts, allow_rollback), 1},
     FUSE_OPT_END,
 };
-
-#define LOCK_WAIT_TRIES 30 /* 3 s */
-#define LOCK_WAIT_STEP_US 100000
-
-/* Takes CIPHERDIR/.pixcrypt/lock, held until the daemon exits.  Returns the lock fd,
- * -1 with *read_only set if the cipher dir cannot be written (mount read-only, no lock
- * needed), or -2 if another daemon holds it. */
-static int take_volume_lock(const char *cipherdir, int *read_only)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s/%s", cipherdir, KS_DIR, KS_LOCK_NAME);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        if (errno == EROFS || errno == EACCES) {
-            *read_only = 1;
-            return -1;
-        }
-        fprintf(stderr, "pixcrypt mount: cannot open %s: %s\n", path, strerror(errno));
-        return -3;
-    }
-    /* A daemon that was just unmounted still holds the lock while it shuts down: give it
-     * a moment, so that `fusermount3 -u` followed at once by a mount works. */
-    int locked = 0;
-    for (int i = 0; i < LOCK_WAIT_TRIES && !locked; i++) {
-        locked = flock(fd, LOCK_EX | LOCK_NB) == 0;
-        if (!locked && errno != EWOULDBLOCK)
-            break;
-        if (!locked && i + 1 < LOCK_WAIT_TRIES)
-            usleep(LOCK_WAIT_STEP_US);
-    }
-    if (!locked) {
-        char pid[32] = "";
-        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
-        pid[n > 0 ? n : 0] = '\0';
-        pid[strcspn(pid, "\n")] = '\0';
-        fprintf(stderr, "pixcrypt mount: %s is already mounted (in use by pixcrypt pid %s)\n",
-                cipherdir, pid[0] ? pid : "?");
-        close(fd);
-        return -2;
-    }
-    return fd;
-}
-
-static void record_pid(int lock_fd)
-{
-    char pid[32];
-    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-    if (lock_fd >= 0 && ftruncate(lock_fd, 0) == 0 && pwrite(lock_fd, pid, (size_t)n, 0) < 0)
-        pxc_log(LOG_DEBUG, "cannot record pid in lock file");
-}
 
 /* fsname=… for /proc/mounts; commas would end the option, so escape them. */
 static void add_base_options(struct fuse_args *args, const char *cipherdir, int read_only)
@@ -129,7 +82,7 @@ static int serve(struct fuse_session *se, int foreground, int lock_fd)
             return PXC_EXIT_ERROR;
         pxc_log_to_syslog();
     }
-    record_pid(lock_fd);
+    volume_lock_record_pid(lock_fd);
     raise_fd_limit();
     umask(0); /* modes come from the callers, already masked by the kernel */
     struct fuse_loop_config *loop = fuse_loop_cfg_create();
@@ -184,7 +137,7 @@ int cmd_mount(int argc, char **argv)
         fuse_opt_add_arg(&args, "-d");
         pxc_log_set_debug(1);
     }
-    struct pxc_mount_opts mopts = {DEFAULT_CACHE_MB};
+    struct pxc_mount_opts mopts = {DEFAULT_CACHE_MB, 0};
     if (fuse_opt_parse(&args, &mopts, pxc_opt_spec, NULL) != 0) {
         fputs(mount_usage, stderr);
         fuse_opt_free_args(&args);
@@ -225,17 +178,18 @@ int cmd_mount(int argc, char **argv)
     }
     int rc = keystore_open(&ks, cipherdir);
     if (rc != KS_OK) {
-        fprintf(stderr, "pixcrypt mount: %s: %s\n", cipherdir, keystore_strerror(rc));
+        report_keystore_error("mount", cipherdir, rc);
         exit_code = exit_for_keystore(rc);
         goto out;
     }
-    lock_fd = take_volume_lock(cipherdir, &read_only);
-    if (lock_fd == -2) {
+    lock_fd = volume_lock_take(cipherdir, "mount");
+    if (lock_fd == VOLUME_LOCK_BUSY) {
         exit_code = PXC_EXIT_LOCKED;
         goto out;
     }
-    if (lock_fd < -1)
+    if (lock_fd == VOLUME_LOCK_ERROR)
         goto out;
+    read_only = lock_fd == VOLUME_LOCK_READ_ONLY;
     master = sodium_malloc(KS_MASTER_KEY_BYTES);
     if (!master || passphrase_read(passfile, "Passphrase: ", 0, &pass, &passlen) != 0)
         goto out;
@@ -257,6 +211,7 @@ int cmd_mount(int argc, char **argv)
     fs.keys = keys;
     fs.ks = ks;
     fs.daemon_is_root = geteuid() == 0;
+    fs.allow_rollback = mopts.allow_rollback;
 
     add_base_options(&args, cipherdir, read_only);
     se = fuse_session_new(&args, pxcfs_operations(), sizeof(struct fuse_lowlevel_ops), &fs);

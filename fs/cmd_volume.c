@@ -3,6 +3,7 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "fs/cli.h"
 #include "fs/passphrase.h"
@@ -21,6 +22,26 @@ int exit_for_keystore(int status)
     default:
         return PXC_EXIT_ERROR;
     }
+}
+
+void report_keystore_error(const char *cmd, const char *dir, int status)
+{
+    char mk[4096];
+    struct stat sb;
+    int rebuildable =
+        (status == KS_ERR_MISSING || status == KS_ERR_CORRUPT) &&
+        snprintf(mk, sizeof mk, "%s/" KS_DIR "/" KS_MASTERKEY_FILE, dir) < (int)sizeof mk &&
+        stat(mk, &sb) == 0 && S_ISREG(sb.st_mode);
+
+    if (!rebuildable) {
+        fprintf(stderr, "pixcrypt %s: %s: %s\n", cmd, dir, keystore_strerror(status));
+        return;
+    }
+    fprintf(stderr,
+            "pixcrypt %s: %s: the keystore (.pixcrypt/" KS_DB_NAME ") is %s, but the volume "
+            "key survives in .pixcrypt/" KS_MASTERKEY_FILE
+            ": run `pixcrypt fsck --rebuild-keystore %s`\n",
+            cmd, dir, status == KS_ERR_MISSING ? "missing" : "corrupt", dir);
 }
 
 int parse_kdf_level(const char *s)
@@ -131,7 +152,7 @@ int cmd_passwd(int argc, char **argv)
     keystore *ks;
     int rc = keystore_open(&ks, dir);
     if (rc != KS_OK) {
-        fprintf(stderr, "pixcrypt passwd: %s: %s\n", dir, keystore_strerror(rc));
+        report_keystore_error("passwd", dir, rc);
         return exit_for_keystore(rc);
     }
     char *old = NULL, *fresh = NULL;

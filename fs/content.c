@@ -16,7 +16,7 @@
 
 /* Largest stored file of a format-preserving kind that is read whole (its plaintext is
  * at most PXC_STORED_MAX_IMAGE_FILE; the stored form may be somewhat larger). */
-#define MAX_STORED_IMAGE_FILE ((uint64_t)PXC_STORED_MAX_IMAGE_FILE * 2 + (64u << 20))
+#define MAX_STORED_IMAGE_FILE PXC_STORED_MAX_STORED_BYTES
 
 /* ---- small helpers ------------------------------------------------------ */
 

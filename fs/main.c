@@ -15,10 +15,13 @@ static const char usage[] =
     "  init    [--kdf interactive|moderate|sensitive] [--passfile FILE] CIPHERDIR\n"
     "  mount   [-f] [-d] [-o ro,allow_other,...] [--passfile FILE] CIPHERDIR MOUNTPOINT\n"
     "  passwd  [--kdf LEVEL] [--passfile OLD] [--new-passfile NEW] CIPHERDIR\n"
+    "  fsck    [--passfile FILE] [--repair] [--move-damaged] [--accept-rollback]\n"
+    "          [--rebuild-keystore] [-q] CIPHERDIR\n"
     "\n"
     "Unmount with: fusermount3 -u MOUNTPOINT\n"
     "Exit codes: 0 ok, 1 error, 2 usage, 3 wrong passphrase, 4 already mounted,\n"
-    "            5 not a volume (keystore missing or corrupt), 6 mount failed\n";
+    "            5 not a volume (keystore missing or corrupt), 6 mount failed,\n"
+    "            7 fsck: problems left, 8 fsck: problems found and all repaired\n";
 
 int main(int argc, char **argv)
 {
@@ -46,6 +49,8 @@ int main(int argc, char **argv)
         return cmd_mount(argc - 1, argv + 1);
     if (strcmp(cmd, "passwd") == 0)
         return cmd_passwd(argc - 1, argv + 1);
+    if (strcmp(cmd, "fsck") == 0)
+        return cmd_fsck(argc - 1, argv + 1);
     fprintf(stderr, "pixcrypt: unknown command '%s'\n%s", cmd, usage);
     return PXC_EXIT_USAGE;
 }

@@ -1,0 +1,656 @@
+/* Checking and repairing a volume offline (see fsck.h).
+ *
+ * Three passes: list every regular file of the cipher dir (sorted, hard links once);
+ * check each one, its row and the repairs it needs; then the rows whose file was not
+ * seen, and the file ids seen more than once. */
+#include "fs/fsck.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "codec/opaque.h"
+#include "codec/stored.h"
+#include "fs/content.h"
+
+#define DAMAGED_DIR "damaged" /* in .pixcrypt: where --move-damaged puts files */
+#define DETAIL_MAX 256
+
+typedef struct entry {
+    char *path; /* relative to the cipher dir */
+    dev_t dev;
+    ino_t ino;
+    int link; /* another name of a file listed before */
+} entry;
+
+/* A stored file whose header authenticated. */
+typedef struct seen {
+    uint8_t id[PXC_FILE_ID_BYTES];
+    size_t entry;
+} seen;
+
+typedef struct fsck_state {
+    int root_fd;
+    const pxc_keys *keys;
+    keystore *ks;
+    const fsck_options *opt;
+    fsck_summary *sum;
+    entry *e;
+    size_t ne, ecap;
+    seen *s;
+    size_t ns, scap;
+} fsck_state;
+
+/* What check_file found out about one stored file. */
+typedef struct file_check {
+    int header_ok; /* info and version can be trusted */
+    pxc_stored_info info;
+    uint64_t version;
+    int damaged;
+    int salvageable; /* an opaque file whose header is sound and whose blocks are not */
+    char detail[DETAIL_MAX];
+} file_check;
+
+const char *fsck_kind_name(fsck_kind kind)
+{
+    static const char *const names[FSCK_KINDS_] = {
+        [FSCK_DAMAGED] = "damaged",   [FSCK_ORPHANED] = "orphaned", [FSCK_MISSING] = "missing",
+        [FSCK_MISMATCH] = "mismatch", [FSCK_ROLLBACK] = "rollback", [FSCK_DUPLICATE] = "duplicate",
+        [FSCK_TEMP] = "temp",
+    };
+    return kind >= 0 && kind < FSCK_KINDS_ ? names[kind] : "?";
+}
+
+static void problem(fsck_state *st, fsck_kind kind, const char *what, const char *detail,
+                    const char *action, int repaired)
+{
+    st->sum->found[kind]++;
+    if (repaired)
+        st->sum->repaired[kind]++;
+    if (st->opt->report)
+        st->opt->report(st->opt->arg, kind, what, detail, action);
+}
+
+/* "could not ...: reason" as an action, counted as an error. */
+static const char *failed(fsck_state *st, char *buf, size_t size, const char *what, int err)
+{
+    st->sum->errors++;
+    snprintf(buf, size, "could not %s: %s", what, strerror(err));
+    return buf;
+}
+
+/* ---- listing ---------------------------------------------------------------------------- */
+
+static int add_entry(fsck_state *st, const char *path, const struct stat *sb)
+{
+    if (st->ne == st->ecap) {
+        size_t cap = st->ecap ? 2 * st->ecap : 256;
+        entry *e = realloc(st->e, cap * sizeof *e);
+        if (!e)
+            return -ENOMEM;
+        st->e = e;
+        st->ecap = cap;
+    }
+    entry *e = &st->e[st->ne];
+    e->path = strdup(path);
+    if (!e->path)
+        return -ENOMEM;
+    e->dev = sb->st_dev;
+    e->ino = sb->st_ino;
+    e->link = 0;
+    st->ne++;
+    return 0;
+}
+
+/* Every regular file under dir (relative path `rel`, "" for the root), without following
+ * symlinks; the volume's own .pixcrypt at the root is not part of it. */
+static int list_dir(fsck_state *st, int fd, const char *rel)
+{
+    DIR *d = fdopendir(fd);
+    struct dirent *de;
+    int rc = 0;
+
+    if (!d) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    while (rc == 0 && (errno = 0, de = readdir(d)) != NULL) {
+        char path[PATH_MAX];
+        struct stat sb;
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+            (rel[0] == '\0' && strcmp(de->d_name, KS_DIR) == 0))
+            continue;
+        if (snprintf(path, sizeof path, "%s%s%s", rel, rel[0] ? "/" : "", de->d_name) >=
+            (int)sizeof path) {
+            rc = -ENAMETOOLONG;
+            break;
+        }
+        if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0)
+            continue; /* removed meanwhile */
+        if (S_ISREG(sb.st_mode)) {
+            rc = add_entry(st, path, &sb);
+        } else if (S_ISDIR(sb.st_mode)) {
+            int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub >= 0)
+                rc = list_dir(st, sub, path);
+        }
+    }
+    if (rc == 0 && errno != 0)
+        rc = -errno;
+    closedir(d);
+    return rc;
+}
+
+static int by_path(const void *a, const void *b)
+{
+    return strcmp(((const entry *)a)->path, ((const entry *)b)->path);
+}
+
+static int by_inode(const void *a, const void *b)
+{
+    const entry *x = *(entry *const *)a, *y = *(entry *const *)b;
+    if (x->dev != y->dev)
+        return x->dev < y->dev ? -1 : 1;
+    if (x->ino != y->ino)
+        return x->ino < y->ino ? -1 : 1;
+    return strcmp(x->path, y->path);
+}
+
+/* Sorts the list by path and marks every name of a file but its first as a link. */
+static int mark_links(fsck_state *st)
+{
+    entry **order = malloc((st->ne ? st->ne : 1) * sizeof *order);
+    if (!order)
+        return -ENOMEM;
+    qsort(st->e, st->ne, sizeof *st->e, by_path);
+    for (size_t i = 0; i < st->ne; i++)
+        order[i] = &st->e[i];
+    qsort(order, st->ne, sizeof *order, by_inode);
+    for (size_t i = 1; i < st->ne; i++)
+        order[i]->link = order[i]->dev == order[i - 1]->dev && order[i]->ino == order[i - 1]->ino;
+    free(order);
+    return 0;
+}
+
+/* ---- one stored file -------------------------------------------------------------------- */
+
+static ssize_t read_all(int fd, void *buf, size_t n)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = pread(fd, (uint8_t *)buf + done, n - done, (off_t)done);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -errno;
+        if (r == 0)
+            break;
+        done += (size_t)r;
+    }
+    return (ssize_t)done;
+}
+
+static void damaged(file_check *fc, const char *why, int err)
+{
+    fc->damaged = 1;
+    if (err)
+        snprintf(fc->detail, sizeof fc->detail, "%s: %s", why, strerror(err));
+    else
+        snprintf(fc->detail, sizeof fc->detail, "%s", why);
+}
+
+/* The blocks of an opaque file. */
+static void check_opaque(fsck_state *st, int fd, file_check *fc)
+{
+    opaque_file of;
+    uint64_t bad = 0;
+    int rc = opaque_open(&of, fd, st->keys);
+    if (rc == 0)
+        rc = opaque_verify(&of, &bad);
+    opaque_close(&of);
+    if (rc == 0)
+        return;
+    if (rc != -EBADMSG) {
+        damaged(fc, "cannot read it", -rc);
+        return;
+    }
+    fc->damaged = fc->salvageable = 1;
+    snprintf(fc->detail, sizeof fc->detail,
+             "the block at plaintext offset %llu fails authentication", (unsigned long long)bad);
+}
+
+/* The whole stored image: MAC, record, every sample, and the size its header claims. */
+static void check_image(fsck_state *st, int fd, uint64_t stored_size, file_check *fc)
+{
+    uint8_t *stored, *plain = NULL;
+    size_t plain_len = 0;
+    if (stored_size > PXC_STORED_MAX_STORED_BYTES) {
+        damaged(fc, "its stored size is over the limit for a stored image", 0);
+        return;
+    }
+    stored = malloc((size_t)stored_size);
+    if (!stored) {
+        damaged(fc, "cannot check it", ENOMEM);
+        return;
+    }
+    ssize_t r = read_all(fd, stored, (size_t)stored_size);
+    int rc = r < 0 ? (int)r : (uint64_t)r != stored_size ? -EIO : 0;
+    if (rc == 0)
+        rc = pxc_stored_decode(fc->info.kind, stored, (size_t)stored_size, st->keys, &plain,
+                               &plain_len);
+    free(stored);
+    if (plain) {
+        sodium_memzero(plain, plain_len);
+        free(plain);
+    }
+    if (rc == -EBADMSG)
+        damaged(fc, "the stored image fails authentication", 0);
+    else if (rc != 0)
+        damaged(fc, "cannot decode it", -rc);
+    else if (plain_len != fc->info.plain_size)
+        damaged(fc, "it decodes to another size than its header says", 0);
+}
+
+/* Header, sealed secrets, then every block or the whole image. */
+static void check_file(fsck_state *st, int fd, uint64_t stored_size, file_check *fc)
+{
+    uint8_t head[PXC_STORED_PEEK_BYTES];
+    pxc_file_secrets s;
+    size_t want = stored_size < sizeof head ? (size_t)stored_size : sizeof head;
+
+    memset(fc, 0, sizeof *fc);
+    ssize_t r = read_all(fd, head, want);
+    if (r < 0) {
+        damaged(fc, "cannot read it", (int)-r);
+        return;
+    }
+    if (pxc_stored_peek(head, (size_t)r, stored_size, &fc->info) != 0) {
+        if (pxc_stored_kind(head, (size_t)r) == PXC_KIND_OPAQUE) {
+            /* An opaque header over an impossible size: a torn tail, perhaps. */
+            fc->salvageable = 1;
+            damaged(fc, "its stored size is impossible (torn or cut)", 0);
+        } else {
+            damaged(fc, "no valid pixcrypt header (not a stored file of this format)", 0);
+        }
+        return;
+    }
+    if (pxc_stored_open_secrets(&fc->info, st->keys, &s) != 0) {
+        damaged(fc, "its header does not authenticate (altered, or another volume's)", 0);
+        return;
+    }
+    fc->header_ok = 1;
+    fc->version = s.version;
+    sodium_memzero(&s, sizeof s);
+    if (fc->info.kind == PXC_KIND_OPAQUE)
+        check_opaque(st, fd, fc);
+    else
+        check_image(st, fd, stored_size, fc);
+}
+
+/* ---- repairs of one file ---------------------------------------------------------------- */
+
+static void row_of(ks_file_row *row, const file_check *fc)
+{
+    memset(row, 0, sizeof *row);
+    memcpy(row->file_id, fc->info.file_id, sizeof row->file_id);
+    row->kind = fc->info.kind;
+    memcpy(row->seed_sealed, fc->info.sealed, PXC_SEALED_SECRETS_BYTES);
+    row->seed_sealed_len = PXC_SEALED_SECRETS_BYTES;
+    row->plain_size = fc->info.plain_size;
+    row->version = fc->version;
+}
+
+static int put_row(fsck_state *st, const file_check *fc)
+{
+    ks_file_row row;
+    row_of(&row, fc);
+    int rc = keystore_file_put(st->ks, &row);
+    return rc == KS_OK ? 0 : EIO;
+}
+
+/* Creates dir/.../ under .pixcrypt/damaged for path and moves the file there (under a new
+ * name if one is taken).  The destination in *dest. */
+static int move_aside(fsck_state *st, const char *path, char *dest, size_t size)
+{
+    char dir[PATH_MAX];
+    int n = snprintf(dir, sizeof dir, KS_DIR "/" DAMAGED_DIR "/%s", path);
+    if (n < 0 || (size_t)n >= sizeof dir)
+        return ENAMETOOLONG;
+    for (char *p = dir + strlen(KS_DIR) + 1; (p = strchr(p, '/')) != NULL; p++) {
+        *p = '\0';
+        if (mkdirat(st->root_fd, dir, 0700) != 0 && errno != EEXIST)
+            return errno;
+        *p = '/';
+    }
+    for (int k = 0; k < 1000; k++) {
+        n = k ? snprintf(dest, size, "%s.%d", dir, k) : snprintf(dest, size, "%s", dir);
+        if (n < 0 || (size_t)n >= size)
+            return ENAMETOOLONG;
+        if (renameat2(st->root_fd, path, st->root_fd, dest, RENAME_NOREPLACE) == 0)
+            return 0;
+        if (errno != EEXIST)
+            return errno;
+    }
+    return EEXIST;
+}
+
+/* An empty file: its create was interrupted before the stored header was written.  The
+ * repair makes it the empty stored file it was going to be. */
+static void repair_empty(fsck_state *st, const entry *e, file_check *fc)
+{
+    char buf[DETAIL_MAX];
+    const char *detail = "empty: its create was interrupted before its header was written";
+    memset(fc, 0, sizeof *fc);
+    if (!st->opt->repair) {
+        problem(st, FSCK_DAMAGED, e->path, detail, NULL, 0);
+        return;
+    }
+    opaque_file of;
+    int fd = openat(st->root_fd, e->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    int rc = fd < 0 ? errno : -opaque_create(&of, fd, st->keys);
+    if (fd >= 0 && rc == 0 && fsync(fd) != 0)
+        rc = errno;
+    if (fd >= 0 && rc == 0) {
+        memset(fc, 0, sizeof *fc);
+        fc->header_ok = 1;
+        fc->info.kind = PXC_KIND_OPAQUE;
+        memcpy(fc->info.file_id, of.secrets.file_id, PXC_FILE_ID_BYTES);
+        memcpy(fc->info.sealed, of.sealed, PXC_SEALED_SECRETS_BYTES);
+        fc->version = of.secrets.version;
+        opaque_close(&of);
+    }
+    if (fd >= 0)
+        close(fd);
+    problem(st, FSCK_DAMAGED, e->path, detail,
+            rc ? failed(st, buf, sizeof buf, "initialise it", rc) : "made an empty stored file",
+            rc == 0);
+}
+
+/* A damaged file: reported, and with --repair a torn tail is cut, with --move-damaged
+ * the file is moved aside.  Returns 1 if the file is still there to check its row. */
+static int handle_damaged(fsck_state *st, const entry *e, file_check *fc)
+{
+    char action[DETAIL_MAX + PATH_MAX], dest[PATH_MAX];
+    uint64_t kept = 0;
+    int rc;
+
+    if (st->opt->repair && fc->salvageable) {
+        int fd = openat(st->root_fd, e->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+        rc = fd < 0 ? -errno : opaque_salvage(fd, st->keys, &kept);
+        if (rc == 0) {
+            /* Checked again from scratch: only a sound file counts as repaired. */
+            struct stat sb;
+            char detail[DETAIL_MAX];
+            snprintf(detail, sizeof detail, "%s", fc->detail);
+            snprintf(action, sizeof action, "torn tail cut: the first %llu bytes kept",
+                     (unsigned long long)kept);
+            if (fstat(fd, &sb) == 0)
+                check_file(st, fd, (uint64_t)sb.st_size, fc);
+            close(fd);
+            problem(st, FSCK_DAMAGED, e->path, detail, action, !fc->damaged);
+            return fc->header_ok;
+        }
+        if (fd >= 0)
+            close(fd);
+    }
+    if (!st->opt->move_damaged) {
+        problem(st, FSCK_DAMAGED, e->path, fc->detail, NULL, 0);
+        return fc->header_ok;
+    }
+    rc = move_aside(st, e->path, dest, sizeof dest);
+    if (rc == 0 && fc->header_ok && keystore_file_delete(st->ks, fc->info.file_id) != KS_OK)
+        rc = EIO;
+    if (rc == 0)
+        snprintf(action, sizeof action, "moved to %s, its row dropped", dest);
+    problem(st, FSCK_DAMAGED, e->path, fc->detail,
+            rc ? failed(st, action, sizeof action, "move it aside", rc) : action, rc == 0);
+    return 0;
+}
+
+/* The row of a sound (or at least authenticated) stored file. */
+static void check_row(fsck_state *st, const entry *e, const file_check *fc)
+{
+    char detail[DETAIL_MAX], buf[DETAIL_MAX];
+    ks_file_row row, want;
+    int rc;
+
+    if (st->opt->rebuild) {
+        /* A copy of the same file may have been put already: the newest one wins. */
+        if (keystore_file_get(st->ks, fc->info.file_id, &row) == KS_OK && row.version > fc->version)
+            return;
+        if ((rc = put_row(st, fc)) != 0)
+            failed(st, buf, sizeof buf, "add a row", rc);
+        else
+            st->sum->rows_added++;
+        return;
+    }
+    rc = keystore_file_get(st->ks, fc->info.file_id, &row);
+    if (rc == KS_ERR_NOTFOUND) {
+        rc = st->opt->repair ? put_row(st, fc) : 0;
+        problem(st, FSCK_ORPHANED, e->path, "no keystore row",
+                !st->opt->repair ? NULL
+                : rc             ? failed(st, buf, sizeof buf, "add its row", rc)
+                                 : "row added from its header",
+                st->opt->repair && rc == 0);
+        return;
+    }
+    if (rc != KS_OK) {
+        problem(st, FSCK_MISMATCH, e->path, "its keystore row cannot be read",
+                failed(st, buf, sizeof buf, "read the row", EIO), 0);
+        return;
+    }
+    if (row.version > fc->version) {
+        snprintf(detail, sizeof detail,
+                 "the stored file is version %llu, the keystore knows version %llu (an older "
+                 "copy was put back)",
+                 (unsigned long long)fc->version, (unsigned long long)row.version);
+        rc = st->opt->accept_rollback ? put_row(st, fc) : 0;
+        problem(st, FSCK_ROLLBACK, e->path, detail,
+                !st->opt->accept_rollback ? NULL
+                : rc                      ? failed(st, buf, sizeof buf, "accept it", rc)
+                                          : "accepted: the keystore row now has this version",
+                st->opt->accept_rollback && rc == 0);
+        return;
+    }
+    row_of(&want, fc);
+    const char *what = row.kind != want.kind               ? "kind"
+                       : row.plain_size != want.plain_size ? "plaintext size"
+                       : row.version != want.version       ? "version"
+                       : row.seed_sealed_len != want.seed_sealed_len ||
+                               memcmp(row.seed_sealed, want.seed_sealed, want.seed_sealed_len)
+                           ? "sealed secrets"
+                           : NULL;
+    if (!what)
+        return;
+    snprintf(detail, sizeof detail,
+             "the keystore row differs from the header in its %s (row: kind %d, %llu bytes, "
+             "version %llu; header: kind %d, %llu bytes, version %llu)",
+             what, row.kind, (unsigned long long)row.plain_size, (unsigned long long)row.version,
+             want.kind, (unsigned long long)want.plain_size, (unsigned long long)want.version);
+    rc = st->opt->repair ? put_row(st, fc) : 0;
+    problem(st, FSCK_MISMATCH, e->path, detail,
+            !st->opt->repair ? NULL
+            : rc             ? failed(st, buf, sizeof buf, "update the row", rc)
+                             : "row updated from the header",
+            st->opt->repair && rc == 0);
+}
+
+static int remember(fsck_state *st, const uint8_t id[PXC_FILE_ID_BYTES], size_t index)
+{
+    if (st->ns == st->scap) {
+        size_t cap = st->scap ? 2 * st->scap : 256;
+        seen *s = realloc(st->s, cap * sizeof *s);
+        if (!s)
+            return -ENOMEM;
+        st->s = s;
+        st->scap = cap;
+    }
+    memcpy(st->s[st->ns].id, id, PXC_FILE_ID_BYTES);
+    st->s[st->ns++].entry = index;
+    return 0;
+}
+
+static int check_entry(fsck_state *st, size_t i)
+{
+    const entry *e = &st->e[i];
+    const char *base = strrchr(e->path, '/');
+    char buf[DETAIL_MAX];
+    file_check fc;
+    struct stat sb;
+
+    base = base ? base + 1 : e->path;
+    if (content_is_temp_name(base)) {
+        int rc = st->opt->repair && unlinkat(st->root_fd, e->path, 0) != 0 ? errno : 0;
+        problem(st, FSCK_TEMP, e->path, "left by an interrupted conversion",
+                !st->opt->repair ? NULL
+                : rc             ? failed(st, buf, sizeof buf, "remove it", rc)
+                                 : "removed",
+                st->opt->repair && rc == 0);
+        return 0;
+    }
+    int fd = openat(st->root_fd, e->path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        int err = errno;
+        if (fd >= 0)
+            close(fd);
+        snprintf(buf, sizeof buf, "cannot open it: %s", strerror(err));
+        st->sum->errors++;
+        problem(st, FSCK_DAMAGED, e->path, buf, NULL, 0);
+        return 0;
+    }
+    if (sb.st_size == 0) {
+        close(fd);
+        repair_empty(st, e, &fc);
+        if (!fc.header_ok)
+            return 0;
+    } else {
+        check_file(st, fd, (uint64_t)sb.st_size, &fc);
+        close(fd);
+        if (fc.damaged && !handle_damaged(st, e, &fc))
+            return 0;
+    }
+    st->sum->files++;
+    st->sum->bytes += fc.info.plain_size;
+    check_row(st, e, &fc);
+    return remember(st, fc.info.file_id, i);
+}
+
+/* ---- rows without files, ids with several files ----------------------------------------- */
+
+static int by_id(const void *a, const void *b)
+{
+    return memcmp(((const seen *)a)->id, ((const seen *)b)->id, PXC_FILE_ID_BYTES);
+}
+
+typedef struct missing_list {
+    fsck_state *st;
+    ks_file_row *rows;
+    size_t n, cap;
+    int nomem;
+} missing_list;
+
+static int collect_missing(const ks_file_row *row, void *arg)
+{
+    missing_list *m = arg;
+    seen key;
+    memcpy(key.id, row->file_id, sizeof key.id);
+    if (bsearch(&key, m->st->s, m->st->ns, sizeof *m->st->s, by_id))
+        return 0;
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? 2 * m->cap : 64;
+        ks_file_row *r = realloc(m->rows, cap * sizeof *r);
+        if (!r) {
+            m->nomem = 1;
+            return 1;
+        }
+        m->rows = r;
+        m->cap = cap;
+    }
+    m->rows[m->n++] = *row;
+    return 0;
+}
+
+static int check_missing(fsck_state *st)
+{
+    missing_list m = {.st = st};
+    char id[2 * PXC_FILE_ID_BYTES + 1], detail[DETAIL_MAX], buf[DETAIL_MAX];
+    int rc = keystore_file_foreach(st->ks, collect_missing, &m);
+
+    if (rc != KS_OK || m.nomem) {
+        free(m.rows);
+        return m.nomem ? -ENOMEM : -EIO;
+    }
+    for (size_t i = 0; i < m.n; i++) {
+        const ks_file_row *r = &m.rows[i];
+        sodium_bin2hex(id, sizeof id, r->file_id, sizeof r->file_id);
+        snprintf(detail, sizeof detail,
+                 "keystore row (kind %d, %llu bytes, version %llu) without a stored file: "
+                 "removed outside the mount",
+                 r->kind, (unsigned long long)r->plain_size, (unsigned long long)r->version);
+        int drop = st->opt->repair ? keystore_file_delete(st->ks, r->file_id) : KS_OK;
+        problem(st, FSCK_MISSING, id, detail,
+                !st->opt->repair ? NULL
+                : drop != KS_OK  ? failed(st, buf, sizeof buf, "drop the row", EIO)
+                                 : "row dropped",
+                st->opt->repair && drop == KS_OK);
+    }
+    free(m.rows);
+    return 0;
+}
+
+static void check_duplicates(fsck_state *st)
+{
+    char id[2 * PXC_FILE_ID_BYTES + 1], detail[DETAIL_MAX];
+    for (size_t i = 1; i < st->ns; i++) {
+        if (by_id(&st->s[i - 1], &st->s[i]) != 0)
+            continue;
+        sodium_bin2hex(id, sizeof id, st->s[i].id, PXC_FILE_ID_BYTES);
+        snprintf(detail, sizeof detail,
+                 "has the file id %s of %s: a copy made in the cipher dir, not through the mount",
+                 id, st->e[st->s[i - 1].entry].path);
+        problem(st, FSCK_DUPLICATE, st->e[st->s[i].entry].path, detail, NULL, 0);
+    }
+}
+
+int fsck_run(const char *cipherdir, const pxc_keys *keys, keystore *ks, const fsck_options *opt,
+             fsck_summary *sum)
+{
+    fsck_state st = {.keys = keys, .ks = ks, .opt = opt, .sum = sum};
+    int rc;
+
+    memset(sum, 0, sizeof *sum);
+    st.root_fd = open(cipherdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (st.root_fd < 0)
+        return -errno;
+    int top = dup(st.root_fd);
+    rc = top < 0 ? -errno : list_dir(&st, top, "");
+    if (rc == 0)
+        rc = mark_links(&st);
+    for (size_t i = 0; rc == 0 && i < st.ne; i++) {
+        if (!st.e[i].link)
+            rc = check_entry(&st, i);
+        if (opt->progress)
+            opt->progress(opt->arg, i + 1, st.ne);
+    }
+    if (rc == 0) {
+        qsort(st.s, st.ns, sizeof *st.s, by_id);
+        if (!opt->rebuild)
+            rc = check_missing(&st);
+        check_duplicates(&st);
+    }
+    sum->rows = keystore_file_count(ks);
+    for (size_t i = 0; i < st.ne; i++)
+        free(st.e[i].path);
+    free(st.e);
+    free(st.s);
+    close(st.root_fd);
+    return rc;
+}
