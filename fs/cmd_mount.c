@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <stddef.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -23,7 +24,8 @@ static const char mount_usage[] =
     "  -d            debug: log every FUSE request (implies -f)\n"
     "  -o OPTIONS    mount options, e.g. ro,allow_other\n"
     "                cache_mb=N: plaintext cache for decoded images, in MiB (default 256)\n"
-    "                allow_rollback: read files older than the keystore says (logged)\n";
+    "                allow_rollback: read files older than the keystore says (logged)\n"
+    "                codec_slots=N: images decoded or converted at once (default: CPUs)\n";
 
 #define DEFAULT_CACHE_MB 256
 
@@ -31,11 +33,13 @@ static const char mount_usage[] =
 struct pxc_mount_opts {
     unsigned cache_mb;
     int allow_rollback;
+    unsigned codec_slots;
 };
 
 static const struct fuse_opt pxc_opt_spec[] = {
     {"cache_mb=%u", offsetof(struct pxc_mount_opts, cache_mb), 0},
     {"allow_rollback", offsetof(struct pxc_mount_opts, allow_rollback), 1},
+    {"codec_slots=%u", offsetof(struct pxc_mount_opts, codec_slots), 0},
     FUSE_OPT_END,
 };
 
@@ -137,7 +141,13 @@ int cmd_mount(int argc, char **argv)
         fuse_opt_add_arg(&args, "-d");
         pxc_log_set_debug(1);
     }
-    struct pxc_mount_opts mopts = {DEFAULT_CACHE_MB, 0};
+    /* Image buffers are large and short-lived: give them back to the system when freed
+     * (a fixed mmap threshold) and keep few arenas, so that the daemon's resident memory
+     * follows what it holds (the bound the README states) rather than its history. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+    mallopt(M_ARENA_MAX, 4);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    struct pxc_mount_opts mopts = {DEFAULT_CACHE_MB, 0, cpus > 0 ? (unsigned)cpus : 1};
     if (fuse_opt_parse(&args, &mopts, pxc_opt_spec, NULL) != 0) {
         fputs(mount_usage, stderr);
         fuse_opt_free_args(&args);
@@ -145,6 +155,11 @@ int cmd_mount(int argc, char **argv)
     }
     if (mopts.cache_mb > (1u << 20)) {
         fprintf(stderr, "pixcrypt mount: cache_mb=%u is too large\n", mopts.cache_mb);
+        fuse_opt_free_args(&args);
+        return PXC_EXIT_USAGE;
+    }
+    if (mopts.codec_slots < 1 || mopts.codec_slots > 256) {
+        fprintf(stderr, "pixcrypt mount: codec_slots=%u: use 1 to 256\n", mopts.codec_slots);
         fuse_opt_free_args(&args);
         return PXC_EXIT_USAGE;
     }
@@ -165,6 +180,7 @@ int cmd_mount(int argc, char **argv)
     memset(&fs, 0, sizeof fs);
     fs.root_fd = -1;
     pthread_rwlock_init(&fs.ns_lock, NULL);
+    sem_init(&fs.codec_slots, 0, mopts.codec_slots);
     if (!cipherdir) {
         fprintf(stderr, "pixcrypt mount: %s: %s\n", argv[optind], strerror(errno));
         exit_code = PXC_EXIT_NOT_A_VOLUME;
@@ -241,6 +257,7 @@ out:
     inode_table_free(fs.inodes);
     plain_cache_free(fs.cache);
     pthread_rwlock_destroy(&fs.ns_lock);
+    sem_destroy(&fs.codec_slots);
     if (fs.root_fd >= 0)
         close(fs.root_fd);
     pxc_keys_free(keys);

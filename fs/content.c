@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <semaphore.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +60,21 @@ static int peek_fd(int fd, uint64_t stored_size, pxc_stored_info *info)
     if (r < 0)
         return (int)r;
     return pxc_stored_peek(head, (size_t)r, stored_size, info);
+}
+
+/* ---- codec slots -------------------------------------------------------- */
+
+/* Decoding or converting an image holds several times its size in memory; at most
+ * fs->codec_slots of them run at once, whatever the number of FUSE threads. */
+static void codec_slot_take(pxc_fs *fs)
+{
+    while (sem_wait(&fs->codec_slots) != 0 && errno == EINTR)
+        ;
+}
+
+static void codec_slot_give(pxc_fs *fs)
+{
+    sem_post(&fs->codec_slots);
 }
 
 /* ---- keystore rows ------------------------------------------------------ */
@@ -456,15 +472,21 @@ static int fill_plain(pxc_fs *fs, pxc_inode *n)
         return -errno;
     if ((uint64_t)st.st_size > MAX_STORED_IMAGE_FILE)
         return decode_error(fs, n, -EFBIG);
+    if (plain_key_of(n, &key) == 0 && (n->plain = plain_cache_get(fs->cache, &key)) != NULL)
+        return 0;
+    codec_slot_take(fs);
     uint8_t *stored = malloc((size_t)st.st_size ? (size_t)st.st_size : 1), *plain = NULL;
-    if (!stored)
+    if (!stored) {
+        codec_slot_give(fs);
         return -ENOMEM;
+    }
     ssize_t r = read_full(n->file.fd, stored, (size_t)st.st_size, 0);
     size_t plain_len = 0;
     int rc = r < 0 ? (int)r : 0;
     if (rc == 0)
         rc = pxc_stored_decode(n->kind, stored, (size_t)r, fs->keys, &plain, &plain_len);
     free(stored);
+    codec_slot_give(fs);
     if (rc == 0 && plain_len != n->file.plain_size)
         rc = -EBADMSG;
     if (rc != 0) {
@@ -738,31 +760,12 @@ int content_attach(pxc_fs *fs, pxc_inode *n, int want_write, int trunc, int fd,
  * candidate and the codec takes it.  0 when done (stored file replaced, keystore row
  * replaced, open state switched to the new form with its plaintext); nonzero when the
  * file stays opaque.  n write-locked. */
-static int transcode(pxc_fs *fs, pxc_inode *n)
+/* transcode's conversion proper: n's opaque plaintext (size bytes of kind) into its
+ * format-preserving stored form, in place of the opaque file.  0, or -1: stays opaque. */
+static int convert(pxc_fs *fs, pxc_inode *n, int kind, uint64_t size, const char *name,
+                   const struct stat *stp)
 {
-    uint8_t sig[8];
-    uint64_t size = n->file.plain_size;
-    char name[512];
-    struct stat st;
-
-    if (size < sizeof sig || opaque_read(&n->file, sig, sizeof sig, 0) != (ssize_t)sizeof sig)
-        return -1;
-    int kind = pxc_stored_candidate_kind(sig, sizeof sig);
-    if (kind == PXC_KIND_OPAQUE)
-        return -1;
-    inode_name(fs->inodes, n, name, sizeof name);
-    if (size > PXC_STORED_MAX_IMAGE_FILE) {
-        pxc_log(LOG_INFO, "%s: stored opaque: too large to transform", name);
-        return -1;
-    }
-    if (fstat(n->file.fd, &st) != 0 || st.st_nlink == 0)
-        return -1; /* removed while open: nothing to replace */
-    if (st.st_nlink > 1) {
-        /* Replacing it by a rename would split its hard links. */
-        pxc_log(LOG_INFO, "%s: stored opaque: it has %lu hard links", name,
-                (unsigned long)st.st_nlink);
-        return -1;
-    }
+    struct stat st = *stp;
     uint8_t *plain = malloc((size_t)size), *stored = NULL;
     if (!plain) {
         pxc_log(LOG_INFO, "%s: stored opaque: out of memory", name);
@@ -839,6 +842,39 @@ static int transcode(pxc_fs *fs, pxc_inode *n)
     return 0;
 }
 
+static int transcode(pxc_fs *fs, pxc_inode *n)
+{
+    uint8_t sig[8];
+    uint64_t size = n->file.plain_size;
+    char name[512];
+    struct stat st;
+
+    if (size < sizeof sig || opaque_read(&n->file, sig, sizeof sig, 0) != (ssize_t)sizeof sig)
+        return -1;
+    int kind = pxc_stored_candidate_kind(sig, sizeof sig);
+    if (kind == PXC_KIND_OPAQUE)
+        return -1;
+    inode_name(fs->inodes, n, name, sizeof name);
+    if (size > PXC_STORED_MAX_IMAGE_FILE) {
+        pxc_log(LOG_INFO, "%s: stored opaque: too large to transform", name);
+        return -1;
+    }
+    if (fstat(n->file.fd, &st) != 0 || st.st_nlink == 0)
+        return -1; /* removed while open: nothing to replace */
+    if (st.st_nlink > 1) {
+        /* Replacing it by a rename would split its hard links. */
+        pxc_log(LOG_INFO, "%s: stored opaque: it has %lu hard links", name,
+                (unsigned long)st.st_nlink);
+        return -1;
+    }
+    /* The conversion holds the file's plaintext and stored form, several times its
+     * size: a codec slot bounds how many run at once (see codec_slots). */
+    codec_slot_take(fs);
+    int rc = convert(fs, n, kind, size, name, &st);
+    codec_slot_give(fs);
+    return rc;
+}
+
 /* Records a session of changes to n's opaque file as its next version: header, then row.
  * A file removed meanwhile has no row to keep. */
 static void commit_opaque(pxc_fs *fs, pxc_inode *n)
@@ -903,6 +939,7 @@ static size_t copy_out(void *buf, size_t size, off_t off, const uint8_t *data, s
 ssize_t content_read(pxc_fs *fs, pxc_inode *n, void *buf, size_t size, off_t off)
 {
     ssize_t r;
+    int at_end = 0;
     pthread_rwlock_rdlock(&n->lock);
     for (;;) {
         if (n->kind == PXC_KIND_OPAQUE) {
@@ -911,6 +948,7 @@ ssize_t content_read(pxc_fs *fs, pxc_inode *n, void *buf, size_t size, off_t off
         }
         if (n->plain) {
             r = (ssize_t)copy_out(buf, size, off, n->plain->data, n->plain->len);
+            at_end = (uint64_t)off + size >= n->plain->len;
             break;
         }
         if ((uint64_t)off >= n->file.plain_size) {
@@ -933,6 +971,17 @@ ssize_t content_read(pxc_fs *fs, pxc_inode *n, void *buf, size_t size, off_t off
         pthread_rwlock_rdlock(&n->lock);
     }
     pthread_rwlock_unlock(&n->lock);
+    if (at_end) {
+        /* A reader that reached the end lets go of the plaintext: what stays in memory
+         * is the cache's business (cache_mb), not the number of open files.  A later
+         * read finds it in the cache, or decodes again. */
+        pthread_rwlock_wrlock(&n->lock);
+        if (n->kind != PXC_KIND_OPAQUE && n->plain) {
+            plain_cache_release(fs->cache, n->plain);
+            n->plain = NULL;
+        }
+        pthread_rwlock_unlock(&n->lock);
+    }
     return r < 0 ? content_error(fs, n, (int)r, (uint64_t)off) : r;
 }
 

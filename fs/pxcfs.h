@@ -4,6 +4,7 @@
 
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
+#include <semaphore.h>
 
 #include "codec/keys.h"
 #include "fs/inodes.h"
@@ -19,6 +20,7 @@ typedef struct pxc_fs {
     int daemon_is_root;  /* create files as the calling user (allow_other) */
     plain_cache *cache;  /* plaintexts of recently read format-preserving files */
     int allow_rollback;  /* read stored files older than their keystore row (logged) */
+    sem_t codec_slots;   /* image decodes and conversions that may run at once */
     /* Renames, unlinks and links through the mount hold it shared; replacing a stored
      * file (rename of a temp file over a name found through /proc) holds it exclusive,
      * so that the name it checked is still the name it replaces. */
