@@ -24,6 +24,7 @@ pxc_keys *pxc_keys_new(const uint8_t master[PXC_KEY_BYTES])
     memcpy(keys->master, master, PXC_KEY_BYTES);
     crypto_kdf_derive_from_key(keys->header, sizeof keys->header, HEADER_KDF_ID, HEADER_KDF_CONTEXT,
                                keys->master);
+    keys->profile = PXC_PROFILE_DEFAULT;
     keys->nn = nn_model_new(master);
     if (!keys->nn) {
         sodium_free(keys);

@@ -21,10 +21,17 @@
 #define PXC_SEALED_SECRETS_BYTES (24 + PXC_SEED_BYTES + PXC_NNVEC_BYTES + PXC_VERSION_BYTES + 16)
 
 /* Volume keys, held in sodium_malloc'ed (guarded, mlocked) memory. */
+/* Cipher profile of new format-preserving files; each stored file records its own. */
+enum pxc_profile {
+    PXC_PROFILE_DEFAULT = 0, /* codec/cipher.h: keyed permutation + two-pass diffusion */
+    PXC_PROFILE_CHAOS = 1,   /* codec/chaos.h: the literature's logistic/Henon maps; weak */
+};
+
 typedef struct pxc_keys {
     uint8_t master[PXC_KEY_BYTES];
     uint8_t header[PXC_KEY_BYTES];
     struct nn_model *nn; /* the volume's keyed network (nn/nnvec.h) */
+    int profile;         /* enum pxc_profile for files written now; DEFAULT from _new */
 } pxc_keys;
 
 /* What makes one stored version of a file unique.  The file id is the file's for its whole

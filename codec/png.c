@@ -8,6 +8,7 @@
 #include <zlib.h>
 
 #include "codec/bytes.h"
+#include "codec/chaos.h"
 #include "codec/cipher.h"
 #include "codec/deflate_recipe.h"
 #include "codec/opaque.h"
@@ -45,10 +46,21 @@ static uint32_t palette_modulus(const png_geom *g, size_t plte_len)
     return entries < max ? entries : max;
 }
 
-static int cipher_run(int decrypt, const png_geom *g, void *samples, uint32_t modulus,
+static int cipher_run(int decrypt, int profile, const png_geom *g, void *samples, uint32_t modulus,
                       const uint8_t perm[PXC_KEY_BYTES], const uint8_t diff[PXC_KEY_BYTES])
 {
     size_t n = (size_t)g->samples;
+    if (profile == PXC_PROFILE_CHAOS) {
+        /* Rows and columns of samples for its row/column scrambling; the passes of an
+         * interlaced image have different widths, so they are one row. */
+        struct pxc_chaos_geometry geo = {g->height, (size_t)g->width * g->channels};
+        const struct pxc_chaos_geometry *gp = g->npass == 1 ? &geo : NULL;
+        if (g->depth == 16)
+            return decrypt ? pxc_chaos_decrypt_u16(samples, n, modulus, gp, perm, diff)
+                           : pxc_chaos_encrypt_u16(samples, n, modulus, gp, perm, diff);
+        return decrypt ? pxc_chaos_decrypt_u8(samples, n, modulus, gp, perm, diff)
+                       : pxc_chaos_encrypt_u8(samples, n, modulus, gp, perm, diff);
+    }
     if (g->depth == 16)
         return decrypt ? pxc_cipher_decrypt_u16(samples, n, modulus, perm, diff)
                        : pxc_cipher_encrypt_u16(samples, n, modulus, perm, diff);
@@ -86,7 +98,8 @@ int png_codec_peek(const uint8_t *head, size_t n, png_peek_info *out)
         return -ENODATA;
     if (memcmp(head, png_signature, PNG_SIG_BYTES) != 0 || png_get32(head + 8) != 13 ||
         memcmp(head + 12, "IHDR", 4) != 0 || memcmp(head + PNG_IHDR_END + 4, "pxCR", 4) != 0 ||
-        memcmp(hdr, PXC_MAGIC, PXC_MAGIC_BYTES) != 0 || hdr[10] != PXC_KIND_PNG)
+        memcmp(hdr, PXC_MAGIC, PXC_MAGIC_BYTES) != 0 || hdr[10] != PXC_KIND_PNG ||
+        hdr[11] > PXC_PROFILE_CHAOS)
         return -EINVAL;
     uint32_t chunk_len = png_get32(head + PNG_IHDR_END);
     uint64_t rec_len = get_le(head + PNG_PXCR_RECORD_LEN_OFFSET, 4);
@@ -99,6 +112,7 @@ int png_codec_peek(const uint8_t *head, size_t n, png_peek_info *out)
     out->color_type = head[25];
     out->interlace = head[28];
     out->version = (uint16_t)get_le(hdr + 8, 2);
+    out->profile = hdr[11];
     out->plain_size = get_le(head + PNG_PXCR_PLAIN_SIZE_OFFSET, 8);
     out->head_bytes = PNG_PXCR_RECORD_OFFSET + rec_len;
     memcpy(out->file_id, hdr + 16, PXC_FILE_ID_BYTES);
@@ -341,7 +355,7 @@ int png_codec_decode(const uint8_t *stored, size_t n, const pxc_keys *keys, uint
     png_rows_unpack(&g, data, samples, NULL);
     pxc_file_subkey(perm, keys, &f.secrets, PXC_SUBKEY_PERMUTATION);
     pxc_file_subkey(diff, keys, &f.secrets, PXC_SUBKEY_DIFFUSION);
-    rc = cipher_run(1, &g, samples, palette_modulus(&g, plte_len), perm, diff);
+    rc = cipher_run(1, f.info.profile, &g, samples, palette_modulus(&g, plte_len), perm, diff);
     if (rc != 0) {
         rc = rc == -ENOMEM ? -ENOMEM : -EBADMSG;
         goto out;
@@ -454,6 +468,7 @@ typedef struct enc_state {
     void *samples;
     size_t data_len, recipe_len, stored_zlen, record_len;
     uint32_t modulus;
+    int profile; /* enum pxc_profile of the cipher, recorded in header byte 11 */
     png_record rec;
     uint8_t perm[PXC_KEY_BYTES], diff[PXC_KEY_BYTES], meta[PXC_KEY_BYTES], mac[PXC_KEY_BYTES];
     pxc_file_secrets secrets; /* the caller's, with the neural key vector of this image */
@@ -594,6 +609,7 @@ static int assemble(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys
     memcpy(hdr, PXC_MAGIC, PXC_MAGIC_BYTES);
     put_le(hdr + 8, PXC_FORMAT_VERSION, 2);
     hdr[10] = PXC_KIND_PNG;
+    hdr[11] = (uint8_t)e->profile;
     memcpy(hdr + 16, s->file_id, PXC_FILE_ID_BYTES);
     pxc_secrets_seal(hdr + 32, keys, s, hdr, 32);
     memcpy(o + PNG_PXCR_HEADER_OFFSET, hdr, sizeof hdr);
@@ -684,7 +700,8 @@ static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *
     pxc_file_subkey(e->meta, keys, s, PXC_SUBKEY_METADATA);
     pxc_file_subkey(e->mac, keys, s, PXC_SUBKEY_MAC);
     uint32_t modulus = e->modulus = palette_modulus(g, e->lay.plte_len);
-    rc = cipher_run(0, g, e->samples, modulus, e->perm, e->diff);
+    e->profile = keys->profile == PXC_PROFILE_CHAOS ? PXC_PROFILE_CHAOS : PXC_PROFILE_DEFAULT;
+    rc = cipher_run(0, e->profile, g, e->samples, modulus, e->perm, e->diff);
     if (rc == -ERANGE)
         return codec_fail(why, "palette index past the end of PLTE", -ENOTSUP);
     if (rc != 0)

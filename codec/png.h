@@ -10,7 +10,9 @@
  *    37    4  chunk type "pxCR" (private, ancillary, unsafe to copy)
  *    41  144  pixcrypt header, as in the opaque format (codec/opaque.h):
  *               magic "pixcrypt" (8), format version u16 LE (PXC_FORMAT_VERSION),
- *               kind u8 (PXC_KIND_PNG), reserved (5, zero), file id (16),
+ *               kind u8 (PXC_KIND_PNG), cipher profile u8 (enum pxc_profile:
+ *               0 codec/cipher.h, 1 the chaos research profile of codec/chaos.h),
+ *               reserved (4, zero), file id (16),
  *               sealed seed||nnvec||version (112; AEAD under the volume header key,
  *               AD = the first 32 header bytes, i.e. stored bytes 41..72)
  *   185    8  plaintext size, u64 LE
@@ -117,6 +119,7 @@ typedef struct png_peek_info {
     uint32_t width, height;
     uint8_t bit_depth, color_type, interlace;
     uint16_t version;    /* format version from the header */
+    uint8_t profile;     /* enum pxc_profile of the pixel cipher (header byte 11) */
     uint64_t plain_size; /* size of the original file */
     uint64_t head_bytes; /* stored bytes png_codec_decode_head needs (through the record) */
     uint8_t file_id[PXC_FILE_ID_BYTES];

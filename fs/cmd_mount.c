@@ -19,13 +19,15 @@
 #include "fs/volume_lock.h"
 
 static const char mount_usage[] =
-    "usage: pixcrypt mount [-f] [-d] [-o OPTIONS] [--passfile FILE] CIPHERDIR MOUNTPOINT\n"
+    "usage: pixcrypt mount [-f] [-d] [-o OPTIONS] [--passfile FILE] [--allow-weak-profile]\n"
+    "                      CIPHERDIR MOUNTPOINT\n"
     "  -f            stay in the foreground, log to stderr\n"
     "  -d            debug: log every FUSE request (implies -f)\n"
     "  -o OPTIONS    mount options, e.g. ro,allow_other\n"
     "                cache_mb=N: plaintext cache for decoded images, in MiB (default 256)\n"
     "                allow_rollback: read files older than the keystore says (logged)\n"
-    "                codec_slots=N: images decoded or converted at once (default: CPUs)\n";
+    "                codec_slots=N: images decoded or converted at once (default: CPUs)\n"
+    "  --allow-weak-profile  mount a volume made with init --profile chaos (not secure)\n";
 
 #define DEFAULT_CACHE_MB 256
 
@@ -100,11 +102,12 @@ static int serve(struct fuse_session *se, int foreground, int lock_fd)
 int cmd_mount(int argc, char **argv)
 {
     static const struct option opts[] = {{"passfile", required_argument, NULL, 'p'},
+                                         {"allow-weak-profile", no_argument, NULL, 'W'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
     const char *passfile = NULL;
-    int foreground = 0, debug = 0, c;
+    int foreground = 0, debug = 0, allow_weak = 0, c;
 
     fuse_opt_add_arg(&args, "pixcrypt");
     while ((c = getopt_long(argc, argv, "fdo:h", opts, NULL)) != -1) {
@@ -121,6 +124,9 @@ int cmd_mount(int argc, char **argv)
             break;
         case 'p':
             passfile = optarg;
+            break;
+        case 'W':
+            allow_weak = 1;
             break;
         case 'h':
             fputs(mount_usage, stdout);
@@ -198,6 +204,18 @@ int cmd_mount(int argc, char **argv)
         exit_code = exit_for_keystore(rc);
         goto out;
     }
+    /* The chaos profile is a research tool: chaotic maps iterated in finite precision
+     * are no CSPRNG (pixcrypt(1), PROFILES).  Refused before asking for the passphrase. */
+    ks_volume_info vinfo = {0};
+    if (keystore_volume_info(ks, &vinfo) == KS_OK && vinfo.profile == KS_PROFILE_CHAOS &&
+        !allow_weak) {
+        fprintf(stderr,
+                "pixcrypt mount: %s uses the chaos research profile, which is not secure;\n"
+                "  mount it only for experiments, with --allow-weak-profile\n",
+                cipherdir);
+        exit_code = PXC_EXIT_USAGE;
+        goto out;
+    }
     lock_fd = volume_lock_take(cipherdir, "mount");
     if (lock_fd == VOLUME_LOCK_BUSY) {
         exit_code = PXC_EXIT_LOCKED;
@@ -216,6 +234,11 @@ int cmd_mount(int argc, char **argv)
         goto out;
     }
     keys = pxc_keys_new(master);
+    if (keys && vinfo.profile == KS_PROFILE_CHAOS) {
+        keys->profile = PXC_PROFILE_CHAOS;
+        pxc_log(LOG_WARNING, "%s: new PNG files use the chaos research profile (not secure)",
+                cipherdir);
+    }
     fs.root_fd = open(cipherdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     fs.inodes = inode_table_new(cipherdir);
     fs.cache = plain_cache_new((size_t)mopts.cache_mb << 20);

@@ -56,16 +56,21 @@ int parse_kdf_level(const char *s)
 }
 
 static const char init_usage[] =
-    "usage: pixcrypt init [--kdf interactive|moderate|sensitive] [--passfile FILE] CIPHERDIR\n";
+    "usage: pixcrypt init [--kdf interactive|moderate|sensitive] [--profile default|chaos]\n"
+    "                     [--passfile FILE] CIPHERDIR\n"
+    "  --profile chaos: the logistic/Henon research cipher for PNG pixels, for comparison\n"
+    "                   only; it is not secure and mount refuses it without\n"
+    "                   --allow-weak-profile\n";
 
 int cmd_init(int argc, char **argv)
 {
     static const struct option opts[] = {{"kdf", required_argument, NULL, 'k'},
                                          {"passfile", required_argument, NULL, 'p'},
+                                         {"profile", required_argument, NULL, 'P'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *passfile = NULL;
-    int level = KS_KDF_MODERATE, c;
+    int level = KS_KDF_MODERATE, profile = KS_PROFILE_DEFAULT, c;
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -78,6 +83,16 @@ int cmd_init(int argc, char **argv)
             break;
         case 'p':
             passfile = optarg;
+            break;
+        case 'P':
+            if (strcmp(optarg, "default") == 0) {
+                profile = KS_PROFILE_DEFAULT;
+            } else if (strcmp(optarg, "chaos") == 0) {
+                profile = KS_PROFILE_CHAOS;
+            } else {
+                fprintf(stderr, "pixcrypt init: unknown --profile '%s'\n%s", optarg, init_usage);
+                return PXC_EXIT_USAGE;
+            }
             break;
         case 'h':
             fputs(init_usage, stdout);
@@ -96,14 +111,16 @@ int cmd_init(int argc, char **argv)
     size_t len;
     if (passphrase_read(passfile, "New passphrase: ", 1, &pass, &len) != 0)
         return PXC_EXIT_ERROR;
-    int rc = keystore_create(dir, pass, len, level, NULL);
+    int rc = keystore_create(dir, pass, len, level, profile, NULL);
     passphrase_free(pass);
     if (rc != KS_OK) {
         fprintf(stderr, "pixcrypt init: %s: %s\n", dir, keystore_strerror(rc));
         return PXC_EXIT_ERROR;
     }
-    printf("Created a pixcrypt volume in %s.\nMount it with: pixcrypt mount %s MOUNTPOINT\n", dir,
-           dir);
+    printf("Created a pixcrypt volume in %s.\nMount it with: pixcrypt mount %s%s MOUNTPOINT\n", dir,
+           profile == KS_PROFILE_CHAOS ? "--allow-weak-profile " : "", dir);
+    if (profile == KS_PROFILE_CHAOS)
+        printf("Its PNG pixels use the chaos research profile, which is NOT secure.\n");
     return PXC_EXIT_OK;
 }
 

@@ -55,7 +55,9 @@ static const char schema_sql[] =
     /* nonce (24) || XChaCha20-Poly1305 ciphertext and tag of the 32-byte master key, under
      * the Argon2id output, with AD = 'pixcrypt-master-v1' || volume_id */
     "  master_sealed BLOB NOT NULL,"
-    "  created INTEGER NOT NULL" /* unix time */
+    "  created INTEGER NOT NULL," /* unix time */
+    /* cipher profile of new images: 0 the default, 1 the chaos research profile */
+    "  profile INTEGER NOT NULL DEFAULT 0"
     ");"
     /* One row per stored file.  The file headers are authoritative: fsck can rebuild this. */
     "CREATE TABLE files ("
@@ -82,7 +84,7 @@ enum stmt_id {
 /* Preparing these at open also checks that the tables and columns are there. */
 static const char *const stmt_sql[ST_COUNT_] = {
     [ST_VOLUME_GET] = "SELECT format_version, volume_id, kdf_alg, kdf_opslimit, kdf_memlimit,"
-                      " kdf_salt, master_sealed, created FROM volume LIMIT 2",
+                      " kdf_salt, master_sealed, created, profile FROM volume LIMIT 2",
     [ST_VOLUME_RESEAL] = "UPDATE volume SET kdf_alg = ?1, kdf_opslimit = ?2, kdf_memlimit = ?3,"
                          " kdf_salt = ?4, master_sealed = ?5 WHERE volume_id = ?6",
     /* One statement: a row is replaced whole or not at all. */
@@ -100,7 +102,7 @@ static const char *const stmt_sql[ST_COUNT_] = {
 
 static const char insert_volume_sql[] =
     "INSERT INTO volume (format_version, volume_id, kdf_alg, kdf_opslimit, kdf_memlimit,"
-    " kdf_salt, master_sealed, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+    " kdf_salt, master_sealed, created, profile) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 
 /* ---- types --------------------------------------------------------------------------------- */
 
@@ -366,7 +368,8 @@ static int parse_volume_row(sqlite3_stmt *stmt, volume_row *v)
         column_int64(stmt, 4, &memlimit) != 0 || !ks_kdf_limits_possible(opslimit, memlimit) ||
         column_blob_exact(stmt, 5, v->salt, sizeof v->salt) != 0 ||
         column_blob_exact(stmt, 6, v->master_sealed, sizeof v->master_sealed) != 0 ||
-        column_int64(stmt, 7, &v->created) != 0)
+        column_int64(stmt, 7, &v->created) != 0 || column_int64(stmt, 8, &v->profile) != 0 ||
+        v->profile < 0 || v->profile > KS_PROFILE_MAX)
         return KS_ERR_CORRUPT;
     v->opslimit = (unsigned long long)opslimit;
     v->memlimit = (size_t)memlimit;
@@ -502,7 +505,8 @@ static int insert_volume(sqlite3 *db, const volume_row *v)
                         sqlite3_bind_blob(stmt, 2, v->volume_id, sizeof v->volume_id,
                                           SQLITE_STATIC) != SQLITE_OK ||
                         bind_volume_kdf(stmt, 3, v) != KS_OK ||
-                        sqlite3_bind_int64(stmt, 8, v->created) != SQLITE_OK))
+                        sqlite3_bind_int64(stmt, 8, v->created) != SQLITE_OK ||
+                        sqlite3_bind_int64(stmt, 9, v->profile) != SQLITE_OK))
         st = KS_ERR_IO;
     if (st == KS_OK)
         st = step_done(stmt);
@@ -600,7 +604,7 @@ static int write_keystore_file(const ks_paths *p, const volume_row *v)
 }
 
 int keystore_create(const char *cipherdir, const char *pass, size_t passlen,
-                    enum ks_kdf_level level, uint8_t master_out[KS_MASTER_KEY_BYTES])
+                    enum ks_kdf_level level, int profile, uint8_t master_out[KS_MASTER_KEY_BYTES])
 {
     uint8_t master[KS_MASTER_KEY_BYTES];
     unsigned long long opslimit;
@@ -610,7 +614,8 @@ int keystore_create(const char *cipherdir, const char *pass, size_t passlen,
     int st;
 
     if (cipherdir == NULL || !passphrase_ok(pass, passlen) ||
-        kdf_limits(level, &opslimit, &memlimit) != 0 || sodium_init() < 0)
+        kdf_limits(level, &opslimit, &memlimit) != 0 || profile < 0 || profile > KS_PROFILE_MAX ||
+        sodium_init() < 0)
         return KS_ERR_IO;
     st = paths_init(&p, cipherdir);
     if (st == KS_OK)
@@ -621,6 +626,7 @@ int keystore_create(const char *cipherdir, const char *pass, size_t passlen,
     memset(&v, 0, sizeof v);
     v.format_version = KS_FORMAT_VERSION;
     v.created = unix_now();
+    v.profile = profile;
     randombytes_buf(v.volume_id, sizeof v.volume_id);
     randombytes_buf(master, sizeof master);
     st = seal_under_passphrase(&v, master, pass, passlen, level);
@@ -1002,6 +1008,7 @@ int keystore_volume_info(keystore *ks, ks_volume_info *info)
     info->kdf_opslimit = v.opslimit;
     info->kdf_memlimit = v.memlimit;
     info->created = v.created;
+    info->profile = (int)v.profile;
     return KS_OK;
 }
 

@@ -46,11 +46,17 @@ enum ks_status {
 /* Human-readable message for a status. */
 const char *keystore_strerror(int status);
 
+/* Cipher profile of a volume's new images (the codec's enum pxc_profile). */
+#define KS_PROFILE_DEFAULT 0
+#define KS_PROFILE_CHAOS 1
+#define KS_PROFILE_MAX 1
+
 /* Creates CIPHERDIR/.pixcrypt/ (mode 0700) and a new keystore.db in it: random
  * volume id, random 32-byte master key sealed under Argon2id(passphrase) at the given
- * level.  If master_out is not NULL the new master key is copied there. */
+ * level, the given cipher profile (KS_PROFILE_*).  If master_out is not NULL the new
+ * master key is copied there. */
 int keystore_create(const char *cipherdir, const char *pass, size_t passlen,
-                    enum ks_kdf_level level, uint8_t master_out[KS_MASTER_KEY_BYTES]);
+                    enum ks_kdf_level level, int profile, uint8_t master_out[KS_MASTER_KEY_BYTES]);
 
 /* Opens an existing keystore and validates its schema and volume row. */
 int keystore_open(keystore **out, const char *cipherdir);
@@ -75,6 +81,7 @@ typedef struct ks_volume_info {
     unsigned long long kdf_opslimit;
     size_t kdf_memlimit;
     long long created; /* unix time */
+    int profile;       /* KS_PROFILE_* */
 } ks_volume_info;
 int keystore_volume_info(keystore *ks, ks_volume_info *info);
 

@@ -30,7 +30,7 @@ int masterkey_same(const ks_volume_record *a, const ks_volume_record *b)
            a->opslimit == b->opslimit && a->memlimit == b->memlimit &&
            memcmp(a->salt, b->salt, sizeof a->salt) == 0 &&
            memcmp(a->master_sealed, b->master_sealed, sizeof a->master_sealed) == 0 &&
-           a->created == b->created;
+           a->created == b->created && a->profile == b->profile;
 }
 
 /* ---- text form ----------------------------------------------------------------------------- */
@@ -53,8 +53,9 @@ static size_t format_record(char *out, size_t cap, const ks_volume_record *v)
     int n = snprintf(out, cap,
                      FILE_MAGIC "\nformat_version %lld\nvolume_id %s\nkdf_alg " KS_KDF_ALG_NAME
                                 "\nkdf_opslimit %llu\nkdf_memlimit %zu\nkdf_salt %s\n"
-                                "master_sealed %s\ncreated %lld\n",
-                     v->format_version, id, v->opslimit, v->memlimit, salt, sealed, v->created);
+                                "master_sealed %s\ncreated %lld\nprofile %lld\n",
+                     v->format_version, id, v->opslimit, v->memlimit, salt, sealed, v->created,
+                     v->profile);
     if (n < 0 || (size_t)n >= cap)
         return 0;
     crypto_generichash(sum, sizeof sum, (const uint8_t *)out, (size_t)n, NULL, 0);
@@ -124,6 +125,10 @@ static int parse_record(char *text, size_t len, ks_volume_record *v)
         take_hex(text, &pos, "kdf_salt", v->salt, sizeof v->salt) != 0 ||
         take_hex(text, &pos, "master_sealed", v->master_sealed, sizeof v->master_sealed) != 0 ||
         take_number(text, &pos, "created", &v->created) != 0)
+        return KS_ERR_CORRUPT;
+    v->profile = KS_PROFILE_DEFAULT; /* files written before profiles existed */
+    if (strncmp(text + pos, "profile ", 8) == 0 &&
+        (take_number(text, &pos, "profile", &v->profile) != 0 || v->profile > KS_PROFILE_MAX))
         return KS_ERR_CORRUPT;
     body = pos;
     if (take_hex(text, &pos, "checksum", want, sizeof want) != 0 || pos != len)

@@ -16,6 +16,8 @@
  *   kdf_salt <32 hex>
  *   master_sealed <144 hex>    nonce || XChaCha20-Poly1305(master key), AD as in keystore.c
  *   created <decimal>          unix time
+ *   profile <decimal>          cipher profile of new images (KS_PROFILE_*); a file
+ *                              without this line is a volume of the default profile
  *   checksum <32 hex>          BLAKE2b-128 of every byte before this line
  *
  * The checksum tells a damaged file from a wrong passphrase; the sealed key is
@@ -45,6 +47,7 @@ typedef struct ks_volume_record {
     uint8_t salt[crypto_pwhash_SALTBYTES];
     uint8_t master_sealed[KS_SEALED_MASTER_BYTES];
     long long created;
+    long long profile; /* KS_PROFILE_* */
 } ks_volume_record;
 
 /* Whether Argon2id accepts these limits (values read from disk may be anything). */

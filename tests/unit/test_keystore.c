@@ -198,6 +198,32 @@ static double now_seconds(void)
 
 /* ---- create, open, unlock ------------------------------------------------------------------ */
 
+/* The chaos profile is recorded in the database and in the masterkey file. */
+static void test_profile(void)
+{
+    char vol[PATHBUF], buf[PATHBUF], mk[PATHBUF];
+    ks_volume_info info = {0};
+    keystore *ks = NULL;
+    in_base(vol, "chaosvol");
+    ok(keystore_create(vol, pass, strlen(pass), LEVEL, KS_PROFILE_CHAOS, NULL) == KS_OK,
+       "create with the chaos profile");
+    ok(keystore_open(&ks, vol) == KS_OK && keystore_volume_info(ks, &info) == KS_OK &&
+           info.profile == KS_PROFILE_CHAOS,
+       "volume info says chaos");
+    keystore_close(ks);
+    meta_of(buf, vol);
+    FILE *f = fopen(path_fmt(mk, "%s/masterkey", buf), "r");
+    char line[256];
+    int seen = 0;
+    while (f && fgets(line, sizeof line, f))
+        seen |= strcmp(line, "profile 1\n") == 0;
+    if (f)
+        fclose(f);
+    ok(seen, "masterkey file records profile 1");
+    ok(keystore_create(in_base(buf, "badprofile"), pass, strlen(pass), LEVEL, 7, NULL) != KS_OK,
+       "an unknown profile is refused");
+}
+
 static void test_round_trip(void)
 {
     char vol[PATHBUF], buf[PATHBUF], db[PATHBUF];
@@ -207,7 +233,7 @@ static void test_round_trip(void)
     keystore *ks = NULL;
 
     in_base(vol, "vol");
-    ok(keystore_create(vol, pass, strlen(pass), LEVEL, master) == KS_OK,
+    ok(keystore_create(vol, pass, strlen(pass), LEVEL, KS_PROFILE_DEFAULT, master) == KS_OK,
        "create in a missing cipher dir");
     ok(mode_of(vol) == 0700, "cipher dir is created with mode 0700");
     meta_of(buf, vol);
@@ -225,6 +251,7 @@ static void test_round_trip(void)
        "interactive level stores the interactive limits");
     ok(llabs(info.created - (long long)time(NULL)) < 120, "creation time is now");
     ok(memcmp(info.volume_id, zero_id, sizeof zero_id) != 0, "volume id is set");
+    ok(info.profile == KS_PROFILE_DEFAULT, "the default cipher profile");
 
     memset(got, 0, sizeof got);
     ok(keystore_unlock(ks, pass, strlen(pass), got) == KS_OK, "unlock with the passphrase");
@@ -247,8 +274,8 @@ static void test_sealed_key_bound_to_volume(void)
 
     in_base(a, "bound-a");
     in_base(b, "bound-b");
-    ok(keystore_create(a, pass, strlen(pass), LEVEL, ma) == KS_OK &&
-           keystore_create(b, pass, strlen(pass), LEVEL, mb) == KS_OK,
+    ok(keystore_create(a, pass, strlen(pass), LEVEL, KS_PROFILE_DEFAULT, ma) == KS_OK &&
+           keystore_create(b, pass, strlen(pass), LEVEL, KS_PROFILE_DEFAULT, mb) == KS_OK,
        "two volumes with one passphrase");
     ok(memcmp(ma, mb, sizeof ma) != 0, "each volume has its own master key");
     nsalt = volume_blob(db_of(dbb, b), "kdf_salt", salt, sizeof salt);
@@ -277,19 +304,19 @@ static void test_create_refusals(void)
     keystore *ks = NULL;
 
     in_base(vol, "vol");
-    ok(keystore_create(vol, pass, strlen(pass), LEVEL, NULL) == KS_ERR_EXISTS,
+    ok(keystore_create(vol, pass, strlen(pass), LEVEL, KS_PROFILE_DEFAULT, NULL) == KS_ERR_EXISTS,
        "create refuses an existing volume");
 
     in_base(dir, "nonempty");
     mkdir(dir, 0755);
     write_file(in_base(buf, "nonempty/photo.jpg"), "x", 1);
-    ok(keystore_create(dir, pass, strlen(pass), LEVEL, NULL) == KS_ERR_EXISTS,
+    ok(keystore_create(dir, pass, strlen(pass), LEVEL, KS_PROFILE_DEFAULT, NULL) == KS_ERR_EXISTS,
        "create refuses a non-empty dir");
     ok(!exists(in_base(buf, "nonempty/" KS_DIR)), "and leaves it as it was");
 
     in_base(dir, "empty");
     mkdir(dir, 0755);
-    ok(keystore_create(dir, pass, strlen(pass), LEVEL, NULL) == KS_OK,
+    ok(keystore_create(dir, pass, strlen(pass), LEVEL, KS_PROFILE_DEFAULT, NULL) == KS_OK,
        "create in an existing empty dir");
     ok(mode_of(dir) == 0755, "an existing dir keeps its mode");
 
@@ -299,21 +326,21 @@ static void test_create_refusals(void)
     mkdir(in_base(buf, "interrupted/" KS_DIR), 0700);
     write_file(in_base(buf, "interrupted/" KS_DIR "/" KS_DB_NAME ".tmp-Ab12Cd"), "half", 4);
     write_file(in_base(buf, "interrupted/" KS_DIR "/" KS_DB_NAME "-wal"), "stale", 5);
-    ok(keystore_create(dir, pass, strlen(pass), LEVEL, master) == KS_OK,
+    ok(keystore_create(dir, pass, strlen(pass), LEVEL, KS_PROFILE_DEFAULT, master) == KS_OK,
        "create over the leftovers of an interrupted init");
     ok(count_entries(in_base(buf, "interrupted/" KS_DIR)) == 2, "leftovers are removed");
     ok(keystore_open(&ks, dir) == KS_OK, "the new keystore opens");
     keystore_close(ks);
     ok(exists(db_of(db, dir)), "keystore.db is in place");
 
-    ok(keystore_create(in_base(buf, "no/such/parent"), pass, strlen(pass), LEVEL, NULL) ==
-           KS_ERR_IO,
+    ok(keystore_create(in_base(buf, "no/such/parent"), pass, strlen(pass), LEVEL,
+                       KS_PROFILE_DEFAULT, NULL) == KS_ERR_IO,
        "create with a missing parent dir is an I/O error");
-    ok(keystore_create(in_base(buf, "nonempty/photo.jpg"), pass, strlen(pass), LEVEL, NULL) ==
-           KS_ERR_IO,
+    ok(keystore_create(in_base(buf, "nonempty/photo.jpg"), pass, strlen(pass), LEVEL,
+                       KS_PROFILE_DEFAULT, NULL) == KS_ERR_IO,
        "create on a regular file is an I/O error");
-    ok(keystore_create(in_base(buf, "badlevel"), pass, strlen(pass), (enum ks_kdf_level)42, NULL) !=
-           KS_OK,
+    ok(keystore_create(in_base(buf, "badlevel"), pass, strlen(pass), (enum ks_kdf_level)42,
+                       KS_PROFILE_DEFAULT, NULL) != KS_OK,
        "create refuses an unknown KDF level");
 }
 
@@ -346,7 +373,8 @@ static void test_rewrap(void)
 
     in_base(vol, "rewrap");
     db_of(db, vol);
-    ok(keystore_create(vol, pass, strlen(pass), LEVEL, master) == KS_OK, "rewrap: create");
+    ok(keystore_create(vol, pass, strlen(pass), LEVEL, KS_PROFILE_DEFAULT, master) == KS_OK,
+       "rewrap: create");
     ok(keystore_open(&ks, vol) == KS_OK, "rewrap: open");
     for (int i = 0; i < NROWS; i++) {
         make_row(&rows[i], (uint8_t)i, i % 2 ? 72 : 0, 1000u * (unsigned)i);
@@ -448,7 +476,7 @@ static void test_foreach(void)
     int seen = 0;
 
     in_base(vol, "foreach");
-    keystore_create(vol, pass, strlen(pass), LEVEL, NULL);
+    keystore_create(vol, pass, strlen(pass), LEVEL, KS_PROFILE_DEFAULT, NULL);
     ok(keystore_open(&ks, vol) == KS_OK && count_rows(ks) == 0, "foreach: no rows");
     for (int i = 0; i < N; i++) {
         make_row(&row, (uint8_t)i, 0, (uint64_t)i);
@@ -499,7 +527,7 @@ static void test_masterkey(void)
     in_base(vol, "mk");
     mk_of(mk, vol);
     db_of(db, vol);
-    keystore_create(vol, pass, strlen(pass), LEVEL, master);
+    keystore_create(vol, pass, strlen(pass), LEVEL, KS_PROFILE_DEFAULT, master);
     text = read_file(mk, &len);
     ok(text != NULL && len > 20 && memcmp(text, "pixcrypt-masterkey 1\n", 21) == 0,
        "create writes the masterkey file (%zu bytes)", len);
@@ -846,7 +874,7 @@ static void test_corrupt(void)
 
     /* A good keystore with enough rows to span several pages. */
     in_base(vol, "pristine");
-    keystore_create(vol, pass, strlen(pass), LEVEL, NULL);
+    keystore_create(vol, pass, strlen(pass), LEVEL, KS_PROFILE_DEFAULT, NULL);
     keystore_open(&ks, vol);
     for (int i = 0; i < 200; i++) {
         make_row(&row, (uint8_t)i, 72, (uint64_t)i);
@@ -923,7 +951,7 @@ static void test_readonly(void)
     in_base(vol, "readonly");
     meta_of(meta, vol);
     db_of(db, vol);
-    keystore_create(vol, pass, strlen(pass), LEVEL, master);
+    keystore_create(vol, pass, strlen(pass), LEVEL, KS_PROFILE_DEFAULT, master);
     keystore_open(&ks, vol);
     make_row(&row, 7, 0, 777);
     keystore_file_put(ks, &row);
@@ -988,6 +1016,7 @@ int main(void)
         return 1;
     }
     test_round_trip();
+    test_profile();
     test_sealed_key_bound_to_volume();
     test_create_refusals();
     test_open_missing();

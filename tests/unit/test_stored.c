@@ -177,6 +177,29 @@ int main(void)
         ok(r4 == 0 && memcmp(v1, v4, sizeof v1) != 0, "nnvec: one sample changed: another vector");
         free(poked);
     }
+    /* The chaos research profile: new files record it, decoding follows the file. */
+    {
+        uint8_t *cst = NULL, *back = NULL;
+        size_t cl = 0, bl = 0;
+        pxc_secrets_fresh(&s);
+        keys->profile = PXC_PROFILE_CHAOS;
+        rc = pxc_stored_encode(PXC_KIND_PNG, png, png_len, keys, &s, &cst, &cl, &why);
+        keys->profile = PXC_PROFILE_DEFAULT;
+        ok(rc == 0 && cl > PNG_PXCR_HEADER_OFFSET + 11 && cst[PNG_PXCR_HEADER_OFFSET + 11] == 1,
+           "chaos profile: stored PNG records profile 1");
+        rc = rc == 0 ? pxc_stored_decode(PXC_KIND_PNG, cst, cl, keys, &back, &bl) : rc;
+        ok(rc == 0 && bl == png_len && memcmp(back, png, png_len) == 0,
+           "chaos profile: decodes exactly under a default-profile mount");
+        if (rc == 0 && cl > PNG_PXCR_HEADER_OFFSET + 11) {
+            cst[PNG_PXCR_HEADER_OFFSET + 11] = 0; /* claims the default profile */
+            free(back);
+            back = NULL;
+            ok(pxc_stored_decode(PXC_KIND_PNG, cst, cl, keys, &back, &bl) == -EBADMSG,
+               "chaos profile: the profile byte is authenticated");
+        }
+        free(cst);
+        free(back);
+    }
     free(png);
     pxc_keys_free(keys);
     pxc_keys_free(other);
