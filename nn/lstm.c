@@ -30,12 +30,15 @@ void nn_lstm_run(const struct nn_model *m, const float *seq, float h[NN_HIDDEN],
             xh[f] = seq[f * NN_STEPS + t];
         for (int j = 0; j < NN_HIDDEN; j++)
             xh[NN_FEAT + j] = h[j];
-        for (int r = 0; r < NN_GATES; r++) {
-            const float *w = m->lstm_w + (size_t)r * (NN_FEAT + NN_HIDDEN);
-            float s = m->lstm_b[r];
-            for (int k = 0; k < NN_FEAT + NN_HIDDEN; k++)
-                s += w[k] * xh[k];
-            z[r] = s;
+        /* z[r] = b[r] + w[r][0] xh[0] + w[r][1] xh[1] + ..., added in that order for
+         * every r; the loop over r is the one that runs in vectors. */
+        for (int r = 0; r < NN_GATES; r++)
+            z[r] = m->lstm_b[r];
+        for (int k = 0; k < NN_FEAT + NN_HIDDEN; k++) {
+            const float *w = m->lstm_wt + (size_t)k * NN_GATES;
+            const float x = xh[k];
+            for (int r = 0; r < NN_GATES; r++)
+                z[r] += w[r] * x;
         }
         for (int j = 0; j < NN_HIDDEN; j++) {
             float i = nn_sigmoid(z[j]);

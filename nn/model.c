@@ -71,6 +71,9 @@ nn_model *nn_model_new(const uint8_t master[NN_MASTER_BYTES])
      * and with it the key vector, is carried through the sequence. */
     for (int i = NN_HIDDEN; i < 2 * NN_HIDDEN; i++)
         m->lstm_b[i] += 1.0f;
+    for (int r = 0; r < NN_GATES; r++)
+        for (int k = 0; k < NN_FEAT + NN_HIDDEN; k++)
+            m->lstm_wt[k * NN_GATES + r] = m->lstm_w[r * (NN_FEAT + NN_HIDDEN) + k];
 
     /* The key vector: initial h and c, uniform in [-1, 1). */
     crypto_kdf_derive_from_key(key, sizeof key, NN_SUBKEY_STATE, NN_KDF_CONTEXT, master);

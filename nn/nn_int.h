@@ -34,6 +34,9 @@ struct nn_model {
     float conv3_w[NN_C3 * NN_C2 * 9], conv3_b[NN_C3];
     float lstm_w[NN_GATES * (NN_FEAT + NN_HIDDEN)]; /* row r: NN_FEAT input, NN_HIDDEN recurrent */
     float lstm_b[NN_GATES];
+    /* lstm_w transposed, [k][r]: the gate sums run over all gates at once (vectors)
+     * while each gate still adds its terms in order k = 0, 1, ... */
+    float lstm_wt[(NN_FEAT + NN_HIDDEN) * NN_GATES];
     float h0[NN_HIDDEN], c0[NN_HIDDEN]; /* the key vector */
     uint8_t view_key[32];               /* keys the hash of the exact view */
     uint8_t out_key[32];                /* keys the final hash */
