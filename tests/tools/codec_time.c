@@ -161,7 +161,7 @@ int main(int argc, char **argv)
     if (kind == PXC_KIND_OPAQUE)
         printf("opaque not an image\n");
     else
-        printf("%s %.4f %.4f %.4f %zu %zu\n", kind == PXC_KIND_PNG ? "png" : "jpeg", best_enc,
+        printf("%s %.6f %.6f %.6f %zu %zu\n", kind == PXC_KIND_PNG ? "png" : "jpeg", best_enc,
                best_dec, best_peer, stored_len, n);
     pxc_keys_free(keys);
     free(plain);
