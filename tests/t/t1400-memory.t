@@ -56,6 +56,11 @@ plain_mb=$(($(stat -c %s "$S/large.png") / 1048576 + 1))
 bound_mb=$((CACHE_MB + SLOTS * 8 * raw_mb + 16 * plain_mb + 64))
 diag "daemon peak with 16 concurrent readers: $((peak2 / 1024)) MiB (bound $bound_mb MiB:" \
     "cache $CACHE_MB + $SLOTS slots x 8 x $raw_mb MiB + 16 readers x $plain_mb MiB + 64 MiB base)"
-ok "daemon memory under the stated bound" [ $((peak2 / 1024)) -le $bound_mb ]
+if ldd "$PXC_BIN" 2>/dev/null | grep -q libasan; then
+    # AddressSanitizer's shadow memory and quarantine say nothing about pixcrypt's.
+    skip "daemon memory under the stated bound" "the daemon is built with AddressSanitizer"
+else
+    ok "daemon memory under the stated bound" [ $((peak2 / 1024)) -le $bound_mb ]
+fi
 ok "unmount" pxc_umount "$M"
 done_testing
