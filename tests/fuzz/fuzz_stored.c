@@ -1,0 +1,279 @@
+/* Fuzz target: the stored-file parsers (codec/stored.h) -- pxc_stored_peek, the sealed
+ * secrets, pxc_stored_decode and pxc_stored_decode_head of both image kinds -- on
+ * arbitrary bytes and on valid stored files changed by the input.
+ *
+ * Input: byte 0 picks the mode; the other modes take an 8-byte prefix, byte 1 a base
+ * file and bytes 2..7 parameters, then the rest of the input.  The base
+ * files are stored forms, under the fixed volume key, of small PNGs (RGB 8-bit with
+ * filters, 2-bit palette Adam7, 16-bit gray+alpha) and JPEGs (baseline 4:2:0,
+ * progressive 4:4:4 with restarts, gray), made once at start-up.
+ *   0  raw       bytes 1.. are the stored file
+ *   1  xor       bytes 2..3 an offset (u16 LE); the rest XORed into the base from there
+ *   2  resize    bytes 2..5 a length (u32 LE, modulo base size + 256): the base cut to
+ *                it, or extended with the rest
+ *   3  splice    bytes 2..3 offset, 4..5 length (u16 LE), byte 6 another base: that
+ *                range of the base replaced with the same range of the other one
+ * A changed base must fail to decode (tamper evidence, DESIGN.md §1.4); decode_head may
+ * succeed only when what it returns is the original head (or, spliced, the other
+ * file's: the head authenticates on its own, like a file swapped in whole).  An unchanged base must
+ * decode to its original.  Raw bytes must fail cleanly, or (if the fuzzer rebuilt a
+ * valid file) give a head that is a prefix of the whole.
+ */
+#include "codec/bytes.h"
+#include "codec/opaque.h"
+#include "codec/stored.h"
+#include "tests/fuzz/fuzz.h"
+#include "tests/fuzz/images.h"
+
+#define NBASE 6
+
+typedef struct base {
+    int kind;
+    uint8_t *plain, *stored;
+    size_t plain_len, stored_len;
+    uint8_t *head; /* pxc_stored_decode_head of the unchanged file */
+    size_t head_len;
+} base;
+
+static base bases[NBASE];
+
+static void make_base(base *b, int kind, uint8_t *plain, size_t plain_len)
+{
+    pxc_file_secrets s;
+    const char *why = NULL;
+    if (!plain) {
+        fprintf(stderr, "fuzz_stored: cannot make a base image\n");
+        exit(1);
+    }
+    pxc_secrets_fresh(&s);
+    b->kind = kind;
+    b->plain = plain;
+    b->plain_len = plain_len;
+    if (pxc_stored_encode(kind, plain, plain_len, fuzz_keys, &s, &b->stored, &b->stored_len,
+                          &why) != 0 ||
+        pxc_stored_decode_head(kind, b->stored, b->stored_len, fuzz_keys, &b->head, &b->head_len) !=
+            0) {
+        fprintf(stderr, "fuzz_stored: cannot encode a base image: %s\n", why ? why : "head");
+        exit(1);
+    }
+}
+
+static void make_bases(void)
+{
+    static const fuzz_png_kind pngs[3] = {
+        {8, 2, 0, 4, 6, Z_DEFAULT_STRATEGY},
+        {2, 3, 1, 0, 9, Z_FIXED},
+        {16, 4, 0, 1, 1, Z_DEFAULT_STRATEGY},
+    };
+    static const fuzz_jpeg_kind jpgs[3] = {
+        {JCS_RGB, 3, 2, 2, 0, 0, 0, 0, 80},
+        {JCS_RGB, 3, 1, 1, 1, 0, 2, 0, 90},
+        {JCS_GRAYSCALE, 1, 1, 1, 0, 1, 0, 0, 70},
+    };
+    size_t len;
+    for (int i = 0; i < 3; i++) {
+        uint8_t *p = fuzz_make_png(&pngs[i], 19 + 4 * (uint32_t)i, 11 + 3 * (uint32_t)i, &len);
+        make_base(&bases[i], PXC_KIND_PNG, p, len);
+    }
+    for (int i = 0; i < 3; i++) {
+        uint8_t *p = fuzz_make_jpeg(&jpgs[i], 21 + 9 * (unsigned)i, 17 + 5 * (unsigned)i, &len);
+        make_base(&bases[3 + i], PXC_KIND_JPEG, p, len);
+    }
+}
+
+/* ---- seeds --------------------------------------------------------------- */
+
+static void seed_corpus_file(const char *path, void *arg)
+{
+    int *count = arg;
+    size_t len, slen;
+    uint8_t *plain = fuzz_read_file(path, FUZZ_MAX_INPUT, &len), *stored = NULL;
+    pxc_file_secrets s;
+    char name[64];
+    static const uint8_t raw = 0;
+    if (!plain)
+        return;
+    pxc_secrets_fresh(&s);
+    int kind = pxc_stored_candidate_kind(plain, len);
+    if (kind != PXC_KIND_OPAQUE &&
+        pxc_stored_encode(kind, plain, len, fuzz_keys, &s, &stored, &slen, NULL) == 0 &&
+        slen <= (64u << 10)) {
+        snprintf(name, sizeof name, "raw-corpus-%03d", (*count)++);
+        fuzz_write_seed(name, &raw, 1, stored, slen);
+    }
+    free(stored);
+    free(plain);
+}
+
+static void make_seeds(void)
+{
+    char name[64];
+    uint8_t pre[8] = {0};
+    for (int b = 0; b < NBASE; b++) {
+        const base *bs = &bases[b];
+        /* unchanged, through every mode */
+        pre[0] = 0;
+        snprintf(name, sizeof name, "raw-base-%d", b);
+        fuzz_write_seed(name, pre, 1, bs->stored, bs->stored_len);
+        pre[0] = 1, pre[1] = (uint8_t)b, pre[2] = pre[3] = 0;
+        snprintf(name, sizeof name, "xor-base-%d-none", b);
+        fuzz_write_seed(name, pre, 8, NULL, 0);
+        /* one flipped bit in the header, the record, the MAC, the image data */
+        const size_t offs[4] = {50, 200, bs->stored_len / 2, bs->stored_len - 20};
+        for (int i = 0; i < 4; i++) {
+            static const uint8_t bit = 0x10;
+            pre[2] = (uint8_t)offs[i], pre[3] = (uint8_t)(offs[i] >> 8);
+            snprintf(name, sizeof name, "xor-base-%d-%zu", b, offs[i]);
+            fuzz_write_seed(name, pre, 8, &bit, 1);
+        }
+        /* cut short, cut at the head, one byte added */
+        const size_t lens[3] = {bs->stored_len - 1, 300, bs->stored_len + 1};
+        for (int i = 0; i < 3; i++) {
+            pre[0] = 2;
+            put_le(pre + 2, lens[i], 4);
+            snprintf(name, sizeof name, "resize-base-%d-%zu", b, lens[i]);
+            fuzz_write_seed(name, pre, 8, NULL, 0);
+        }
+        /* the image data of another file of the same kind */
+        pre[0] = 3;
+        put_le(pre + 2, 600, 2);
+        put_le(pre + 4, 400, 2);
+        pre[6] = (uint8_t)(b < 3 ? (b + 1) % 3 : 3 + (b + 1) % 3);
+        snprintf(name, sizeof name, "splice-base-%d", b);
+        fuzz_write_seed(name, pre, 8, NULL, 0);
+    }
+    const char *corpus = fuzz_corpus_dir();
+    if (corpus) {
+        static const char *const exts[] = {".png", ".jpg", ".jpeg", NULL};
+        int count = 0;
+        fuzz_each_file(corpus, exts, seed_corpus_file, &count);
+    }
+}
+
+/* ---- the target ---------------------------------------------------------- */
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    fuzz_setup();
+    make_bases();
+    if (fuzz_seed_dir())
+        make_seeds();
+    return 0;
+}
+
+/* Everything a reader would do with stored bytes; a negative errno or 0 as the full
+ * decode did.  *plain, *head: what decode and decode_head gave (NULL if they failed). */
+static int read_all(const uint8_t *p, size_t n, uint8_t **plain, size_t *plain_len, uint8_t **head,
+                    size_t *head_len, int *head_rc)
+{
+    pxc_stored_info info;
+    pxc_file_secrets s;
+    size_t peek_n = n < PXC_STORED_PEEK_BYTES ? n : PXC_STORED_PEEK_BYTES;
+    int kind = -1, rc = -EBADMSG;
+
+    *plain = *head = NULL;
+    *plain_len = *head_len = 0;
+    *head_rc = -EBADMSG;
+    if (pxc_stored_peek(p, peek_n, n, &info) == 0) {
+        FUZZ_CHECK(info.kind == PXC_KIND_OPAQUE || info.kind == PXC_KIND_PNG ||
+                   info.kind == PXC_KIND_JPEG);
+        pxc_stored_open_secrets(&info, fuzz_keys, &s);
+        kind = info.kind;
+    }
+    /* Both image decoders, whatever the peek said: neither may trust the other's checks. */
+    for (int k = PXC_KIND_PNG; k <= PXC_KIND_JPEG; k++) {
+        uint8_t *pl = NULL, *hd = NULL;
+        size_t pl_len = 0, hd_len = 0;
+        int drc = pxc_stored_decode(k, p, n, fuzz_keys, &pl, &pl_len);
+        int hrc = pxc_stored_decode_head(k, p, n, fuzz_keys, &hd, &hd_len);
+        FUZZ_CHECK(drc <= 0 && (drc == 0) == (pl != NULL));
+        FUZZ_CHECK(hrc <= 0 && (hrc == 0) == (hd != NULL));
+        if (drc == 0) /* only the kind the header names can authenticate */
+            FUZZ_CHECK(k == kind && pl_len == info.plain_size);
+        if (drc == 0 && hrc == 0)
+            FUZZ_CHECK(hd_len <= pl_len && memcmp(hd, pl, hd_len) == 0);
+        if (k == kind) {
+            rc = drc;
+            *plain = pl, *plain_len = pl_len;
+            *head = hd, *head_len = hd_len, *head_rc = hrc;
+        } else {
+            free(pl);
+            free(hd);
+        }
+    }
+    return rc;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    uint8_t *buf = NULL, *plain, *head;
+    size_t n = 0, plain_len, head_len;
+    int head_rc;
+
+    if (size < 1 || size > FUZZ_MAX_INPUT)
+        return 0;
+    fuzz_rng_reset();
+    if (data[0] % 4 == 0) {
+        if (read_all(data + 1, size - 1, &plain, &plain_len, &head, &head_len, &head_rc) == 0)
+            FUZZ_CHECK(plain != NULL);
+        free(plain);
+        free(head);
+        return 0;
+    }
+    if (size < 8)
+        return 0;
+    const base *b = &bases[data[1] % NBASE], *o = NULL;
+    const uint8_t *rest = data + 8;
+    size_t rest_len = size - 8;
+    switch (data[0] % 4) {
+    case 1: { /* XOR at an offset */
+        size_t off = (size_t)get_le(data + 2, 2) % b->stored_len;
+        n = b->stored_len;
+        buf = malloc(n);
+        memcpy(buf, b->stored, n);
+        for (size_t i = 0; i < rest_len && off + i < n; i++)
+            buf[off + i] ^= rest[i];
+        break;
+    }
+    case 2: { /* cut short or extended */
+        n = (size_t)get_le(data + 2, 4) % (b->stored_len + 256);
+        buf = calloc(1, n ? n : 1);
+        memcpy(buf, b->stored, n < b->stored_len ? n : b->stored_len);
+        for (size_t i = b->stored_len; i < n && i - b->stored_len < rest_len; i++)
+            buf[i] = rest[i - b->stored_len];
+        break;
+    }
+    default: { /* a range from another stored file */
+        o = &bases[data[6] % NBASE];
+        size_t off = (size_t)get_le(data + 2, 2), len = (size_t)get_le(data + 4, 2);
+        n = b->stored_len;
+        buf = malloc(n);
+        memcpy(buf, b->stored, n);
+        for (size_t i = off; i < off + len && i < n && i < o->stored_len; i++)
+            buf[i] = o->stored[i];
+        break;
+    }
+    }
+    FUZZ_CHECK(buf != NULL);
+
+    int same = n == b->stored_len && memcmp(buf, b->stored, n) == 0;
+    int rc = read_all(buf, n, &plain, &plain_len, &head, &head_len, &head_rc);
+    if (fuzz_verbose)
+        fprintf(stderr, "mode %d base %d: %s, decode %d, head %d\n", data[0] % 4, data[1] % NBASE,
+                same ? "unchanged" : "changed", rc, head_rc);
+    if (same) {
+        FUZZ_CHECK(rc == 0 && plain_len == b->plain_len && memcmp(plain, b->plain, plain_len) == 0);
+        FUZZ_CHECK(head_rc == 0);
+    } else {
+        FUZZ_CHECK(rc != 0); /* tampering is always detected */
+    }
+    if (head_rc == 0) /* a head that authenticates is the original one */
+        FUZZ_CHECK((head_len == b->head_len && memcmp(head, b->head, head_len) == 0) ||
+                   (o && head_len == o->head_len && memcmp(head, o->head, head_len) == 0));
+    free(plain);
+    free(head);
+    free(buf);
+    return 0;
+}
