@@ -4,9 +4,7 @@
  *
  * Input: byte 0 picks the mode; the other modes take an 8-byte prefix, byte 1 a base
  * file and bytes 2..7 parameters, then the rest of the input.  The base
- * files are stored forms, under the fixed volume key, of small PNGs (RGB 8-bit with
- * filters, 2-bit palette Adam7, 16-bit gray+alpha) and JPEGs (baseline 4:2:0,
- * progressive 4:4:4 with restarts, gray), made once at start-up.
+ * files are those of bases.h.
  *   0  raw       bytes 1.. are the stored file
  *   1  xor       bytes 2..3 an offset (u16 LE); the rest XORed into the base from there
  *   2  resize    bytes 2..5 a length (u32 LE, modulo base size + 256): the base cut to
@@ -20,66 +18,9 @@
  * valid file) give a head that is a prefix of the whole.
  */
 #include "codec/bytes.h"
-#include "codec/opaque.h"
-#include "codec/stored.h"
 #include "tests/fuzz/fuzz.h"
 #include "tests/fuzz/images.h"
-
-#define NBASE 6
-
-typedef struct base {
-    int kind;
-    uint8_t *plain, *stored;
-    size_t plain_len, stored_len;
-    uint8_t *head; /* pxc_stored_decode_head of the unchanged file */
-    size_t head_len;
-} base;
-
-static base bases[NBASE];
-
-static void make_base(base *b, int kind, uint8_t *plain, size_t plain_len)
-{
-    pxc_file_secrets s;
-    const char *why = NULL;
-    if (!plain) {
-        fprintf(stderr, "fuzz_stored: cannot make a base image\n");
-        exit(1);
-    }
-    pxc_secrets_fresh(&s);
-    b->kind = kind;
-    b->plain = plain;
-    b->plain_len = plain_len;
-    if (pxc_stored_encode(kind, plain, plain_len, fuzz_keys, &s, &b->stored, &b->stored_len,
-                          &why) != 0 ||
-        pxc_stored_decode_head(kind, b->stored, b->stored_len, fuzz_keys, &b->head, &b->head_len) !=
-            0) {
-        fprintf(stderr, "fuzz_stored: cannot encode a base image: %s\n", why ? why : "head");
-        exit(1);
-    }
-}
-
-static void make_bases(void)
-{
-    static const fuzz_png_kind pngs[3] = {
-        {8, 2, 0, 4, 6, Z_DEFAULT_STRATEGY},
-        {2, 3, 1, 0, 9, Z_FIXED},
-        {16, 4, 0, 1, 1, Z_DEFAULT_STRATEGY},
-    };
-    static const fuzz_jpeg_kind jpgs[3] = {
-        {JCS_RGB, 3, 2, 2, 0, 0, 0, 0, 80},
-        {JCS_RGB, 3, 1, 1, 1, 0, 2, 0, 90},
-        {JCS_GRAYSCALE, 1, 1, 1, 0, 1, 0, 0, 70},
-    };
-    size_t len;
-    for (int i = 0; i < 3; i++) {
-        uint8_t *p = fuzz_make_png(&pngs[i], 19 + 4 * (uint32_t)i, 11 + 3 * (uint32_t)i, &len);
-        make_base(&bases[i], PXC_KIND_PNG, p, len);
-    }
-    for (int i = 0; i < 3; i++) {
-        uint8_t *p = fuzz_make_jpeg(&jpgs[i], 21 + 9 * (unsigned)i, 17 + 5 * (unsigned)i, &len);
-        make_base(&bases[3 + i], PXC_KIND_JPEG, p, len);
-    }
-}
+#include "tests/fuzz/bases.h"
 
 /* ---- seeds --------------------------------------------------------------- */
 
@@ -109,8 +50,8 @@ static void make_seeds(void)
 {
     char name[64];
     uint8_t pre[8] = {0};
-    for (int b = 0; b < NBASE; b++) {
-        const base *bs = &bases[b];
+    for (int b = 0; b < FUZZ_NBASE; b++) {
+        const fuzz_base *bs = &fuzz_bases[b];
         /* unchanged, through every mode */
         pre[0] = 0;
         snprintf(name, sizeof name, "raw-base-%d", b);
@@ -157,7 +98,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     fuzz_setup();
-    make_bases();
+    fuzz_make_bases();
     if (fuzz_seed_dir())
         make_seeds();
     return 0;
@@ -224,7 +165,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (size < 8)
         return 0;
-    const base *b = &bases[data[1] % NBASE], *o = NULL;
+    const fuzz_base *b = &fuzz_bases[data[1] % FUZZ_NBASE], *o = NULL;
     const uint8_t *rest = data + 8;
     size_t rest_len = size - 8;
     switch (data[0] % 4) {
@@ -246,7 +187,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     }
     default: { /* a range from another stored file */
-        o = &bases[data[6] % NBASE];
+        o = &fuzz_bases[data[6] % FUZZ_NBASE];
         size_t off = (size_t)get_le(data + 2, 2), len = (size_t)get_le(data + 4, 2);
         n = b->stored_len;
         buf = malloc(n);
@@ -261,8 +202,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int same = n == b->stored_len && memcmp(buf, b->stored, n) == 0;
     int rc = read_all(buf, n, &plain, &plain_len, &head, &head_len, &head_rc);
     if (fuzz_verbose)
-        fprintf(stderr, "mode %d base %d: %s, decode %d, head %d\n", data[0] % 4, data[1] % NBASE,
-                same ? "unchanged" : "changed", rc, head_rc);
+        fprintf(stderr, "mode %d base %d: %s, decode %d, head %d\n", data[0] % 4,
+                data[1] % FUZZ_NBASE, same ? "unchanged" : "changed", rc, head_rc);
     if (same) {
         FUZZ_CHECK(rc == 0 && plain_len == b->plain_len && memcmp(plain, b->plain, plain_len) == 0);
         FUZZ_CHECK(head_rc == 0);
