@@ -1,5 +1,6 @@
 /* Fuzz target: the opaque block decoder (codec/opaque.h): opaque_open, then
- * opaque_read at offsets and lengths the input picks, on a file the input builds.
+ * opaque_read at offsets and lengths the input picks, opaque_verify and last
+ * opaque_salvage, on a file the input builds.
  *
  * A base file is made once at start-up: a valid opaque file of BASE_PLAIN bytes (three
  * full blocks and a partial one) under the fixed volume key.  Input: byte 0 picks the
@@ -13,6 +14,9 @@
  * base's plaintext at that place (the only thing this key ever sealed) or zeros (a
  * hole: a non-final block stored as all zeros); a file equal to the base opens and
  * reads back whole.  Nothing else may come out: any other change fails with -EBADMSG.
+ * opaque_verify agrees with a whole read.  opaque_salvage either refuses and leaves the
+ * file as it was, or leaves a file that opens, verifies and reads back (under the same
+ * rule) at the size it reports; the base itself it keeps whole.
  */
 #include <sys/mman.h>
 #include <unistd.h>
@@ -134,9 +138,83 @@ static void check_read(const uint8_t *got, size_t n, uint64_t off)
     }
 }
 
+/* Reads of an opened file: the whole, then the input's four. */
+static void check_reads(opaque_file *of, const uint8_t *data, size_t n, int same)
+{
+    uint8_t *out;
+    uint64_t psize;
+    FUZZ_CHECK(opaque_plain_size(n, &psize) == 0 && psize == of->plain_size);
+    FUZZ_CHECK(opaque_stored_size(psize) == n);
+
+    /* The whole file, then the input's reads (offsets over the whole plaintext). */
+    out = malloc(of->plain_size + 1);
+    FUZZ_CHECK(out != NULL);
+    ssize_t whole = opaque_read(of, out, of->plain_size + 1, 0), r;
+    FUZZ_CHECK(whole == (ssize_t)of->plain_size || whole == -EBADMSG);
+    if (whole >= 0)
+        check_read(out, (size_t)whole, 0);
+    if (same)
+        FUZZ_CHECK(whole == BASE_PLAIN && memcmp(out, base_plain, BASE_PLAIN) == 0);
+    for (int i = 0; i < 4; i++) {
+        uint64_t off = get_le(data + 1 + 4 * i, 2) * (of->plain_size + 2) / 65536;
+        size_t len = (size_t)get_le(data + 3 + 4 * i, 2);
+        uint8_t *buf = malloc(len ? len : 1);
+        FUZZ_CHECK(buf != NULL);
+        r = opaque_read(of, buf, len, off);
+        FUZZ_CHECK(r >= 0 || r == -EBADMSG);
+        if (r >= 0) {
+            uint64_t want = off >= of->plain_size ? 0 : of->plain_size - off;
+            FUZZ_CHECK((uint64_t)r == (want < len ? want : len));
+            check_read(buf, (size_t)r, off);
+            if (same && r > 0)
+                FUZZ_CHECK(memcmp(buf, base_plain + off, (size_t)r) == 0);
+        }
+        free(buf);
+    }
+    /* opaque_verify agrees with the whole read. */
+    uint64_t bad = 0;
+    int vrc = opaque_verify(of, &bad);
+    FUZZ_CHECK(vrc == 0 || vrc == -EBADMSG);
+    FUZZ_CHECK((vrc == 0) == (whole >= 0));
+    if (vrc != 0)
+        FUZZ_CHECK(bad < of->plain_size || of->plain_size == 0);
+    free(out);
+    opaque_close(of);
+}
+
+/* opaque_salvage of the file (file[0..n) as it was before): refused with nothing
+ * changed, or a file that opens, verifies and reads back. */
+static void check_salvage(const uint8_t *file, size_t n, int same)
+{
+    uint64_t kept = 0;
+    struct stat st;
+    int rc = opaque_salvage(fd, fuzz_keys, &kept);
+    FUZZ_CHECK(rc == 0 || rc == -EBADMSG);
+    if (rc != 0) {
+        uint8_t *now = malloc(n ? n : 1);
+        FUZZ_CHECK(now != NULL && fstat(fd, &st) == 0 && (size_t)st.st_size == n);
+        FUZZ_CHECK(pread(fd, now, n, 0) == (ssize_t)n && memcmp(now, file, n) == 0);
+        FUZZ_CHECK(!same);
+        free(now);
+        return;
+    }
+    opaque_file of;
+    FUZZ_CHECK(opaque_open(&of, fd, fuzz_keys) == 0 && of.plain_size == kept);
+    if (same)
+        FUZZ_CHECK(kept == BASE_PLAIN);
+    uint8_t *out = malloc(kept + 1);
+    FUZZ_CHECK(out != NULL);
+    FUZZ_CHECK(opaque_read(&of, out, kept + 1, 0) == (ssize_t)kept);
+    check_read(out, (size_t)kept, 0);
+    uint64_t bad;
+    FUZZ_CHECK(opaque_verify(&of, &bad) == 0);
+    free(out);
+    opaque_close(&of);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    uint8_t *file = NULL, *out;
+    uint8_t *file = NULL;
     size_t n;
     opaque_file of;
 
@@ -177,44 +255,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(file != NULL);
     set_file(file, n);
     int same = n == base_len && memcmp(file, base_stored, n) == 0;
-    free(file);
 
     int rc = opaque_open(&of, fd, fuzz_keys);
     FUZZ_CHECK(rc == 0 || rc == -EBADMSG);
     if (same)
         FUZZ_CHECK(rc == 0 && of.plain_size == BASE_PLAIN);
-    if (rc != 0)
-        return 0;
-    uint64_t psize;
-    FUZZ_CHECK(opaque_plain_size(n, &psize) == 0 && psize == of.plain_size);
-    FUZZ_CHECK(opaque_stored_size(psize) == n);
-
-    /* The whole file, then the input's reads (offsets over the whole plaintext). */
-    out = malloc(of.plain_size + 1);
-    FUZZ_CHECK(out != NULL);
-    ssize_t r = opaque_read(&of, out, of.plain_size + 1, 0);
-    FUZZ_CHECK(r == (ssize_t)of.plain_size || r == -EBADMSG);
-    if (r >= 0)
-        check_read(out, (size_t)r, 0);
-    if (same)
-        FUZZ_CHECK(r == BASE_PLAIN && memcmp(out, base_plain, BASE_PLAIN) == 0);
-    for (int i = 0; i < 4; i++) {
-        uint64_t off = get_le(data + 1 + 4 * i, 2) * (of.plain_size + 2) / 65536;
-        size_t len = (size_t)get_le(data + 3 + 4 * i, 2);
-        uint8_t *buf = malloc(len ? len : 1);
-        FUZZ_CHECK(buf != NULL);
-        r = opaque_read(&of, buf, len, off);
-        FUZZ_CHECK(r >= 0 || r == -EBADMSG);
-        if (r >= 0) {
-            uint64_t want = off >= of.plain_size ? 0 : of.plain_size - off;
-            FUZZ_CHECK((uint64_t)r == (want < len ? want : len));
-            check_read(buf, (size_t)r, off);
-            if (same && r > 0)
-                FUZZ_CHECK(memcmp(buf, base_plain + off, (size_t)r) == 0);
-        }
-        free(buf);
-    }
-    free(out);
-    opaque_close(&of);
+    if (rc == 0)
+        check_reads(&of, data, n, same);
+    check_salvage(file, n, same);
+    free(file);
     return 0;
 }

@@ -11,9 +11,12 @@
  *                it, or extended with the rest
  *   3  splice    bytes 2..3 offset, 4..5 length (u16 LE), byte 6 another base: that
  *                range of the base replaced with the same range of the other one
- * A changed base must fail to decode (tamper evidence, DESIGN.md §1.4); decode_head may
- * succeed only when what it returns is the original head (or, spliced, the other
- * file's: the head authenticates on its own, like a file swapped in whole).  An unchanged base must
+ *   4  write     bytes 2..3 an offset (u16 LE); the rest written over the base there
+ * A changed base must fail to decode (tamper evidence, DESIGN.md §1.4) and must not
+ * peek as an empty file (which a reader would never decode); decode_head may
+ * succeed only when what it returns is the original head (or, spliced or written
+ * over, another file's: the head authenticates on its own, like a file swapped in
+ * whole).  An unchanged base must
  * decode to its original.  Raw bytes must fail cleanly, or (if the fuzzer rebuilt a
  * valid file) give a head that is a prefix of the whole.
  */
@@ -107,7 +110,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 /* Everything a reader would do with stored bytes; a negative errno or 0 as the full
  * decode did.  *plain, *head: what decode and decode_head gave (NULL if they failed). */
 static int read_all(const uint8_t *p, size_t n, uint8_t **plain, size_t *plain_len, uint8_t **head,
-                    size_t *head_len, int *head_rc)
+                    size_t *head_len, int *head_rc, int64_t *peek_size)
 {
     pxc_stored_info info;
     pxc_file_secrets s;
@@ -117,7 +120,10 @@ static int read_all(const uint8_t *p, size_t n, uint8_t **plain, size_t *plain_l
     *plain = *head = NULL;
     *plain_len = *head_len = 0;
     *head_rc = -EBADMSG;
+    *peek_size = -1;
     if (pxc_stored_peek(p, peek_n, n, &info) == 0) {
+        if (info.kind != PXC_KIND_OPAQUE) /* an empty opaque file: see fuzz_opaque */
+            *peek_size = (int64_t)(info.plain_size & INT64_MAX);
         FUZZ_CHECK(info.kind == PXC_KIND_OPAQUE || info.kind == PXC_KIND_PNG ||
                    info.kind == PXC_KIND_JPEG);
         pxc_stored_open_secrets(&info, fuzz_keys, &s);
@@ -152,12 +158,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t *buf = NULL, *plain, *head;
     size_t n = 0, plain_len, head_len;
     int head_rc;
+    int64_t peek_size;
 
     if (size < 1 || size > FUZZ_MAX_INPUT)
         return 0;
     fuzz_rng_reset();
-    if (data[0] % 4 == 0) {
-        if (read_all(data + 1, size - 1, &plain, &plain_len, &head, &head_len, &head_rc) == 0)
+    int mode = data[0] % 5;
+    if (mode == 0) {
+        if (read_all(data + 1, size - 1, &plain, &plain_len, &head, &head_len, &head_rc,
+                     &peek_size) == 0)
             FUZZ_CHECK(plain != NULL);
         free(plain);
         free(head);
@@ -168,7 +177,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const fuzz_base *b = &fuzz_bases[data[1] % FUZZ_NBASE], *o = NULL;
     const uint8_t *rest = data + 8;
     size_t rest_len = size - 8;
-    switch (data[0] % 4) {
+    switch (mode) {
     case 1: { /* XOR at an offset */
         size_t off = (size_t)get_le(data + 2, 2) % b->stored_len;
         n = b->stored_len;
@@ -186,6 +195,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             buf[i] = rest[i - b->stored_len];
         break;
     }
+    case 4: { /* bytes written over */
+        size_t off = (size_t)get_le(data + 2, 2) % b->stored_len;
+        n = b->stored_len;
+        buf = malloc(n);
+        memcpy(buf, b->stored, n);
+        for (size_t i = 0; i < rest_len && off + i < n; i++)
+            buf[off + i] = rest[i];
+        break;
+    }
     default: { /* a range from another stored file */
         o = &fuzz_bases[data[6] % FUZZ_NBASE];
         size_t off = (size_t)get_le(data + 2, 2), len = (size_t)get_le(data + 4, 2);
@@ -200,17 +218,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(buf != NULL);
 
     int same = n == b->stored_len && memcmp(buf, b->stored, n) == 0;
-    int rc = read_all(buf, n, &plain, &plain_len, &head, &head_len, &head_rc);
+    int rc = read_all(buf, n, &plain, &plain_len, &head, &head_len, &head_rc, &peek_size);
     if (fuzz_verbose)
-        fprintf(stderr, "mode %d base %d: %s, decode %d, head %d\n", data[0] % 4,
-                data[1] % FUZZ_NBASE, same ? "unchanged" : "changed", rc, head_rc);
+        fprintf(stderr, "mode %d base %d: %s, decode %d, head %d\n", mode, data[1] % FUZZ_NBASE,
+                same ? "unchanged" : "changed", rc, head_rc);
     if (same) {
         FUZZ_CHECK(rc == 0 && plain_len == b->plain_len && memcmp(plain, b->plain, plain_len) == 0);
         FUZZ_CHECK(head_rc == 0);
     } else {
         FUZZ_CHECK(rc != 0); /* tampering is always detected */
+        /* ... by a reader too, who decodes only what st_size (the peeked size) says
+         * there is: an image that peeks as empty would read as empty, unchecked. */
+        FUZZ_CHECK(peek_size != 0);
     }
-    if (head_rc == 0) /* a head that authenticates is the original one */
+    /* A head that authenticates is the original one (or the other file's, spliced in; a
+     * write can bring in any file's, like a file swapped in whole, README: Security). */
+    if (head_rc == 0 && mode != 4)
         FUZZ_CHECK((head_len == b->head_len && memcmp(head, b->head, head_len) == 0) ||
                    (o && head_len == o->head_len && memcmp(head, o->head, head_len) == 0));
     free(plain);
