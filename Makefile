@@ -135,7 +135,7 @@ FUZZ_CFLAGS   = $(filter-out -O% -fsanitize%,$(CFLAGS)) -O1 -fno-omit-frame-poin
 FUZZ_LIB_OBJS = $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(wildcard codec/*.c nn/*.c))
 # Arithmetic without parsing (the network, the sample cipher) gets no coverage
 # instrumentation: it would only slow the targets down and add no guidance.
-FUZZ_NOCOV    = $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(wildcard nn/*.c) codec/cipher.c)
+FUZZ_NOCOV    = $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(wildcard nn/*.c) codec/cipher.c codec/chaos.c)
 FUZZ_COV      = -fsanitize=fuzzer-no-link
 $(FUZZ_NOCOV): FUZZ_COV =
 FUZZ_BINS     = $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard tests/fuzz/fuzz_*.c))

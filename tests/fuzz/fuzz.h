@@ -101,18 +101,18 @@ static int fuzz_verbose;
 /* ---- keys --------------------------------------------------------------- */
 
 static pxc_keys *fuzz_keys;
+static const uint8_t fuzz_master[PXC_KEY_BYTES] = "pixcrypt fuzz master key 0123456";
 
 /* The random source, libsodium and the fixed volume keys; exits on failure. */
 static inline void fuzz_setup(void)
 {
-    static const uint8_t master[PXC_KEY_BYTES] = "pixcrypt fuzz master key 0123456";
     randombytes_set_implementation(&fuzz_rng);
     if (sodium_init() < 0) {
         fprintf(stderr, "fuzz: sodium_init failed\n");
         exit(1);
     }
     fuzz_verbose = getenv("PXC_FUZZ_VERBOSE") != NULL;
-    fuzz_keys = pxc_keys_new(master);
+    fuzz_keys = pxc_keys_new(fuzz_master);
     if (!fuzz_keys) {
         fprintf(stderr, "fuzz: pxc_keys_new failed\n");
         exit(1);

@@ -8,7 +8,7 @@
  * the whole file), the rest builds the stored file:
  *   0  raw       the rest is the stored file
  *   1  body      the base's header, then the rest as blocks
- *   2  xor       the base with rest[1..] XORed in from byte 9 * rest[0] on
+ *   2  xor       the base with rest[1..] XORed in from byte 64 * rest[0] on
  *   3  resize    the base cut to (or extended with zeros to) u16 LE rest[0..1] * 4
  * Whatever the file, every read that succeeds returns, for each block, either the
  * base's plaintext at that place (the only thing this key ever sealed) or zeros (a
@@ -105,6 +105,14 @@ static void make_seeds(void)
     pre[0] = 1;
     fuzz_write_seed("mode-1-hole", pre, sizeof pre, holed, base_len - OPAQUE_HEADER_BYTES);
     free(holed);
+    /* a torn tail (salvaged), and damage in the middle (refused) */
+    uint8_t arg[2];
+    pre[0] = 3;
+    put_le(arg, (base_len - 500) / 4, 2);
+    fuzz_write_seed("mode-3-torn", pre, sizeof pre, arg, sizeof arg);
+    pre[0] = 2;
+    uint8_t flip[2] = {(OPAQUE_HEADER_BYTES + OPAQUE_STORED_BLOCK_BYTES + 100) / 64, 4};
+    fuzz_write_seed("mode-2-middle", pre, sizeof pre, flip, sizeof flip);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -238,7 +246,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             memcpy(file + OPAQUE_HEADER_BYTES, rest, rest_len);
         break;
     case 2: {
-        size_t from = rest_len ? 9u * rest[0] : 0;
+        size_t from = rest_len ? 64u * rest[0] : 0;
         n = base_len;
         file = malloc(n);
         memcpy(file, base_stored, n);
