@@ -4,6 +4,7 @@
 #   make demo            build, create a demo volume with sample images and mount it
 #   make check           build and run every test (unit + real FUSE mounts), TAP via prove
 #   make check SANITIZE=1  the same under ASan + UBSan
+#   make fuzz            each libFuzzer target for FUZZ_SECONDS (default 60), see below
 #   make bench           pixcrypt vs gocryptfs on the same workloads, printed as ratios
 #   make install PREFIX=/usr/local
 
@@ -75,7 +76,7 @@ deps:
 
 check: deps
 	@sh contrib/deps.sh test
-	$(MAKE) pixcrypt $(UNIT_BINS) $(TOOL_BINS)
+	$(MAKE) pixcrypt $(UNIT_BINS) $(TOOL_BINS) fuzz-build
 	$(TEST_ENV) prove --timer $(PROVE_FLAGS) $(UNIT_BINS) tests/t/*.t
 
 check-unit: $(UNIT_BINS)
@@ -117,5 +118,51 @@ format:
 
 clean:
 	rm -rf build pixcrypt
+
+# ---- Fuzzing ------------------------------------------------------------------------
+# libFuzzer targets, one per tests/fuzz/fuzz_*.c, built with clang under ASan + UBSan;
+# the codec and nn objects they test are compiled again with those flags into
+# $(FUZZ_BUILD).  `make fuzz` runs each target for FUZZ_SECONDS on its seeds and the
+# corpus it grew in earlier runs ($(FUZZ_BUILD)/corpus), then its regression inputs
+# (tests/fuzz/regress/TARGET/); `make check` runs each briefly (tests/t/t0900-fuzz.t).
+#   make fuzz FUZZ_SECONDS=600 FUZZ_TARGETS="png jpeg"
+FUZZ_CC      ?= clang
+FUZZ_BUILD   ?= build/fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+FUZZ_CFLAGS   = $(filter-out -O% -fsanitize%,$(CFLAGS)) -O1 -fno-omit-frame-pointer \
+                -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_LIB_OBJS = $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(wildcard codec/*.c nn/*.c))
+# Arithmetic without parsing (the network, the sample cipher) gets no coverage
+# instrumentation: it would only slow the targets down and add no guidance.
+FUZZ_NOCOV    = $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(wildcard nn/*.c) codec/cipher.c codec/chaos.c)
+FUZZ_COV      = -fsanitize=fuzzer-no-link
+$(FUZZ_NOCOV): FUZZ_COV =
+FUZZ_BINS     = $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard tests/fuzz/fuzz_*.c))
+
+.PHONY: fuzz fuzz-build fuzz-cc
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: deps
+	@sh contrib/deps.sh fuzz
+	$(MAKE) fuzz-build
+	$(TEST_ENV) FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) \
+		sh tests/fuzz/run.sh $(FUZZ_TARGETS)
+
+# Fails, saying what to install, when clang or its libFuzzer runtime is missing.
+fuzz-cc:
+	@echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }' | \
+	  $(FUZZ_CC) -x c -fsanitize=fuzzer -o /dev/null - >/dev/null 2>&1 || { \
+	  echo "error: the fuzz targets need $(FUZZ_CC) with libFuzzer (Debian 12: clang" \
+	    "libclang-rt-14-dev; \`sh contrib/deps.sh test\` installs them)" >&2; exit 1; }
+
+$(FUZZ_LIB_OBJS): $(FUZZ_BUILD)/%.o: %.c | fuzz-cc
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) $(FUZZ_COV) -c -o $@ $<
+
+$(FUZZ_BINS): $(FUZZ_BUILD)/%: tests/fuzz/%.c $(wildcard tests/fuzz/*.h) $(FUZZ_LIB_OBJS) | fuzz-cc
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJS) $(LDLIBS)
 
 -include $(shell find build -name '*.d' 2>/dev/null)

@@ -255,7 +255,14 @@ int opaque_open(opaque_file *of, int fd, const pxc_keys *keys)
         return rc;
     if (fstat(fd, &st) != 0)
         return -errno;
-    return opaque_plain_size((uint64_t)st.st_size, &of->plain_size);
+    rc = opaque_plain_size((uint64_t)st.st_size, &of->plain_size);
+    /* An empty file is its final block alone, which no read looks at: check it here, or
+     * a file cut down to its header and any 40 bytes would read as empty. */
+    if (rc == 0 && of->plain_size == 0) {
+        uint8_t none[B];
+        rc = load_block(of, 0, none);
+    }
+    return rc;
 }
 
 int opaque_refresh_size(opaque_file *of)

@@ -63,7 +63,8 @@ int opaque_create(opaque_file *of, int fd, const pxc_keys *keys);
  * (pxc_secrets_renew: its file id, a fresh seed, its next version). */
 int opaque_create_from(opaque_file *of, int fd, const pxc_keys *keys, const pxc_file_secrets *s);
 
-/* Reads and authenticates fd's header and checks the stored size is possible.
+/* Reads and authenticates fd's header and checks the stored size is possible (and the
+ * final block of an empty file, which reads never look at).
  * -EBADMSG if it is not a valid opaque file of this volume. */
 int opaque_open(opaque_file *of, int fd, const pxc_keys *keys);
 

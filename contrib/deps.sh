@@ -2,7 +2,8 @@
 # contrib/deps.sh MODE -- make sure what MODE needs is installed (Debian 12).
 #
 #   MODE = build   compiler, make, pkg-config and the -dev libraries
-#          test    what `make check` runs: FUSE, prove, image tools, ...
+#          test    what `make check` runs: FUSE, prove, image tools, ..., and fuzz's
+#          fuzz    clang and its libFuzzer runtime (`make fuzz`)
 #          bench   test's packages plus gocryptfs and /usr/bin/time
 #          demo    FUSE and ImageMagick
 #
@@ -14,7 +15,7 @@
 set -eu
 
 usage() {
-	echo "usage: sh contrib/deps.sh build|test|bench|demo" >&2
+	echo "usage: sh contrib/deps.sh build|test|bench|demo|fuzz" >&2
 	exit 2
 }
 
@@ -77,6 +78,14 @@ check_test() {
 	# these commands exist in more than one package.
 	need_pkgs imagemagick libjpeg-turbo-progs pngcheck libimage-exiftool-perl \
 		zopfli optipng advancecomp pngcrush chromium
+	check_fuzz
+}
+
+# The fuzz targets (tests/fuzz/): clang, and libFuzzer with the sanitizer runtimes,
+# which Debian 12 ships apart from clang.
+check_fuzz() {
+	need_cmd clang clang
+	need_pkgs libclang-rt-14-dev
 }
 
 check_bench() {
@@ -132,6 +141,7 @@ build) check_build ;;
 test) check_test ;;
 bench) check_bench ;;
 demo) check_demo ;;
+fuzz) check_fuzz ;;
 *) usage ;;
 esac
 
