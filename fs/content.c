@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "codec/stored.h"
+#include "fs/fdio.h"
 #include "fs/log.h"
 #include "fs/plaincache.h"
 
@@ -21,42 +22,12 @@
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static ssize_t read_full(int fd, void *buf, size_t n, off_t off)
-{
-    size_t done = 0;
-    while (done < n) {
-        ssize_t r = pread(fd, (uint8_t *)buf + done, n - done, off + (off_t)done);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return -errno;
-        if (r == 0)
-            break;
-        done += (size_t)r;
-    }
-    return (ssize_t)done;
-}
-
-static int write_full(int fd, const void *buf, size_t n)
-{
-    size_t done = 0;
-    while (done < n) {
-        ssize_t r = pwrite(fd, (const uint8_t *)buf + done, n - done, (off_t)done);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return r < 0 ? -errno : -EIO;
-        done += (size_t)r;
-    }
-    return 0;
-}
-
 /* Peeks at the stored file on fd: its kind, plaintext size and file id. */
 static int peek_fd(int fd, uint64_t stored_size, pxc_stored_info *info)
 {
     uint8_t head[PXC_STORED_PEEK_BYTES];
     size_t want = stored_size < sizeof head ? (size_t)stored_size : sizeof head;
-    ssize_t r = read_full(fd, head, want, 0);
+    ssize_t r = fd_read_full(fd, head, want, 0);
     if (r < 0)
         return (int)r;
     return pxc_stored_peek(head, (size_t)r, stored_size, info);
@@ -480,7 +451,7 @@ static int fill_plain(pxc_fs *fs, pxc_inode *n)
         codec_slot_give(fs);
         return -ENOMEM;
     }
-    ssize_t r = read_full(n->file.fd, stored, (size_t)st.st_size, 0);
+    ssize_t r = fd_read_full(n->file.fd, stored, (size_t)st.st_size, 0);
     size_t plain_len = 0;
     int rc = r < 0 ? (int)r : 0;
     if (rc == 0)
@@ -519,7 +490,7 @@ static int fill_head(pxc_fs *fs, pxc_inode *n)
     if (!stored)
         return 0;
     int rc = 0;
-    if (read_full(n->file.fd, stored, (size_t)info.head_bytes, 0) == (ssize_t)info.head_bytes)
+    if (fd_read_full(n->file.fd, stored, (size_t)info.head_bytes, 0) == (ssize_t)info.head_bytes)
         rc = pxc_stored_decode_head(n->kind, stored, (size_t)info.head_bytes, fs->keys, &n->head,
                                     &n->head_len);
     free(stored);
@@ -801,7 +772,7 @@ static int convert(pxc_fs *fs, pxc_inode *n, int kind, uint64_t size, const char
         why = "cannot replace the stored file";
         rc = repl_begin(n, &rp);
         if (rc == 0)
-            rc = write_full(rp.fd, stored, stored_len);
+            rc = fd_write_full(rp.fd, stored, stored_len, 0);
         if (rc == 0)
             rc = repl_copy_meta(&rp, n->file.fd, &st);
         if (rc == 0)

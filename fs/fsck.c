@@ -19,6 +19,7 @@
 #include "codec/opaque.h"
 #include "codec/stored.h"
 #include "fs/content.h"
+#include "fs/fdio.h"
 
 #define DAMAGED_DIR "damaged" /* in .pixcrypt: where --move-damaged puts files */
 #define DETAIL_MAX 256
@@ -182,22 +183,6 @@ static int mark_links(fsck_state *st)
 
 /* ---- one stored file -------------------------------------------------------------------- */
 
-static ssize_t read_all(int fd, void *buf, size_t n)
-{
-    size_t done = 0;
-    while (done < n) {
-        ssize_t r = pread(fd, (uint8_t *)buf + done, n - done, (off_t)done);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return -errno;
-        if (r == 0)
-            break;
-        done += (size_t)r;
-    }
-    return (ssize_t)done;
-}
-
 static void damaged(file_check *fc, const char *why, int err)
 {
     fc->damaged = 1;
@@ -241,7 +226,7 @@ static void check_image(fsck_state *st, int fd, uint64_t stored_size, file_check
         damaged(fc, "cannot check it", ENOMEM);
         return;
     }
-    ssize_t r = read_all(fd, stored, (size_t)stored_size);
+    ssize_t r = fd_read_full(fd, stored, (size_t)stored_size, 0);
     int rc = r < 0 ? (int)r : (uint64_t)r != stored_size ? -EIO : 0;
     if (rc == 0)
         rc = pxc_stored_decode(fc->info.kind, stored, (size_t)stored_size, st->keys, &plain,
@@ -267,7 +252,7 @@ static void check_file(fsck_state *st, int fd, uint64_t stored_size, file_check 
     size_t want = stored_size < sizeof head ? (size_t)stored_size : sizeof head;
 
     memset(fc, 0, sizeof *fc);
-    ssize_t r = read_all(fd, head, want);
+    ssize_t r = fd_read_full(fd, head, want, 0);
     if (r < 0) {
         damaged(fc, "cannot read it", (int)-r);
         return;
