@@ -124,7 +124,7 @@ clean:
 # the codec and nn objects they test are compiled again with those flags into
 # $(FUZZ_BUILD).  `make fuzz` runs each target for FUZZ_SECONDS on its seeds and the
 # corpus it grew in earlier runs ($(FUZZ_BUILD)/corpus), then its regression inputs
-# (tests/fuzz/regress/TARGET/); `make check` runs each briefly (tests/t/t0900-fuzz.t).
+# (tests/fuzz/regress/TARGET/); `make check` runs each briefly (tests/t/t0980-fuzz.t).
 #   make fuzz FUZZ_SECONDS=600 FUZZ_TARGETS="png jpeg"
 FUZZ_CC      ?= clang
 FUZZ_BUILD   ?= build/fuzz
