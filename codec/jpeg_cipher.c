@@ -15,6 +15,7 @@
  *            when negative) is XORed with the next s bits: the result is again of
  *            category s, so the zero pattern and every run/size symbol stay the same.
  * Blocks outside the image (MCU padding) are not touched. */
+#include <endian.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -107,7 +108,7 @@ static inline uint64_t load_le64(const uint8_t *p)
 {
     uint64_t v;
     memcpy(&v, p, sizeof v);
-    return __builtin_bswap64(__builtin_bswap64(v)); /* little-endian hosts: a plain load */
+    return le64toh(v); /* a plain load on little-endian hosts */
 }
 
 /* nb <= 32 bits starting at bit position pos of buf. */
