@@ -425,7 +425,8 @@ static int open_front(front *fr, const uint8_t *p, size_t n, const pxc_keys *key
     } else {
         size_t dlen = 0;
         uint8_t *dict = jpg_record_dict(p + fr->image_off, (size_t)H - fr->image_off, &dlen);
-        uint64_t body_max = fr->info.plain_size + (uint64_t)JPEG_CODEC_MAX_BLOCKS * 128 + 4096;
+        uint64_t body_max = fr->info.plain_size + (uint64_t)JPEG_CODEC_MAX_BLOCKS * 128 + 4096 +
+                            PXC_PREVIEW_AHEAD_MAX + PXC_PREVIEW_TAIL + PXC_PREVIEW_PAGE;
         rc = dict ? jpg_record_unpack(plain, plen, dict, dlen, body_max, &fr->rec) : -ENOMEM;
         free(dict);
     }
@@ -444,10 +445,12 @@ static void close_front(front *fr)
 }
 
 int jpeg_codec_decode_head(const uint8_t *stored, size_t n, const pxc_keys *keys, uint8_t **head,
-                           size_t *head_len)
+                           size_t *head_len, pxc_plain_tail *tail)
 {
     *head = NULL;
     *head_len = 0;
+    if (tail)
+        memset(tail, 0, sizeof *tail);
     if (n < JPEG_PEEK_BYTES)
         return -ENODATA;
     front fr;
@@ -463,13 +466,29 @@ int jpeg_codec_decode_head(const uint8_t *stored, size_t n, const pxc_keys *keys
     }
     size_t len = f.scans[0].skel_pos;
     jpg_frame_free(&f);
-    *head = malloc(len ? len : 1);
-    if (!*head) {
+    const jpg_record *rec = &fr.rec;
+    if (len + rec->ahead_len + rec->tail_len > fr.info.plain_size) {
+        close_front(&fr);
+        return -EBADMSG;
+    }
+    *head = malloc(len + rec->ahead_len ? len + rec->ahead_len : 1);
+    uint8_t *end = tail && rec->tail_len ? malloc(rec->tail_len) : NULL;
+    if (!*head || (tail && rec->tail_len && !end)) {
+        free(*head);
+        *head = NULL;
+        free(end);
         close_front(&fr);
         return -ENOMEM;
     }
-    memcpy(*head, fr.rec.skel, len);
-    *head_len = len;
+    memcpy(*head, rec->skel, len);
+    memcpy(*head + len, rec->ahead, rec->ahead_len);
+    *head_len = len + rec->ahead_len;
+    if (end) {
+        memcpy(end, rec->tail, rec->tail_len);
+        tail->data = end;
+        tail->len = rec->tail_len;
+        tail->off = fr.info.plain_size - rec->tail_len;
+    }
     close_front(&fr);
     return 0;
 }
@@ -514,6 +533,15 @@ static int regenerate(const jpg_frame *f, const jpg_record *rec, const jpg_coefs
     }
     jpg_buf_free(&b);
     return rc;
+}
+
+/* Whether the sealed copies are what the image regenerates. */
+static int preview_matches(const jpg_record *rec, size_t head_len, const uint8_t *plain, size_t n)
+{
+    return head_len <= n && rec->ahead_len <= n - head_len &&
+           rec->tail_len <= n - head_len - rec->ahead_len &&
+           memcmp(plain + head_len, rec->ahead, rec->ahead_len) == 0 &&
+           memcmp(plain + n - rec->tail_len, rec->tail, rec->tail_len) == 0;
 }
 
 /* What encode expects the verifying decode to find (see verify_stored). */
@@ -651,6 +679,9 @@ static int decode_stored(const uint8_t *stored, size_t n, const pxc_keys *keys,
     }
     rc = regenerate(&f, rec, coef, out, total);
     if (rc == -EPROTO)
+        rc = -EBADMSG;
+    /* The sealed copies must be what the image regenerates. */
+    if (rc == 0 && !preview_matches(rec, f.scans[0].skel_pos, out, total))
         rc = -EBADMSG;
     if (rc == 0) {
         *plain = out;
@@ -868,6 +899,12 @@ static int assemble(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys
         rec.ndummy[c] = e->ndummy[c];
         rec.dummy[c] = e->dummy[c];
     }
+    uint64_t head_len = e->f.scans[0].skel_pos, ahead_end, tail_off;
+    pxc_preview_plan(n, head_len, &ahead_end, &tail_off);
+    rec.ahead = plain + head_len;
+    rec.ahead_len = (size_t)(ahead_end - head_len);
+    rec.tail = plain + tail_off;
+    rec.tail_len = (size_t)(n - tail_off);
     size_t dlen = 0;
     uint8_t *dict = jpg_record_dict(img + 2, sos_end - 2, &dlen);
     if (!dict)

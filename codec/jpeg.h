@@ -60,6 +60,9 @@
  *                       blocks that are not flat; then varint d and d blocks of 64 int16
  *                       LE: the coefficient blocks outside the image (MCU padding), in
  *                       raster order of the padded array
+ *   [varint n, n bytes, varint t, t bytes]   optional: the n plaintext bytes right
+ *                       after the head (the bytes through the first SOS segment) and
+ *                       the last t plaintext bytes (codec/preview.h)
  *
  * Regeneration: the coefficients come from the cipher image, decrypted; the padding
  * blocks from the record; each scan's entropy-coded data from codec/jpeg_scan.c, an
@@ -115,6 +118,7 @@
 #include <stdint.h>
 
 #include "codec/keys.h"
+#include "codec/preview.h"
 
 #define JPEG_CODEC_MAX_BLOCKS (2u << 20) /* coefficient blocks, all components */
 #define JPEG_SEGMENT_DATA_MAX 65533u     /* payload of one APP segment */
@@ -151,11 +155,13 @@ int jpeg_codec_decode(const uint8_t *stored, size_t n, const pxc_keys *keys, uin
                       size_t *plain_len);
 
 /* The original bytes up to the end of its first SOS segment (every marker segment
- * before the image data: Exif, XMP, ICC, tables, SOF), without decoding any scan.
- * Needs the first info.head_bytes stored bytes (-ENODATA if n is smaller); the sealed
- * record authenticates them; the rest of the file is not checked. */
+ * before the image data: Exif, XMP, ICC, tables, SOF) and the sealed copy of the bytes
+ * after them, and into *tail (if not NULL) the copy of the last bytes (codec/preview.h),
+ * without decoding any scan.  Needs the first info.head_bytes stored bytes (-ENODATA if
+ * n is smaller); the sealed record authenticates them; the rest of the file is not
+ * checked. */
 int jpeg_codec_decode_head(const uint8_t *stored, size_t n, const pxc_keys *keys, uint8_t **head,
-                           size_t *head_len);
+                           size_t *head_len, pxc_plain_tail *tail);
 
 /* Reads the clear fields from the first JPEG_PEEK_BYTES bytes: 0, -EINVAL if they are
  * not a pixcrypt JPEG header, -ENODATA if n < JPEG_PEEK_BYTES.  Nothing authenticated. */

@@ -145,6 +145,11 @@ typedef struct jpg_record {
     const uint8_t *flat[JPG_MAX_COMPS];           /* textured: flat-block flags */
     uint64_t ndummy[JPG_MAX_COMPS];               /* padding blocks, verbatim */
     const int16_t *dummy[JPG_MAX_COMPS];
+    /* Copies of the plaintext right after the head and at its end (codec/preview.h). */
+    const uint8_t *ahead;
+    size_t ahead_len;
+    const uint8_t *tail;
+    size_t tail_len;
     uint8_t *owned; /* body buffer when parsed */
 } jpg_record;
 

@@ -124,6 +124,12 @@ static void build_body(const jpg_record *r, jpg_buf *b)
             jpg_buf_byte(b, (uint8_t)((uint16_t)r->dummy[c][k] >> 8));
         }
     }
+    if (r->ahead_len || r->tail_len) {
+        jpg_buf_varint(b, r->ahead_len);
+        jpg_buf_put(b, r->ahead, r->ahead_len);
+        jpg_buf_varint(b, r->tail_len);
+        jpg_buf_put(b, r->tail, r->tail_len);
+    }
 }
 
 int jpg_record_pack(const jpg_record *rec, const uint8_t *dict, size_t dict_len, jpg_buf *out)
@@ -303,6 +309,12 @@ static int parse_body(jpg_record *rec, reader *r)
         const uint8_t *src = get_bytes(r, rec->ndummy[c] * 128);
         for (uint64_t k = 0; src && k < rec->ndummy[c] * 64; k++)
             d[k] = (int16_t)(src[2 * k] | src[2 * k + 1] << 8);
+    }
+    if (!r->bad && r->pos < r->n) { /* optional: the plaintext copies */
+        rec->ahead_len = get_varint(r);
+        rec->ahead = get_bytes(r, rec->ahead_len);
+        rec->tail_len = get_varint(r);
+        rec->tail = get_bytes(r, rec->tail_len);
     }
     if (r->bad || r->pos != r->n)
         return -EBADMSG;

@@ -202,19 +202,28 @@ static int front_record(stored_front *f, const uint8_t *stored, const pxc_keys *
 }
 
 int png_codec_decode_head(const uint8_t *stored, size_t n, const pxc_keys *keys, uint8_t **head,
-                          size_t *head_len)
+                          size_t *head_len, pxc_plain_tail *tail)
 {
     stored_front f;
     int rc;
 
     *head = NULL;
     *head_len = 0;
+    if (tail)
+        memset(tail, 0, sizeof *tail);
     if ((rc = front_secrets(&f, stored, n, keys, -ENODATA)) != 0 ||
         (rc = front_record(&f, stored, keys)) != 0)
         return rc;
-    size_t len = PNG_IHDR_END + f.rec.pre_len;
+    size_t len = PNG_IHDR_END + f.rec.pre_len + f.rec.ahead_len;
+    if (len + f.rec.tail_len > f.info.plain_size) {
+        front_free(&f);
+        return -EBADMSG;
+    }
     uint8_t *out = malloc(len);
-    if (!out) {
+    uint8_t *end = tail && f.rec.tail_len ? malloc(f.rec.tail_len) : NULL;
+    if (!out || (tail && f.rec.tail_len && !end)) {
+        free(out);
+        free(end);
         front_free(&f);
         return -ENOMEM;
     }
@@ -222,6 +231,13 @@ int png_codec_decode_head(const uint8_t *stored, size_t n, const pxc_keys *keys,
     if (f.rec.ihdr_crc_bad)
         png_put32(out + PNG_IHDR_END - 4, f.rec.ihdr_crc);
     memcpy(out + PNG_IHDR_END, f.rec.pre, f.rec.pre_len);
+    memcpy(out + PNG_IHDR_END + f.rec.pre_len, f.rec.ahead, f.rec.ahead_len);
+    if (end) {
+        memcpy(end, f.rec.tail, f.rec.tail_len);
+        tail->data = end;
+        tail->len = f.rec.tail_len;
+        tail->off = f.info.plain_size - f.rec.tail_len;
+    }
     front_free(&f);
     *head = out;
     *head_len = len;
@@ -402,6 +418,13 @@ int png_codec_decode(const uint8_t *stored, size_t n, const pxc_keys *keys, uint
         z += len;
     }
     memcpy(w, f.rec.post, f.rec.post_len);
+    /* The sealed copies must be what the image regenerates. */
+    size_t head_len = PNG_IHDR_END + f.rec.pre_len;
+    rc = -EBADMSG;
+    if (head_len + f.rec.ahead_len + f.rec.tail_len > total ||
+        memcmp(out + head_len, f.rec.ahead, f.rec.ahead_len) != 0 ||
+        memcmp(out + total - f.rec.tail_len, f.rec.tail, f.rec.tail_len) != 0)
+        goto out;
     *plain = out;
     *plain_len = (size_t)total;
     out = NULL;
@@ -728,6 +751,12 @@ static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *
     r->post_len = n - e->lay.idat_end;
     r->recipe = e->recipe;
     r->recipe_len = e->recipe_len;
+    uint64_t head_len = PNG_IHDR_END + r->pre_len, ahead_end, tail_off;
+    pxc_preview_plan(n, head_len, &ahead_end, &tail_off);
+    r->ahead = plain + head_len;
+    r->ahead_len = (size_t)(ahead_end - head_len);
+    r->tail = plain + tail_off;
+    r->tail_len = (size_t)(n - tail_off);
     if ((rc = png_record_write(r, &e->record, &e->record_len)) != 0)
         return codec_fail(why, rc == -EFBIG ? "too much metadata" : "out of memory", rc);
 

@@ -47,7 +47,8 @@
  * Body (varints are LEB128):
  *   u8      flags: 1 IHDR CRC was wrong (u32 BE original CRC follows),
  *                  2 rows have nonzero padding bits (pad table present),
- *                  4 image data continues after the last row (extra bytes present)
+ *                  4 image data continues after the last row (extra bytes present),
+ *                  8 copies of the plaintext after the head and at its end follow
  *   [u32    original IHDR CRC]
  *   varint n, n bytes   every byte between IHDR and the first IDAT, verbatim (the
  *                       chunks there, with their CRCs, in their order)
@@ -60,6 +61,10 @@
  *                       image with more is declined)
  *   varint n, n bytes   every byte after the last IDAT, verbatim: the chunks there,
  *                       IEND, and anything after IEND
+ *   [varint n, n bytes] the n plaintext bytes right after the bytes before the first
+ *                       IDAT, and
+ *   [varint t, t bytes] the last t plaintext bytes (codec/preview.h: reads near the
+ *                       start and the end of large files without a decode)
  *
  * Pixels: the samples of every row of every pass, unpacked (1/2/4/8-bit to one byte
  * each, 16-bit to a host uint16), form one array that pxc_cipher_encrypt_* encrypts
@@ -101,6 +106,7 @@
 #include <stdint.h>
 
 #include "codec/keys.h"
+#include "codec/preview.h"
 
 #define PNG_CODEC_MAX_IMAGE_BYTES (256u << 20) /* filtered image data, filter bytes included */
 #define PNG_CODEC_MAX_SAMPLES (256u << 20)     /* samples in all passes */
@@ -141,11 +147,13 @@ int png_codec_decode(const uint8_t *stored, size_t n, const pxc_keys *keys, uint
                      size_t *plain_len);
 
 /* The original bytes before the first IDAT chunk (signature, IHDR, and every chunk
- * up to the image data) without touching the pixels.  Needs only the first
- * info.head_bytes stored bytes (n may be larger; -ENODATA if it is smaller), which the
- * sealed record authenticates on its own; the rest of the file is not checked. */
+ * up to the image data) and the sealed copy of the bytes after them, and into *tail
+ * (if not NULL) the copy of the last bytes (codec/preview.h), without touching the
+ * pixels.  Needs only the first info.head_bytes stored bytes (n may be larger; -ENODATA
+ * if it is smaller), which the sealed record authenticates on its own; the rest of the
+ * file is not checked. */
 int png_codec_decode_head(const uint8_t *stored, size_t n, const pxc_keys *keys, uint8_t **head,
-                          size_t *head_len);
+                          size_t *head_len, pxc_plain_tail *tail);
 
 /* Reads the clear fields from the first PNG_PEEK_BYTES bytes of a stored file:
  * 0 and *out filled if they are a pixcrypt PNG header, -EINVAL if not (a plain PNG,

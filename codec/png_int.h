@@ -102,6 +102,11 @@ typedef struct png_record {
     size_t extra_len;
     const uint8_t *post; /* everything after the last IDAT */
     size_t post_len;
+    /* Copies of the plaintext right after the head and at its end (codec/preview.h). */
+    const uint8_t *ahead;
+    size_t ahead_len;
+    const uint8_t *tail;
+    size_t tail_len;
     const uint8_t *recipe;
     size_t recipe_len;
     size_t body_len; /* png_record_read: size of *owned */

@@ -10,6 +10,7 @@
 #define FLAG_IHDR_CRC 1
 #define FLAG_PAD 2
 #define FLAG_EXTRA 4
+#define FLAG_PREVIEW 8
 /* The body holds the original file's non-pixel bytes. */
 #define BODY_MAX ((size_t)1 << 30)
 
@@ -126,7 +127,8 @@ int png_record_write(const png_record *rec, uint8_t **out, size_t *out_len)
 {
     buf body = {0}, rec_out = {0};
     unsigned flags = (rec->ihdr_crc_bad ? FLAG_IHDR_CRC : 0) | (rec->pad ? FLAG_PAD : 0) |
-                     (rec->extra_len ? FLAG_EXTRA : 0);
+                     (rec->extra_len ? FLAG_EXTRA : 0) |
+                     (rec->ahead_len || rec->tail_len ? FLAG_PREVIEW : 0);
 
     *out = NULL;
     *out_len = 0;
@@ -148,6 +150,10 @@ int png_record_write(const png_record *rec, uint8_t **out, size_t *out_len)
     if (flags & FLAG_EXTRA)
         put_bytes(&body, rec->extra, rec->extra_len);
     put_bytes(&body, rec->post, rec->post_len);
+    if (flags & FLAG_PREVIEW) {
+        put_bytes(&body, rec->ahead, rec->ahead_len);
+        put_bytes(&body, rec->tail, rec->tail_len);
+    }
     if (body.oom || body.len > BODY_MAX) {
         free(body.p);
         return body.oom ? -ENOMEM : -EFBIG;
@@ -212,7 +218,7 @@ int png_record_read(png_record *rec, const uint8_t *in, size_t n, uint8_t **owne
 
     reader b = {body, (size_t)body_len, 0};
     unsigned flags = get_u8(&b);
-    if (flags & ~(unsigned)(FLAG_IHDR_CRC | FLAG_PAD | FLAG_EXTRA))
+    if (flags & ~(unsigned)(FLAG_IHDR_CRC | FLAG_PAD | FLAG_EXTRA | FLAG_PREVIEW))
         goto bad;
     rec->ihdr_crc_bad = !!(flags & FLAG_IHDR_CRC);
     if (rec->ihdr_crc_bad)
@@ -256,6 +262,10 @@ int png_record_read(png_record *rec, const uint8_t *in, size_t n, uint8_t **owne
     if (flags & FLAG_EXTRA)
         rec->extra = get_bytes(&b, &rec->extra_len);
     rec->post = get_bytes(&b, &rec->post_len);
+    if (flags & FLAG_PREVIEW) {
+        rec->ahead = get_bytes(&b, &rec->ahead_len);
+        rec->tail = get_bytes(&b, &rec->tail_len);
+    }
     if (b.bad || b.left != 0)
         goto bad;
     return 0;

@@ -107,15 +107,17 @@ int pxc_stored_decode(int kind, const uint8_t *stored, size_t n, const pxc_keys 
 }
 
 int pxc_stored_decode_head(int kind, const uint8_t *stored, size_t n, const pxc_keys *keys,
-                           uint8_t **head, size_t *head_len)
+                           uint8_t **head, size_t *head_len, pxc_plain_tail *tail)
 {
     *head = NULL;
     *head_len = 0;
+    if (tail)
+        memset(tail, 0, sizeof *tail);
     switch (kind) {
     case PXC_KIND_PNG:
-        return png_codec_decode_head(stored, n, keys, head, head_len);
+        return png_codec_decode_head(stored, n, keys, head, head_len, tail);
     case PXC_KIND_JPEG:
-        return jpeg_codec_decode_head(stored, n, keys, head, head_len);
+        return jpeg_codec_decode_head(stored, n, keys, head, head_len, tail);
     default:
         return -EINVAL;
     }

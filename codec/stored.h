@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "codec/keys.h"
+#include "codec/preview.h"
 
 /* Enough leading bytes of a stored file for pxc_stored_peek, whatever its kind. */
 #define PXC_STORED_PEEK_BYTES 200
@@ -60,12 +61,14 @@ int pxc_stored_decode(int kind, const uint8_t *stored, size_t n, const pxc_keys 
                       uint8_t **plain, size_t *plain_len);
 
 /* The plaintext's leading bytes that precede its image data (for PNG: signature, IHDR
- * and every chunk before the first IDAT), without decoding the image: *head (malloc'ed,
- * *head_len bytes) is a prefix of what pxc_stored_decode gives.  Needs only the first
- * info.head_bytes stored bytes (n may be larger; -ENODATA if smaller), which
- * authenticate on their own; the rest of the file is not checked.  -EBADMSG when they
- * do not authenticate, -EINVAL for kinds without a separately readable head. */
+ * and every chunk before the first IDAT) and, for large files, the sealed copy of the
+ * bytes after them, without decoding the image: *head (malloc'ed, *head_len bytes) is a
+ * prefix of what pxc_stored_decode gives.  *tail, if not NULL, gets the sealed copy of
+ * the plaintext's last bytes (tail->data NULL if the file has none; codec/preview.h).  Needs only
+ * the first info.head_bytes stored bytes (n may be larger; -ENODATA if smaller), which authenticate
+ * on their own; the rest of the file is not checked.  -EBADMSG when they do not authenticate,
+ * -EINVAL for kinds without a separately readable head. */
 int pxc_stored_decode_head(int kind, const uint8_t *stored, size_t n, const pxc_keys *keys,
-                           uint8_t **head, size_t *head_len);
+                           uint8_t **head, size_t *head_len, pxc_plain_tail *tail);
 
 #endif

@@ -416,6 +416,8 @@ static void drop_decoded(pxc_fs *fs, pxc_inode *n)
     free(n->head);
     n->head = NULL;
     n->head_len = 0;
+    free(n->tail.data);
+    memset(&n->tail, 0, sizeof n->tail);
     n->head_tried = 0;
 }
 
@@ -456,6 +458,7 @@ static int fill_plain(pxc_fs *fs, pxc_inode *n)
     int rc = r < 0 ? (int)r : 0;
     if (rc == 0)
         rc = pxc_stored_decode(n->kind, stored, (size_t)r, fs->keys, &plain, &plain_len);
+    fs->whole_decodes++;
     free(stored);
     codec_slot_give(fs);
     if (rc == 0 && plain_len != n->file.plain_size)
@@ -474,8 +477,9 @@ static int fill_plain(pxc_fs *fs, pxc_inode *n)
     return n->plain ? 0 : -ENOMEM;
 }
 
-/* Decodes the plaintext before the image data into n->head, from the stored file's
- * head alone.  n write-locked.  Errors other than failed authentication only mean that
+/* Decodes the plaintext the stored file's head seals (what precedes the image data, and
+ * for large files copies of the bytes after that and of the last ones) into n->head and
+ * n->tail.  n write-locked.  Errors other than failed authentication only mean that
  * reads go to the whole decode. */
 static int fill_head(pxc_fs *fs, pxc_inode *n)
 {
@@ -492,14 +496,17 @@ static int fill_head(pxc_fs *fs, pxc_inode *n)
     int rc = 0;
     if (fd_read_full(n->file.fd, stored, (size_t)info.head_bytes, 0) == (ssize_t)info.head_bytes)
         rc = pxc_stored_decode_head(n->kind, stored, (size_t)info.head_bytes, fs->keys, &n->head,
-                                    &n->head_len);
+                                    &n->head_len, &n->tail);
     free(stored);
     if (rc == -EBADMSG)
         return decode_error(fs, n, rc);
-    if (rc != 0 || n->head_len > n->file.plain_size) {
+    if (rc != 0 || n->head_len > n->file.plain_size ||
+        n->tail.off + n->tail.len != (n->tail.data ? n->file.plain_size : 0)) {
         free(n->head);
         n->head = NULL;
         n->head_len = 0;
+        free(n->tail.data);
+        memset(&n->tail, 0, sizeof n->tail);
     }
     return 0;
 }
@@ -926,9 +933,18 @@ ssize_t content_read(pxc_fs *fs, pxc_inode *n, void *buf, size_t size, off_t off
             r = 0;
             break;
         }
-        /* Reads within the plaintext before the image data need no pixels. */
-        if (n->head && (uint64_t)off + size <= n->head_len) {
+        /* Reads within what the stored header seals need no pixels. */
+        uint64_t end = (uint64_t)off + size;
+        if (end > n->file.plain_size)
+            end = n->file.plain_size;
+        if (n->head && end <= n->head_len) {
             r = (ssize_t)copy_out(buf, size, off, n->head, n->head_len);
+            fs->header_reads++;
+            break;
+        }
+        if (n->tail.data && (uint64_t)off >= n->tail.off) {
+            r = (ssize_t)copy_out(buf, size, off - (off_t)n->tail.off, n->tail.data, n->tail.len);
+            fs->header_reads++;
             break;
         }
         pthread_rwlock_unlock(&n->lock);

@@ -82,6 +82,7 @@ static void entry_free(pxc_inode *n)
         opaque_close(&n->file);
     }
     free(n->head);
+    free(n->tail.data);
     if (n->fd >= 0)
         close(n->fd);
     pthread_rwlock_destroy(&n->lock);

@@ -19,6 +19,7 @@
 #include <sys/types.h>
 
 #include "codec/opaque.h"
+#include "codec/preview.h"
 
 struct plain_buf;
 
@@ -44,10 +45,12 @@ typedef struct pxc_inode {
     opaque_file file; /* file.fd: the content fd shared by all handles, or -1; the opaque
                        * codec state, or for other kinds just plain_size and file id */
     /* format-preserving kinds (decoded whole): the plaintext once decoded (a plain
-     * cache buffer, fs/plaincache.h), and the plaintext before the image data */
+     * cache buffer, fs/plaincache.h), and the parts of it its stored header seals:
+     * [0, head_len) and [tail.off, tail.off + tail.len) */
     struct plain_buf *plain;
     uint8_t *head;
     size_t head_len;
+    pxc_plain_tail tail;
     int head_tried;
 
     struct pxc_inode *next; /* hash chain */

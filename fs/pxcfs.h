@@ -25,6 +25,9 @@ typedef struct pxc_fs {
      * file (rename of a temp file over a name found through /proc) holds it exclusive,
      * so that the name it checked is still the name it replaces. */
     pthread_rwlock_t ns_lock;
+    /* Image reads: plaintexts decoded whole, and reads served from sealed headers alone
+     * (logged at unmount; the tests read them). */
+    _Atomic uint64_t whole_decodes, header_reads;
 } pxc_fs;
 
 /* The low-level operation table; pass a pxc_fs as fuse_session_new's userdata. */

@@ -34,8 +34,8 @@ static inline void fuzz_make_base(fuzz_base *b, int kind, uint8_t *plain, size_t
     b->plain_len = plain_len;
     if (pxc_stored_encode(kind, plain, plain_len, fuzz_keys, &s, &b->stored, &b->stored_len,
                           &why) != 0 ||
-        pxc_stored_decode_head(kind, b->stored, b->stored_len, fuzz_keys, &b->head, &b->head_len) !=
-            0) {
+        pxc_stored_decode_head(kind, b->stored, b->stored_len, fuzz_keys, &b->head, &b->head_len,
+                               NULL) != 0) {
         fprintf(stderr, "fuzz: cannot encode a base image: %s\n", why ? why : "head");
         exit(1);
     }

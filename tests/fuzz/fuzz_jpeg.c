@@ -135,7 +135,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(jpeg_codec_peek(stored, len, &peek) == 0);
         FUZZ_CHECK(peek.plain_size == size && peek.head_bytes <= len);
         FUZZ_CHECK(jpeg_codec_decode_head(stored, (size_t)peek.head_bytes, fuzz_keys, &head,
-                                          &head_len) == 0);
+                                          &head_len, NULL) == 0);
         FUZZ_CHECK(head_len <= size && memcmp(head, data, head_len) == 0);
         FUZZ_CHECK(pxc_stored_peek(stored, len, len, &info) == 0 && info.kind == PXC_KIND_JPEG);
         FUZZ_CHECK(libjpeg_reads(data, size, 0, 0, &orig) == 0);
@@ -153,7 +153,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     jpeg_codec_peek(data, size, &peek);
     rc = jpeg_codec_decode(data, size, fuzz_keys, &back, &back_len);
     FUZZ_CHECK(rc <= 0 && (rc == 0) == (back != NULL));
-    int hrc = jpeg_codec_decode_head(data, size, fuzz_keys, &head, &head_len);
+    int hrc = jpeg_codec_decode_head(data, size, fuzz_keys, &head, &head_len, NULL);
     FUZZ_CHECK(hrc <= 0 && (hrc == 0) == (head != NULL));
     if (rc == 0 && hrc == 0)
         FUZZ_CHECK(head_len <= back_len && memcmp(head, back, head_len) == 0);

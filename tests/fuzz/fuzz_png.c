@@ -128,7 +128,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(peek.plain_size == size && peek.head_bytes <= len);
         FUZZ_CHECK(memcmp(stored + 16, data + 16, 13) == 0); /* IHDR fields */
         FUZZ_CHECK(png_codec_decode_head(stored, (size_t)peek.head_bytes, fuzz_keys, &head,
-                                         &head_len) == 0);
+                                         &head_len, NULL) == 0);
         FUZZ_CHECK(head_len <= size && memcmp(head, data, head_len) == 0);
         FUZZ_CHECK(pxc_stored_peek(stored, len, len, &info) == 0 && info.kind == PXC_KIND_PNG);
         check_libpng_reads(stored, len, peek.width, peek.height);
@@ -155,7 +155,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     png_codec_peek(data, size, &peek);
     rc = png_codec_decode(data, size, fuzz_keys, &back, &back_len);
     FUZZ_CHECK(rc <= 0 && (rc == 0) == (back != NULL));
-    int hrc = png_codec_decode_head(data, size, fuzz_keys, &head, &head_len);
+    int hrc = png_codec_decode_head(data, size, fuzz_keys, &head, &head_len, NULL);
     FUZZ_CHECK(hrc <= 0 && (hrc == 0) == (head != NULL));
     if (rc == 0 && hrc == 0)
         FUZZ_CHECK(head_len <= back_len && memcmp(head, back, head_len) == 0);

@@ -370,7 +370,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t *plain = NULL, *head = NULL;
     size_t plain_len = 0, head_len = 0;
     int rc = pxc_stored_decode(b->kind, stored, n, fuzz_keys, &plain, &plain_len);
-    int hrc = pxc_stored_decode_head(b->kind, stored, n, fuzz_keys, &head, &head_len);
+    int hrc = pxc_stored_decode_head(b->kind, stored, n, fuzz_keys, &head, &head_len, NULL);
     if (fuzz_verbose)
         fprintf(stderr, "base %d: %s record, decode %d, head %d\n", bi,
                 original ? "original" : "forged", rc, hrc);

@@ -134,7 +134,7 @@ static int read_all(const uint8_t *p, size_t n, uint8_t **plain, size_t *plain_l
         uint8_t *pl = NULL, *hd = NULL;
         size_t pl_len = 0, hd_len = 0;
         int drc = pxc_stored_decode(k, p, n, fuzz_keys, &pl, &pl_len);
-        int hrc = pxc_stored_decode_head(k, p, n, fuzz_keys, &hd, &hd_len);
+        int hrc = pxc_stored_decode_head(k, p, n, fuzz_keys, &hd, &hd_len, NULL);
         FUZZ_CHECK(drc <= 0 && (drc == 0) == (pl != NULL));
         FUZZ_CHECK(hrc <= 0 && (hrc == 0) == (hd != NULL));
         if (drc == 0) /* only the kind the header names can authenticate */

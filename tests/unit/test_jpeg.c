@@ -386,12 +386,16 @@ static int check_one(const char *label, const uint8_t *p, size_t n, stats *st, c
     }
     uint8_t *head = NULL;
     size_t hl = 0;
-    if (jpeg_codec_decode_head(sf, pi.head_bytes, keys, &head, &hl) != 0 || hl > n ||
-        memcmp(head, p, hl) != 0) {
+    pxc_plain_tail tail;
+    if (jpeg_codec_decode_head(sf, pi.head_bytes, keys, &head, &hl, &tail) != 0 || hl > n ||
+        memcmp(head, p, hl) != 0 || tail.off + tail.len != (tail.data ? n : 0) ||
+        (tail.data && memcmp(tail.data, p + tail.off, tail.len) != 0) ||
+        (n >= PXC_PREVIEW_MIN_PLAIN) != (tail.data != NULL)) {
         tap_diag("%s: decode_head", label);
         bad = 1;
     }
     free(head);
+    free(tail.data);
     image a, b;
     int da = decode_luma(p, n, &a), db = decode_luma(sf, sl, &b);
     if (db != 0 || (da == 0 && (a.w != b.w || a.h != b.h || a.comps != b.comps))) {

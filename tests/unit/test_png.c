@@ -342,11 +342,15 @@ static int check_one(const char *name, const uint8_t *plain, size_t n, stats *st
     if (!what) {
         uint8_t *head = NULL;
         size_t hn = 0;
-        size_t idat = find_chunk(plain, n, "IDAT");
-        if (png_codec_decode_head(stored, (size_t)pi.head_bytes, keys, &head, &hn) != 0 ||
-            hn != idat || memcmp(head, plain, hn) != 0)
+        pxc_plain_tail tail;
+        uint64_t ahead_end, tail_off;
+        pxc_preview_plan(n, find_chunk(plain, n, "IDAT"), &ahead_end, &tail_off);
+        if (png_codec_decode_head(stored, (size_t)pi.head_bytes, keys, &head, &hn, &tail) != 0 ||
+            hn != ahead_end || memcmp(head, plain, hn) != 0 || tail.len != n - tail_off ||
+            (tail.len && (tail.off != tail_off || memcmp(tail.data, plain + tail_off, tail.len))))
             what = "decode_head";
         free(head);
+        free(tail.data);
     }
     if (what) {
         ok(0, "%s: %s (decode rc %d)", name, what, drc);
@@ -895,7 +899,8 @@ static void test_tamper(void)
     ok(png_codec_peek(m.p, m.len, &info) == -EINVAL, "a plain PNG is not a pixcrypt PNG");
     uint8_t *head = NULL;
     size_t hn = 0;
-    ok(png_codec_decode_head(stored, (size_t)pi.head_bytes - 1, keys, &head, &hn) == -ENODATA &&
+    ok(png_codec_decode_head(stored, (size_t)pi.head_bytes - 1, keys, &head, &hn, NULL) ==
+               -ENODATA &&
            !head,
        "decode_head asks for more bytes when given too few");
     free(stored);
@@ -977,7 +982,7 @@ static void test_mutations(void)
             size_t hn;
             png_peek_info pi;
             if (png_codec_peek(smut, en, &pi) == 0 && pi.head_bytes <= en &&
-                png_codec_decode_head(smut, en, keys, &head, &hn) == 0)
+                png_codec_decode_head(smut, en, keys, &head, &hn, NULL) == 0)
                 decode_bad += pos < pi.head_bytes; /* the record covers the head */
             free(head);
         }

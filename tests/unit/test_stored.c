@@ -138,19 +138,19 @@ int main(void)
     ok(info.head_bytes > PNG_PEEK_BYTES && info.head_bytes < stored_len, "peek: head bytes %llu",
        (unsigned long long)info.head_bytes);
     rc = pxc_stored_decode_head(PXC_KIND_PNG, stored, (size_t)info.head_bytes, keys, &head_plain,
-                                &head_len);
+                                &head_len, NULL);
     ok(rc == 0 && head_len >= 33 && head_len < png_len && memcmp(head_plain, png, head_len) == 0,
        "decode_head from the head bytes alone: a prefix of the original (%zu bytes)", head_len);
     free(head_plain);
     ok(pxc_stored_decode_head(PXC_KIND_PNG, stored, (size_t)info.head_bytes - 1, keys, &head_plain,
-                              &head_len) == -ENODATA &&
+                              &head_len, NULL) == -ENODATA &&
            head_plain == NULL,
        "decode_head with too few bytes: -ENODATA");
-    ok(pxc_stored_decode_head(PXC_KIND_PNG, stored, stored_len, other, &head_plain, &head_len) ==
-           -EBADMSG,
+    ok(pxc_stored_decode_head(PXC_KIND_PNG, stored, stored_len, other, &head_plain, &head_len,
+                              NULL) == -EBADMSG,
        "decode_head under another volume's keys: -EBADMSG");
-    ok(pxc_stored_decode_head(PXC_KIND_OPAQUE, stored, stored_len, keys, &head_plain, &head_len) ==
-           -EINVAL,
+    ok(pxc_stored_decode_head(PXC_KIND_OPAQUE, stored, stored_len, keys, &head_plain, &head_len,
+                              NULL) == -EINVAL,
        "decode_head of opaque: -EINVAL");
     stored[stored_len / 2] ^= 0x10;
     ok(pxc_stored_decode(PXC_KIND_PNG, stored, stored_len, keys, &plain, &plain_len) == -EBADMSG &&
