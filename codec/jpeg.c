@@ -546,8 +546,11 @@ static int preview_matches(const jpg_record *rec, size_t head_len, const uint8_t
 
 /* What encode expects the verifying decode to find (see verify_stored). */
 typedef struct jpg_expect {
-    const jpg_frame *f; /* the original's frame, parsed from the whole file */
-    const int16_t *const *coef;
+    const jpg_frame *f;     /* the original's frame, parsed from the whole file */
+    const jpg_rows *cipher; /* the cipher coefficients written, padding blocks included */
+    const jpg_cipher_params *cp;
+    int16_t *const *dummy; /* the original's padding blocks */
+    const uint64_t *ndummy;
     const jpg_buf *skel;
     const size_t *ecs_len;
     const uint32_t *patch_start;
@@ -585,15 +588,27 @@ static int same_record(const jpg_record *rec, const jpg_frame *f, const jpg_expe
             (i < rec->nscans && rec->ecs_len[i] != ex->ecs_len[i]))
             return 0;
     size_t np = rec->patch_start[rec->nscans];
-    return np * sizeof(jpg_patch) == ex->patches->len &&
-           (np == 0 || memcmp(rec->patches, ex->patches->p, ex->patches->len) == 0);
+    if (np * sizeof(jpg_patch) != ex->patches->len ||
+        (np != 0 && memcmp(rec->patches, ex->patches->p, ex->patches->len) != 0))
+        return 0;
+    for (int c = 0; c < f->ncomp; c++) {
+        const jpg_cipher_params *cp = ex->cp;
+        uint64_t nblocks = (uint64_t)f->comp[c].wb * f->comp[c].hb;
+        if (rec->lo[c] != cp->lo[c] || rec->hi[c] != cp->hi[c] || rec->pidx[c] != cp->pidx[c] ||
+            rec->textured[c] != cp->textured[c] || rec->ndummy[c] != ex->ndummy[c] ||
+            (cp->textured[c] && memcmp(rec->flat[c], cp->flat[c], nblocks) != 0) ||
+            memcmp(rec->dummy[c], ex->dummy[c], ex->ndummy[c] * 128) != 0)
+            return 0;
+    }
+    return 1;
 }
 
 /* Decodes a stored file.  With ex NULL, regenerates the original.  With ex, verifies
- * instead that everything regeneration would start from -- the record and the
- * deciphered coefficients, padding blocks included -- is what encode had: the
- * regeneration is a deterministic function of exactly those, and encode already
- * compared its output for them with the original bytes (record_scans). */
+ * instead that everything regeneration would start from -- the sealed record, cipher
+ * parameters and padding blocks included, and the cipher coefficients libjpeg reads
+ * from the stored bytes -- is what encode had: encode already checked that those
+ * coefficients decipher to the original's (check_inverse) and that regeneration from
+ * the original's gives the original bytes (record_scans). */
 static int decode_stored(const uint8_t *stored, size_t n, const pxc_keys *keys,
                          const jpg_expect *ex, uint8_t **plain, size_t *plain_len)
 {
@@ -624,6 +639,17 @@ static int decode_stored(const uint8_t *stored, size_t n, const pxc_keys *keys,
             goto done;
     if (jreader_open(&r, stored, n) != 0 || !geometry_matches(&r, &f))
         goto done;
+    if (ex) {
+        rc = rows_of_reader(&r, &f, &src, 0);
+        if (rc == 0 && !same_record(rec, &f, ex))
+            rc = -EPROTO;
+        /* The blocks inside the image: libjpeg writes its own padding blocks. */
+        for (int c = 0; c < f.ncomp && rc == 0; c++)
+            for (uint32_t y = 0; y < f.comp[c].hb && rc == 0; y++)
+                if (memcmp(src.row[c][y], ex->cipher->row[c][y], (size_t)f.comp[c].wb * 128) != 0)
+                    rc = -EPROTO;
+        goto done;
+    }
     for (int c = 0; c < f.ncomp; c++) {
         coef[c] = coef_alloc((size_t)f.comp[c].pw * f.comp[c].ph);
         if (!coef[c]) {
@@ -663,13 +689,6 @@ static int decode_stored(const uint8_t *stored, size_t n, const pxc_keys *keys,
     jreader_close(&r);
     if (rc) {
         rc = rc == -ENOMEM ? rc : -EBADMSG;
-        goto done;
-    }
-    if (ex) {
-        rc = same_record(rec, &f, ex) ? 0 : -EPROTO;
-        for (int c = 0; c < f.ncomp && rc == 0; c++)
-            if (memcmp(coef[c], ex->coef[c], (size_t)f.comp[c].pw * f.comp[c].ph * 128) != 0)
-                rc = -EPROTO;
         goto done;
     }
     out = malloc(total ? total : 1);
@@ -1003,6 +1022,49 @@ static int set_nnvec(enc_state *e, const pxc_keys *keys, pxc_file_secrets *s)
 }
 
 /* The cipher image of the original's coefficients, in e->img. */
+/* Images with fewer blocks than this are encoded on one thread. */
+#define RECORD_THREAD_MIN_BLOCKS 65536u
+
+/* Deciphers the cipher coefficients again and compares them with the original's: the
+ * cipher must invert on this very image before it is stored.  Runs beside write_image. */
+typedef struct inverse_job {
+    enc_state *e;
+    const uint8_t *perm_key, *diff_key;
+    int rc;
+} inverse_job;
+
+static void *check_inverse(void *arg)
+{
+    inverse_job *j = arg;
+    enc_state *e = j->e;
+    const jpg_frame *f = &e->f;
+    jpg_coefs back = {0};
+    jpg_rows rows = {0};
+    int rc = 0;
+    for (int c = 0; c < f->ncomp && rc == 0; c++)
+        if (!(back[c] = coef_alloc((size_t)f->comp[c].pw * f->comp[c].ph)))
+            rc = -ENOMEM;
+    if (rc == 0)
+        rc = rows_of_coefs(f, back, &rows);
+    jpg_cipher_params p = e->cp;
+    if (rc == 0)
+        rc = jpg_cipher_run(1, f, &e->dst, &rows, &p, j->perm_key, j->diff_key);
+    for (int c = 0; c < f->ncomp && rc == 0; c++) {
+        const jpg_comp *cp = &f->comp[c];
+        for (uint32_t y = 0; y < cp->hb && rc == 0; y++)
+            if (memcmp(rows.row[c][y], e->coef[c] + (size_t)y * cp->pw * 64,
+                       (size_t)cp->wb * 128) != 0)
+                rc = -EPROTO;
+    }
+    for (int c = 0; c < f->ncomp; c++)
+        if (back[c])
+            sodium_memzero(back[c], (size_t)f->comp[c].pw * f->comp[c].ph * 128);
+    coefs_free(back);
+    rows_free(&rows);
+    j->rc = rc;
+    return NULL;
+}
+
 static int cipher_image(enc_state *e, const pxc_keys *keys, const pxc_file_secrets *s,
                         const char **why)
 {
@@ -1028,13 +1090,29 @@ static int cipher_image(enc_state *e, const pxc_keys *keys, const pxc_file_secre
     pxc_file_subkey(perm, keys, s, PXC_SUBKEY_PERMUTATION);
     pxc_file_subkey(diff, keys, s, PXC_SUBKEY_DIFFUSION);
     rc = jpg_cipher_run(0, f, &e->src, &e->dst, &e->cp, perm, diff);
-    sodium_memzero(perm, sizeof perm);
-    sodium_memzero(diff, sizeof diff);
-    if (rc)
+    if (rc) {
+        sodium_memzero(perm, sizeof perm);
+        sodium_memzero(diff, sizeof diff);
         return codec_fail(why, rc == -ENOMEM ? "out of memory" : "coefficient out of range",
                           rc == -ENOMEM ? rc : -ENOTSUP);
-    if (write_image(&e->r, f, &e->dst, &e->img) != 0)
+    }
+    /* Both only read the cipher coefficients. */
+    inverse_job inv = {e, perm, diff, 0};
+    pthread_t th;
+    int threaded = f->real_blocks >= RECORD_THREAD_MIN_BLOCKS &&
+                   pthread_create(&th, NULL, check_inverse, &inv) == 0;
+    rc = write_image(&e->r, f, &e->dst, &e->img);
+    if (threaded)
+        pthread_join(th, NULL);
+    else
+        check_inverse(&inv);
+    sodium_memzero(perm, sizeof perm);
+    sodium_memzero(diff, sizeof diff);
+    if (rc != 0)
         return codec_fail(why, "libjpeg-turbo cannot write the cipher image", -EPROTO);
+    if (inv.rc)
+        return codec_fail(why, inv.rc == -ENOMEM ? "out of memory" : "cipher does not invert",
+                          inv.rc == -ENOMEM ? -ENOMEM : -EPROTO);
     return 0;
 }
 
@@ -1051,9 +1129,6 @@ static void *record_job_run(void *arg)
     j->rc = record_scans(j->e, j->plain, &j->why);
     return NULL;
 }
-
-/* Images with fewer blocks than this are encoded on one thread. */
-#define RECORD_THREAD_MIN_BLOCKS 65536u
 
 static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *keys,
                   const pxc_file_secrets *s, size_t *stored_len, const char **why)
@@ -1099,14 +1174,13 @@ static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *
         return codec_fail(why, job.why, job.rc);
     if (rc)
         return rc;
-    jreader_close(&e->r);
     rc = assemble(e, plain, n, keys, s, stored_len, why);
     if (rc)
         return rc;
     /* The stored bytes decode, through libjpeg, the MAC and the sealed record, to the
-     * original's coefficients and regeneration data (see decode_stored). */
-    jpg_expect ex = {
-        f, (const int16_t *const *)e->coef, &e->skel, e->ecs_len, e->patch_start, &e->patches};
+     * cipher coefficients and regeneration data encode had (see decode_stored). */
+    jpg_expect ex = {f,        &e->dst,    &e->cp,         e->dummy,   e->ndummy,
+                     &e->skel, e->ecs_len, e->patch_start, &e->patches};
     uint8_t *none = NULL;
     size_t none_len = 0;
     rc = decode_stored(e->out, *stored_len, keys, &ex, &none, &none_len);
