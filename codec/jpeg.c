@@ -495,7 +495,7 @@ int jpeg_codec_decode_head(const uint8_t *stored, size_t n, const pxc_keys *keys
 
 /* Original file from skeleton, coefficients and patches. */
 static int regenerate(const jpg_frame *f, const jpg_record *rec, const jpg_coefs coef, uint8_t *out,
-                      size_t out_len)
+                      size_t out_len, jpg_progress *gate)
 {
     size_t o = 0, sk = 0;
     jpg_buf b = {0};
@@ -515,7 +515,7 @@ static int regenerate(const jpg_frame *f, const jpg_record *rec, const jpg_coefs
             rc = -ENOMEM;
             break;
         }
-        rc = jpg_scan_encode(f, s, coef, &b);
+        rc = jpg_scan_encode(f, s, coef, &b, gate);
         if (rc == 0 && (b.len != rec->ecs_len[i] || out_len - o < b.len))
             rc = -EBADMSG;
         if (rc)
@@ -603,6 +603,30 @@ static int same_record(const jpg_record *rec, const jpg_frame *f, const jpg_expe
     return 1;
 }
 
+/* Images with fewer blocks than this decipher and regenerate one after the other. */
+#define PIPELINE_MIN_BLOCKS 65536u
+
+typedef struct decipher_job {
+    const jpg_frame *f;
+    const jpg_rows *src, *dst;
+    jpg_cipher_params *cp;
+    uint8_t perm[PXC_KEY_BYTES], diff[PXC_KEY_BYTES];
+    int rc;
+} decipher_job;
+
+/* Deciphers the stored coefficients; publishes every component complete, or failure. */
+static void *decipher_run(void *arg)
+{
+    decipher_job *j = arg;
+    j->rc = jpg_cipher_run(1, j->f, j->src, j->dst, j->cp, j->perm, j->diff);
+    jpg_progress *pg = j->cp->progress;
+    if (pg && j->rc)
+        jpg_progress_fail(pg);
+    for (int c = 0; pg && j->rc == 0 && c < j->f->ncomp; c++)
+        jpg_progress_publish(pg, c, j->f->comp[c].hb);
+    return NULL;
+}
+
 /* Decodes a stored file.  With ex NULL, regenerates the original.  With ex, verifies
  * instead that everything regeneration would start from -- the sealed record, cipher
  * parameters and padding blocks included, and the cipher coefficients libjpeg reads
@@ -676,27 +700,41 @@ static int decode_stored(const uint8_t *stored, size_t n, const pxc_keys *keys,
             goto done;
         }
     }
-    uint8_t perm[PXC_KEY_BYTES], diff[PXC_KEY_BYTES];
-    pxc_file_subkey(perm, keys, &fr.secrets, PXC_SUBKEY_PERMUTATION);
-    pxc_file_subkey(diff, keys, &fr.secrets, PXC_SUBKEY_DIFFUSION);
     rc = rows_of_reader(&r, &f, &src, 0);
     if (rc == 0)
         rc = rows_of_coefs(&f, coef, &dst);
-    if (rc == 0)
-        rc = jpg_cipher_run(1, &f, &src, &dst, &cp, perm, diff);
-    sodium_memzero(perm, sizeof perm);
-    sodium_memzero(diff, sizeof diff);
-    jreader_close(&r);
-    if (rc) {
-        rc = rc == -ENOMEM ? rc : -EBADMSG;
-        goto done;
-    }
-    out = malloc(total ? total : 1);
-    if (!out) {
+    if (rc == 0 && !(out = malloc(total ? total : 1)))
         rc = -ENOMEM;
+    if (rc)
         goto done;
+    decipher_job dj = {&f, &src, &dst, &cp, {0}, {0}, 0};
+    pxc_file_subkey(dj.perm, keys, &fr.secrets, PXC_SUBKEY_PERMUTATION);
+    pxc_file_subkey(dj.diff, keys, &fr.secrets, PXC_SUBKEY_DIFFUSION);
+    /* Large images: the encoder regenerating the original follows the decipher, row of
+     * blocks by row, on this thread. */
+    jpg_progress pg;
+    pthread_t th;
+    int threaded = f.real_blocks >= PIPELINE_MIN_BLOCKS;
+    if (threaded) {
+        jpg_progress_init(&pg);
+        cp.progress = &pg;
+        threaded = pthread_create(&th, NULL, decipher_run, &dj) == 0;
+        if (!threaded)
+            jpg_progress_destroy(&pg);
     }
-    rc = regenerate(&f, rec, coef, out, total);
+    if (!threaded) {
+        cp.progress = NULL;
+        decipher_run(&dj);
+    }
+    rc = threaded || dj.rc == 0 ? regenerate(&f, rec, coef, out, total, threaded ? &pg : NULL) : 0;
+    if (threaded) {
+        pthread_join(th, NULL);
+        jpg_progress_destroy(&pg);
+    }
+    sodium_memzero(dj.perm, sizeof dj.perm);
+    sodium_memzero(dj.diff, sizeof dj.diff);
+    if (dj.rc)
+        rc = dj.rc == -ENOMEM ? -ENOMEM : -EBADMSG;
     if (rc == -EPROTO)
         rc = -EBADMSG;
     /* The sealed copies must be what the image regenerates. */
@@ -782,7 +820,7 @@ static int record_scans(enc_state *e, const uint8_t *plain, const char **why)
         e->regen.len = 0;
         if (jpg_buf_reserve(&e->regen, s->ecs_len + 65536) != 0)
             return codec_fail(why, "out of memory", -ENOMEM);
-        int rc = jpg_scan_encode(f, s, e->coef, &e->regen);
+        int rc = jpg_scan_encode(f, s, e->coef, &e->regen, NULL);
         if (rc == -ENOMEM)
             return codec_fail(why, "out of memory", rc);
         if (rc || e->regen.len != s->ecs_len)

@@ -321,6 +321,9 @@ static int cipher_component(int decrypt, const jpg_frame *f, int c, const jpg_ro
             const int16_t *in = decrypt ? block_at(sr, wb, perm[i]) : block_at(sr, wb, i);
             int16_t *out = decrypt ? block_at(dr, wb, i) : block_at(dr, wb, perm[i]);
             rc = mask_block(in, out, bs, lo, m, flat && flat[i], tex, decrypt);
+            /* Decryption writes blocks in raster order: each finished row can go. */
+            if (p->progress && rc == 0 && (i + 1) % wb == 0)
+                jpg_progress_publish(p->progress, c, (uint32_t)((i + 1) / wb));
         }
     }
     if (perm)

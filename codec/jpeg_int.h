@@ -9,6 +9,7 @@
 #ifndef PXC_CODEC_JPEG_INT_H
 #define PXC_CODEC_JPEG_INT_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -75,10 +76,31 @@ void jpg_frame_free(jpg_frame *f);
  * natural (row-major) order, block (x, y) at index y * pw + x. */
 typedef int16_t *jpg_coefs[JPG_MAX_COMPS];
 
+/* Rows of blocks (of each component's hb) deciphered so far: lets the encoder that
+ * regenerates the original follow the decipher on another thread instead of waiting
+ * for all of it. */
+typedef struct jpg_progress {
+    pthread_mutex_t lock;
+    pthread_cond_t more;
+    uint32_t rows[JPG_MAX_COMPS];
+    int failed;
+} jpg_progress;
+
+void jpg_progress_init(jpg_progress *p);
+void jpg_progress_destroy(jpg_progress *p);
+/* Component c has its first `rows` rows of blocks complete. */
+void jpg_progress_publish(jpg_progress *p, int c, uint32_t rows);
+/* The decipher failed: waiters return. */
+void jpg_progress_fail(jpg_progress *p);
+/* Waits until component c has `rows` rows: 0, or -EBADMSG if the decipher failed. */
+int jpg_progress_wait(jpg_progress *p, int c, uint32_t rows);
+
 /* Appends the entropy-coded data of scan s (restart markers included) as a libjpeg
  * encoder would write it: 0, or -EPROTO when a value has no code in the scan's tables
- * or is out of range, -ENOMEM. */
-int jpg_scan_encode(const jpg_frame *f, const jpg_scan *s, const jpg_coefs coef, jpg_buf *out);
+ * or is out of range, -ENOMEM.  With gate, each row of MCUs waits until its blocks
+ * inside the image are there (padding blocks must be there from the start). */
+int jpg_scan_encode(const jpg_frame *f, const jpg_scan *s, const jpg_coefs coef, jpg_buf *out,
+                    jpg_progress *gate);
 
 /* Symbol frequencies of one sequential scan over all components of f (interleaved when
  * there are several, as libjpeg writes a coefficient-only image), with component c
@@ -105,6 +127,7 @@ typedef struct jpg_cipher_params {
     uint8_t *flat[JPG_MAX_COMPS];      /* textured: wb * hb flags, 1 = all AC zero (raster) */
     int16_t tex[JPG_MAX_COMPS];        /* encryption: texture magnitude */
     const uint16_t *qw[JPG_MAX_COMPS]; /* encryption: quantisers (natural order) */
+    jpg_progress *progress;            /* decryption: published row by row, or NULL */
 } jpg_cipher_params;
 
 /* Coefficient cipher over the blocks inside the image (wb x hb per component), from src

@@ -395,7 +395,59 @@ static int reserve(enc *e, jpg_buf *out, size_t blocks)
     return 0;
 }
 
-int jpg_scan_encode(const jpg_frame *f, const jpg_scan *s, const jpg_coefs coef, jpg_buf *out)
+void jpg_progress_init(jpg_progress *p)
+{
+    memset(p, 0, sizeof *p);
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->more, NULL);
+}
+
+void jpg_progress_destroy(jpg_progress *p)
+{
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->more);
+}
+
+void jpg_progress_publish(jpg_progress *p, int c, uint32_t rows)
+{
+    pthread_mutex_lock(&p->lock);
+    p->rows[c] = rows;
+    pthread_cond_broadcast(&p->more);
+    pthread_mutex_unlock(&p->lock);
+}
+
+void jpg_progress_fail(jpg_progress *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->failed = 1;
+    pthread_cond_broadcast(&p->more);
+    pthread_mutex_unlock(&p->lock);
+}
+
+int jpg_progress_wait(jpg_progress *p, int c, uint32_t rows)
+{
+    pthread_mutex_lock(&p->lock);
+    while (p->rows[c] < rows && !p->failed)
+        pthread_cond_wait(&p->more, &p->lock);
+    int rc = p->rows[c] < rows ? -EBADMSG : 0;
+    pthread_mutex_unlock(&p->lock);
+    return rc;
+}
+
+/* Waits for the rows of blocks MCU row my of scan s needs. */
+static int gate_row(jpg_progress *gate, const jpg_frame *f, const jpg_scan *s, uint32_t my)
+{
+    for (int i = 0; i < s->ncomp; i++) {
+        const jpg_comp *c = &f->comp[s->comp[i]];
+        uint32_t need = s->ncomp == 1 ? my + 1 : (my + 1) * (uint32_t)c->v;
+        if (jpg_progress_wait(gate, s->comp[i], need < c->hb ? need : c->hb) != 0)
+            return -EBADMSG;
+    }
+    return 0;
+}
+
+int jpg_scan_encode(const jpg_frame *f, const jpg_scan *s, const jpg_coefs coef, jpg_buf *out,
+                    jpg_progress *gate)
 {
     enc *e = calloc(1, sizeof *e);
     if (!e)
@@ -423,6 +475,8 @@ int jpg_scan_encode(const jpg_frame *f, const jpg_scan *s, const jpg_coefs coef,
     uint64_t in_interval = 0;
     unsigned rst = 0;
     for (uint32_t my = 0; my < rows && !e->err; my++) {
+        if (gate && (rc = gate_row(gate, f, s, my)) != 0)
+            goto done;
         for (uint32_t mx = 0; mx < per_row && !e->err; mx++) {
             if (reserve(e, out, mcu_blocks) != 0) {
                 rc = -ENOMEM;
