@@ -481,7 +481,8 @@ int jpeg_codec_decode_head(const uint8_t *stored, size_t n, const pxc_keys *keys
         return -ENOMEM;
     }
     memcpy(*head, rec->skel, len);
-    memcpy(*head + len, rec->ahead, rec->ahead_len);
+    if (rec->ahead_len)
+        memcpy(*head + len, rec->ahead, rec->ahead_len);
     *head_len = len + rec->ahead_len;
     if (end) {
         memcpy(end, rec->tail, rec->tail_len);
@@ -540,8 +541,8 @@ static int preview_matches(const jpg_record *rec, size_t head_len, const uint8_t
 {
     return head_len <= n && rec->ahead_len <= n - head_len &&
            rec->tail_len <= n - head_len - rec->ahead_len &&
-           memcmp(plain + head_len, rec->ahead, rec->ahead_len) == 0 &&
-           memcmp(plain + n - rec->tail_len, rec->tail, rec->tail_len) == 0;
+           (!rec->ahead_len || memcmp(plain + head_len, rec->ahead, rec->ahead_len) == 0) &&
+           (!rec->tail_len || memcmp(plain + n - rec->tail_len, rec->tail, rec->tail_len) == 0);
 }
 
 /* What encode expects the verifying decode to find (see verify_stored). */

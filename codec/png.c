@@ -231,7 +231,8 @@ int png_codec_decode_head(const uint8_t *stored, size_t n, const pxc_keys *keys,
     if (f.rec.ihdr_crc_bad)
         png_put32(out + PNG_IHDR_END - 4, f.rec.ihdr_crc);
     memcpy(out + PNG_IHDR_END, f.rec.pre, f.rec.pre_len);
-    memcpy(out + PNG_IHDR_END + f.rec.pre_len, f.rec.ahead, f.rec.ahead_len);
+    if (f.rec.ahead_len)
+        memcpy(out + PNG_IHDR_END + f.rec.pre_len, f.rec.ahead, f.rec.ahead_len);
     if (end) {
         memcpy(end, f.rec.tail, f.rec.tail_len);
         tail->data = end;
@@ -422,8 +423,8 @@ int png_codec_decode(const uint8_t *stored, size_t n, const pxc_keys *keys, uint
     size_t head_len = PNG_IHDR_END + f.rec.pre_len;
     rc = -EBADMSG;
     if (head_len + f.rec.ahead_len + f.rec.tail_len > total ||
-        memcmp(out + head_len, f.rec.ahead, f.rec.ahead_len) != 0 ||
-        memcmp(out + total - f.rec.tail_len, f.rec.tail, f.rec.tail_len) != 0)
+        (f.rec.ahead_len && memcmp(out + head_len, f.rec.ahead, f.rec.ahead_len) != 0) ||
+        (f.rec.tail_len && memcmp(out + total - f.rec.tail_len, f.rec.tail, f.rec.tail_len) != 0))
         goto out;
     *plain = out;
     *plain_len = (size_t)total;
