@@ -179,7 +179,8 @@ static int plan_path(run *r, const char *src, const char *dst, const struct stat
             fail(r, src, "is a directory (use -r)");
             return 0;
         }
-        int rc = r->o->in_place ? 0 : add_job(r, JOB_DIR, src, dst, st);
+        /* In place too: its mode and times are put back once its files are replaced. */
+        int rc = add_job(r, JOB_DIR, src, dst, st);
         return rc ? rc : plan_dir(r, src, dst);
     }
     if (S_ISLNK(st->st_mode))
@@ -561,6 +562,8 @@ static void do_dir(run *r, const job *j)
     struct stat st;
     const char *why = NULL;
     char dir[PATH_MAX], base[NAME_MAX + 1];
+    if (r->o->in_place)
+        return;
     split_path(j->dst, dir, sizeof dir, base, sizeof base);
     if (output_in_volume(r, dir, base, &why) < 0) {
         fail(r, j->dst, why);
