@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "codec/opaque.h"
@@ -486,7 +485,7 @@ static void do_file(run *r, job *j)
     }
     out = temp_create(dir, tmp, sizeof tmp);
     if (out < 0) {
-        snprintf(buf, sizeof buf, "cannot create a file in %s: %s", dir, strerror(-out));
+        snprintf(buf, sizeof buf, "cannot create a temp file beside it: %s", strerror(-out));
         fail(r, j->dst, buf);
         goto out;
     }
@@ -623,13 +622,6 @@ static void do_link(run *r, const job *j)
 
 /* ---- the run ------------------------------------------------------------ */
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 int offline_run(const offline_options *o, const offline_volume *v, char *const *srcs, size_t n,
                 const char *dest, offline_summary *sum)
 {
@@ -640,7 +632,7 @@ int offline_run(const offline_options *o, const offline_volume *v, char *const *
     r.v = v;
     r.sum = sum;
     pthread_mutex_init(&r.lock, NULL);
-    double t0 = now();
+    double t0 = progress_clock();
     progress_init(&r.bar, o->direction == OFFLINE_ENCRYPT ? "encrypting" : "decrypting", 0, 0, 0);
     int rc = plan(&r, srcs, n, dest);
     if (rc == 0) {
@@ -670,7 +662,7 @@ int offline_run(const offline_options *o, const offline_volume *v, char *const *
             progress_finish(&r.bar);
         rc = sum->failed ? 1 : 0;
     }
-    sum->seconds = now() - t0;
+    sum->seconds = progress_clock() - t0;
     progress_destroy(&r.bar);
     pthread_mutex_destroy(&r.lock);
     for (size_t i = 0; i < r.njobs; i++) {

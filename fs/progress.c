@@ -9,7 +9,7 @@
 #define BAR_WIDTH 24
 #define REDRAW_SECONDS 0.1
 
-static double now(void)
+double progress_clock(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -73,7 +73,7 @@ void progress_init(progress *p, const char *what, size_t files, uint64_t bytes, 
     p->bytes_total = bytes;
     p->files_done = 0;
     p->bytes_done = 0;
-    p->start = p->last = now();
+    p->start = p->last = progress_clock();
 }
 
 void progress_add(progress *p, uint64_t bytes, int file_done)
@@ -83,7 +83,7 @@ void progress_add(progress *p, uint64_t bytes, int file_done)
     if (file_done)
         p->files_done++;
     if (p->shown) {
-        double t = now();
+        double t = progress_clock();
         if (t - p->last >= REDRAW_SECONDS || !p->drawn)
             draw(p, t);
     }
@@ -109,7 +109,7 @@ void progress_finish(progress *p)
 {
     pthread_mutex_lock(&p->lock);
     if (p->shown) {
-        draw(p, now());
+        draw(p, progress_clock());
         fputs("\n", stderr);
         p->drawn = 0;
     }

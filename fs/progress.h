@@ -31,6 +31,9 @@ void progress_say(progress *p, const char *fmt, ...) __attribute__((format(print
 void progress_finish(progress *p);
 void progress_destroy(progress *p);
 
+/* Seconds on the monotonic clock. */
+double progress_clock(void);
+
 /* "12.3 MiB" into buf (size >= 16). */
 const char *progress_format_bytes(char *buf, size_t size, double bytes);
 
