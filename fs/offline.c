@@ -428,12 +428,45 @@ static int doomed_id(run *r, const char *dst, uint8_t id[PXC_FILE_ID_BYTES])
 }
 
 /* Metadata of the source onto the temp file, then durable. */
-static int finish_temp(int fd, const struct stat *src)
+/* Metadata of the source onto the temp file.  An output in the volume is made durable
+ * before its rename and row (file first, then row), and so is one that replaces a file;
+ * new files elsewhere are flushed all at once when the run ends (flush_outputs), which
+ * is much faster for many small files. */
+static int finish_temp(int fd, const struct stat *src, int durable)
 {
     struct timespec tv[2] = {src->st_atim, src->st_mtim};
-    if (fchmod(fd, src->st_mode & 07777) != 0 || futimens(fd, tv) != 0 || fsync(fd) != 0)
+    if (fchmod(fd, src->st_mode & 07777) != 0 || futimens(fd, tv) != 0 ||
+        (durable && fsync(fd) != 0))
         return -errno;
     return 0;
+}
+
+/* syncfs of the filesystem holding path (its directory, if it is no directory yet). */
+static int flush_fs_of(const char *path)
+{
+    char dir[PATH_MAX], base[NAME_MAX + 1];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        split_path(path, dir, sizeof dir, base, sizeof base);
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    }
+    if (fd < 0)
+        return -errno;
+    int rc = syncfs(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
+/* Makes every output durable: the filesystems of the destination or of the inputs
+ * replaced in place. */
+static void flush_outputs(run *r, char *const *srcs, size_t n, const char *dest)
+{
+    for (size_t i = 0; i < (dest ? 1 : n); i++) {
+        const char *p = dest ? dest : srcs[i];
+        int rc = flush_fs_of(p);
+        if (rc != 0)
+            fail(r, p, rc == -EIO ? "outputs may not be on disk: I/O error" : strerror(-rc));
+    }
 }
 
 static void do_file(run *r, job *j)
@@ -493,7 +526,9 @@ static void do_file(run *r, job *j)
                                   &why, tick, &ticks)
              : offline_decrypt_fd(in, (uint64_t)in_st.st_size, out, r->v->keys, &st, &why, tick,
                                   &ticks);
-    if (rc == 0 && (rc = finish_temp(out, &in_st)) != 0)
+    /* Durable before the rename wherever the rename replaces something (an input in
+     * place: a crash must leave it old or new) or a row follows. */
+    if (rc == 0 && (rc = finish_temp(out, &in_st, inside || replaces)) != 0)
         why = "cannot write the output";
     if (rc == 0 && inside && replaces)
         replaces = doomed_id(r, j->dst, old_id);
@@ -658,6 +693,7 @@ int offline_run(const offline_options *o, const offline_volume *v, char *const *
             pthread_join(tid[i], NULL);
         free(tid);
         finish_dirs(&r);
+        flush_outputs(&r, srcs, n, dest);
         if (r.nfiles)
             progress_finish(&r.bar);
         rc = sum->failed ? 1 : 0;
