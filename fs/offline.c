@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -362,6 +363,69 @@ static int place(const char *tmp, const char *dst, int replace)
     return 0;
 }
 
+/* ---- interrupted runs ----------------------------------------------------- */
+
+/* The temp file each worker is writing, so that an interrupt (SIGINT, SIGTERM, SIGHUP)
+ * removes them before the process ends: an interrupted run leaves complete outputs
+ * and nothing else.  Set once a temp file exists, cleared once it is renamed or
+ * removed. */
+static char (*temp_paths)[PATH_MAX];
+static volatile sig_atomic_t *temp_set;
+static size_t temp_slots;
+
+static void temp_live(size_t slot, const char *path)
+{
+    snprintf(temp_paths[slot], PATH_MAX, "%s", path);
+    temp_set[slot] = 1;
+}
+
+static void temp_gone(size_t slot)
+{
+    temp_set[slot] = 0;
+}
+
+static void on_interrupt(int sig)
+{
+    for (size_t i = 0; i < temp_slots; i++)
+        if (temp_set[i])
+            unlink(temp_paths[i]);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static const int interrupts[] = {SIGINT, SIGTERM, SIGHUP};
+
+/* Slots for n workers and the handlers; 0 or -ENOMEM. */
+static int temps_watch(size_t n, struct sigaction *old)
+{
+    struct sigaction sa;
+    temp_paths = calloc(n, sizeof *temp_paths);
+    temp_set = calloc(n, sizeof *temp_set);
+    if (!temp_paths || !temp_set) {
+        free(temp_paths);
+        free((void *)temp_set);
+        return -ENOMEM;
+    }
+    temp_slots = n;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_interrupt;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof interrupts / sizeof interrupts[0]; i++)
+        sigaction(interrupts[i], &sa, &old[i]);
+    return 0;
+}
+
+static void temps_unwatch(const struct sigaction *old)
+{
+    for (size_t i = 0; i < sizeof interrupts / sizeof interrupts[0]; i++)
+        sigaction(interrupts[i], &old[i], NULL);
+    temp_slots = 0;
+    free(temp_paths);
+    free((void *)temp_set);
+    temp_paths = NULL;
+    temp_set = NULL;
+}
+
 /* ---- files -------------------------------------------------------------- */
 
 /* Progress counts input bytes; a file reports its plaintext bytes as they are done,
@@ -469,7 +533,7 @@ static void flush_outputs(run *r, char *const *srcs, size_t n, const char *dest)
     }
 }
 
-static void do_file(run *r, job *j)
+static void do_file(run *r, job *j, size_t slot)
 {
     char dir[PATH_MAX], base[NAME_MAX + 1], tmp[PATH_MAX], buf[256];
     const char *why = NULL, *declined = NULL;
@@ -517,6 +581,8 @@ static void do_file(run *r, job *j)
         goto out;
     }
     out = temp_create(dir, tmp, sizeof tmp);
+    if (out >= 0)
+        temp_live(slot, tmp);
     if (out < 0) {
         snprintf(buf, sizeof buf, "cannot create a temp file beside it: %s", strerror(-out));
         fail(r, j->dst, buf);
@@ -534,6 +600,7 @@ static void do_file(run *r, job *j)
         replaces = doomed_id(r, j->dst, old_id);
     if (rc != 0) {
         unlink(tmp);
+        temp_gone(slot);
         /* Failed authentication and the like are said in full by why; system errors
          * get their own text too. */
         int own = rc == -EBADMSG || rc == -EKEYREJECTED || rc == -EAGAIN || rc == -EFBIG;
@@ -542,8 +609,11 @@ static void do_file(run *r, job *j)
         fail(r, j->src, buf);
         goto out;
     }
-    if ((rc = place(tmp, j->dst, r->o->force || r->o->in_place)) != 0) {
+    rc = place(tmp, j->dst, r->o->force || r->o->in_place);
+    if (rc != 0)
         unlink(tmp);
+    temp_gone(slot);
+    if (rc != 0) {
         fail(r, j->dst,
              rc == -EEXIST ? "output exists (use --force to replace it)" : strerror(-rc));
         goto out;
@@ -578,14 +648,19 @@ out:
                  1);
 }
 
+typedef struct worker_arg {
+    run *r;
+    size_t slot; /* its temp file slot */
+} worker_arg;
+
 static void *worker(void *arg)
 {
-    run *r = arg;
+    worker_arg *w = arg;
     for (;;) {
-        size_t i = __atomic_fetch_add(&r->next, 1, __ATOMIC_RELAXED);
-        if (i >= r->nfiles)
+        size_t i = __atomic_fetch_add(&w->r->next, 1, __ATOMIC_RELAXED);
+        if (i >= w->r->nfiles)
             return NULL;
-        do_file(r, r->files[i]);
+        do_file(w->r, w->r->files[i], w->slot);
     }
 }
 
@@ -657,9 +732,36 @@ static void do_link(run *r, const job *j)
 
 /* ---- the run ------------------------------------------------------------ */
 
+/* The file jobs through nthreads workers, this thread one of them.  0 or -ENOMEM. */
+static int run_pool(run *r, size_t nthreads)
+{
+    pthread_t *tid = calloc(nthreads, sizeof *tid);
+    worker_arg *wa = calloc(nthreads, sizeof *wa);
+    struct sigaction old[sizeof interrupts / sizeof interrupts[0]];
+    if (!tid || !wa || temps_watch(nthreads, old) != 0) {
+        free(tid);
+        free(wa);
+        return -ENOMEM;
+    }
+    size_t started = 0;
+    for (size_t i = 0; i < nthreads; i++)
+        wa[i] = (worker_arg){r, i};
+    for (; started + 1 < nthreads; started++)
+        if (pthread_create(&tid[started], NULL, worker, &wa[started + 1]) != 0)
+            break;
+    worker(&wa[0]);
+    for (size_t i = 0; i < started; i++)
+        pthread_join(tid[i], NULL);
+    temps_unwatch(old);
+    free(tid);
+    free(wa);
+    return 0;
+}
+
 int offline_run(const offline_options *o, const offline_volume *v, char *const *srcs, size_t n,
                 const char *dest, offline_summary *sum)
 {
+    const char *what = o->direction == OFFLINE_ENCRYPT ? "encrypting" : "decrypting";
     run r;
     memset(&r, 0, sizeof r);
     memset(sum, 0, sizeof *sum);
@@ -668,12 +770,11 @@ int offline_run(const offline_options *o, const offline_volume *v, char *const *
     r.sum = sum;
     pthread_mutex_init(&r.lock, NULL);
     double t0 = progress_clock();
-    progress_init(&r.bar, o->direction == OFFLINE_ENCRYPT ? "encrypting" : "decrypting", 0, 0, 0);
+    progress_init(&r.bar, what, 0, 0, 0); /* messages only, while planning */
     int rc = plan(&r, srcs, n, dest);
     if (rc == 0) {
         progress_destroy(&r.bar);
-        progress_init(&r.bar, o->direction == OFFLINE_ENCRYPT ? "encrypting" : "decrypting",
-                      r.nfiles, r.bytes, o->progress);
+        progress_init(&r.bar, what, r.nfiles, r.bytes, o->progress);
         for (size_t i = 0; i < r.njobs; i++) {
             if (r.jobs[i].type == JOB_DIR)
                 do_dir(&r, &r.jobs[i]);
@@ -683,15 +784,10 @@ int offline_run(const offline_options *o, const offline_volume *v, char *const *
         size_t nthreads = (size_t)(o->jobs > 0 ? o->jobs : 1);
         if (nthreads > r.nfiles)
             nthreads = r.nfiles ? r.nfiles : 1;
-        pthread_t *tid = calloc(nthreads, sizeof *tid);
-        size_t started = 0;
-        for (; tid && started + 1 < nthreads; started++)
-            if (pthread_create(&tid[started], NULL, worker, &r) != 0)
-                break;
-        worker(&r); /* this thread too */
-        for (size_t i = 0; i < started; i++)
-            pthread_join(tid[i], NULL);
-        free(tid);
+        if (run_pool(&r, nthreads) != 0) {
+            fprintf(stderr, "pixcrypt %s: out of memory\n", cmd_name(&r));
+            sum->failed++;
+        }
         finish_dirs(&r);
         flush_outputs(&r, srcs, n, dest);
         if (r.nfiles)

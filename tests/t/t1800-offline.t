@@ -122,6 +122,34 @@ is "$(fsize "$T/links.enc/x.bin")" "$(pxc_stored_size $((20 * 1024 * 1024 + 123)
 expect_exit 0 "decrypt it" dec -r "$T/links.enc" "$T/links.dec"
 ok "large file identical" cmp "$T/links/x.bin" "$T/links.dec/x.bin"
 
+# ---- a volume's whole tree; special files
+expect_exit 0 "decrypt -r the cipher dir itself" dec -r "$C" "$T/wholevol"
+ok "its .pixcrypt directory left out" test ! -e "$T/wholevol/.pixcrypt"
+ok "the offline tree identical to the corpus" diff -r "$PXC_CORPUS" "$T/wholevol/offline"
+ok "the tree written through the mount too" diff -r "$PXC_CORPUS" "$T/wholevol/viafs"
+mkdir -p "$T/special" && mkfifo "$T/special/fifo" && printf hi >"$T/special/f.txt"
+expect_exit 0 "a tree with a FIFO: done" enc -r "$T/special" "$T/special.enc"
+like "$(cat "$T/last.err")" "special/fifo: not a regular file, directory or symlink: skipped" "the FIFO is named as skipped"
+like "$(cat "$T/last.out")" "1 files .*; 1 skipped" "and counted"
+
+# ---- an interrupted run leaves complete outputs and no temp files
+random_file "$T/intr.bin" $((256 * 1024 * 1024))
+mkdir "$T/intr"
+"$PXC_BIN" encrypt --volume "$C" --passfile "$PXC_PASSFILE" -q "$T/intr.bin" "$T/intr/" &
+ipid=$!
+if wait_for 60 sh -c "ls -A '$T/intr' | grep -q '^\.pixcrypt~'"; then
+    kill -INT $ipid
+    wait $ipid
+    irc=$?
+    is "$irc" 130 "SIGINT while writing: the command ends by the signal"
+    is "$(ls -A "$T/intr")" "" "its temp file removed, no partial output"
+else
+    wait $ipid
+    skip "interrupt while writing" "the 256 MiB file was done before it could be interrupted"
+    skip "temp file removed" "not interrupted"
+fi
+rm -f "$T/intr.bin"
+
 # ---- damaged, foreign and rolled-back files
 cp "$T/one.jpg" "$T/bad.jpg"
 flip_byte "$T/bad.jpg" $(($(fsize "$T/bad.jpg") / 2))
