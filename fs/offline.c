@@ -9,8 +9,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
-#include <signal.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +18,7 @@
 #include "codec/opaque.h"
 #include "fs/content.h"
 #include "fs/offline_file.h"
+#include "fs/outfile.h"
 #include "fs/progress.h"
 
 enum job_type { JOB_DIR, JOB_FILE, JOB_LINK };
@@ -328,104 +327,6 @@ static void split_path(const char *path, char *dir, size_t dsize, char *base, si
     snprintf(base, bsize, "%s", slash ? slash + 1 : path);
 }
 
-/* A new temp file (hidden name, like the filesystem's own) in dir. */
-static int temp_create(const char *dir, char *path, size_t size)
-{
-    uint8_t rnd[8];
-    char name[sizeof PXC_TEMP_PREFIX + 2 * sizeof rnd];
-    for (int tries = 0; tries < 10; tries++) {
-        randombytes_buf(rnd, sizeof rnd);
-        int k = snprintf(name, sizeof name, "%s", PXC_TEMP_PREFIX);
-        for (size_t i = 0; i < sizeof rnd; i++)
-            k += snprintf(name + k, sizeof name - (size_t)k, "%02x", rnd[i]);
-        if (join(path, size, dir, name) != 0)
-            return -ENAMETOOLONG;
-        int fd = open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd >= 0 || errno != EEXIST)
-            return fd >= 0 ? fd : -errno;
-    }
-    return -EEXIST;
-}
-
-/* Renames tmp to dst: over an existing file only when `replace`. */
-static int place(const char *tmp, const char *dst, int replace)
-{
-    if (replace)
-        return rename(tmp, dst) == 0 ? 0 : -errno;
-    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_NOREPLACE) == 0)
-        return 0;
-    if (errno != EINVAL && errno != ENOSYS)
-        return -errno;
-    /* No RENAME_NOREPLACE on this filesystem: a link fails just as well on a name in use. */
-    if (link(tmp, dst) != 0)
-        return -errno;
-    unlink(tmp);
-    return 0;
-}
-
-/* ---- interrupted runs ----------------------------------------------------- */
-
-/* The temp file each worker is writing, so that an interrupt (SIGINT, SIGTERM, SIGHUP)
- * removes them before the process ends: an interrupted run leaves complete outputs
- * and nothing else.  Set once a temp file exists, cleared once it is renamed or
- * removed. */
-static char (*temp_paths)[PATH_MAX];
-static volatile sig_atomic_t *temp_set;
-static size_t temp_slots;
-
-static void temp_live(size_t slot, const char *path)
-{
-    snprintf(temp_paths[slot], PATH_MAX, "%s", path);
-    temp_set[slot] = 1;
-}
-
-static void temp_gone(size_t slot)
-{
-    temp_set[slot] = 0;
-}
-
-static void on_interrupt(int sig)
-{
-    for (size_t i = 0; i < temp_slots; i++)
-        if (temp_set[i])
-            unlink(temp_paths[i]);
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-static const int interrupts[] = {SIGINT, SIGTERM, SIGHUP};
-
-/* Slots for n workers and the handlers; 0 or -ENOMEM. */
-static int temps_watch(size_t n, struct sigaction *old)
-{
-    struct sigaction sa;
-    temp_paths = calloc(n, sizeof *temp_paths);
-    temp_set = calloc(n, sizeof *temp_set);
-    if (!temp_paths || !temp_set) {
-        free(temp_paths);
-        free((void *)temp_set);
-        return -ENOMEM;
-    }
-    temp_slots = n;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_interrupt;
-    sigemptyset(&sa.sa_mask);
-    for (size_t i = 0; i < sizeof interrupts / sizeof interrupts[0]; i++)
-        sigaction(interrupts[i], &sa, &old[i]);
-    return 0;
-}
-
-static void temps_unwatch(const struct sigaction *old)
-{
-    for (size_t i = 0; i < sizeof interrupts / sizeof interrupts[0]; i++)
-        sigaction(interrupts[i], &old[i], NULL);
-    temp_slots = 0;
-    free(temp_paths);
-    free((void *)temp_set);
-    temp_paths = NULL;
-    temp_set = NULL;
-}
-
 /* ---- files -------------------------------------------------------------- */
 
 /* Progress counts input bytes; a file reports its plaintext bytes as they are done,
@@ -505,29 +406,13 @@ static int finish_temp(int fd, const struct stat *src, int durable)
     return 0;
 }
 
-/* syncfs of the filesystem holding path (its directory, if it is no directory yet). */
-static int flush_fs_of(const char *path)
-{
-    char dir[PATH_MAX], base[NAME_MAX + 1];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        split_path(path, dir, sizeof dir, base, sizeof base);
-        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    }
-    if (fd < 0)
-        return -errno;
-    int rc = syncfs(fd) == 0 ? 0 : -errno;
-    close(fd);
-    return rc;
-}
-
 /* Makes every output durable: the filesystems of the destination or of the inputs
  * replaced in place. */
 static void flush_outputs(run *r, char *const *srcs, size_t n, const char *dest)
 {
     for (size_t i = 0; i < (dest ? 1 : n); i++) {
         const char *p = dest ? dest : srcs[i];
-        int rc = flush_fs_of(p);
+        int rc = outfile_flush_fs(p);
         if (rc != 0)
             fail(r, p, rc == -EIO ? "outputs may not be on disk: I/O error" : strerror(-rc));
     }
@@ -580,9 +465,9 @@ static void do_file(run *r, job *j, size_t slot)
         fail(r, j->src, why);
         goto out;
     }
-    out = temp_create(dir, tmp, sizeof tmp);
+    out = outfile_create(dir, tmp, sizeof tmp);
     if (out >= 0)
-        temp_live(slot, tmp);
+        outfile_live(slot, tmp);
     if (out < 0) {
         snprintf(buf, sizeof buf, "cannot create a temp file beside it: %s", strerror(-out));
         fail(r, j->dst, buf);
@@ -600,7 +485,7 @@ static void do_file(run *r, job *j, size_t slot)
         replaces = doomed_id(r, j->dst, old_id);
     if (rc != 0) {
         unlink(tmp);
-        temp_gone(slot);
+        outfile_gone(slot);
         /* Failed authentication and the like are said in full by why; system errors
          * get their own text too. */
         int own = rc == -EBADMSG || rc == -EKEYREJECTED || rc == -EAGAIN || rc == -EFBIG;
@@ -609,10 +494,10 @@ static void do_file(run *r, job *j, size_t slot)
         fail(r, j->src, buf);
         goto out;
     }
-    rc = place(tmp, j->dst, r->o->force || r->o->in_place);
+    rc = outfile_place(tmp, j->dst, r->o->force || r->o->in_place);
     if (rc != 0)
         unlink(tmp);
-    temp_gone(slot);
+    outfile_gone(slot);
     if (rc != 0) {
         fail(r, j->dst,
              rc == -EEXIST ? "output exists (use --force to replace it)" : strerror(-rc));
@@ -737,8 +622,7 @@ static int run_pool(run *r, size_t nthreads)
 {
     pthread_t *tid = calloc(nthreads, sizeof *tid);
     worker_arg *wa = calloc(nthreads, sizeof *wa);
-    struct sigaction old[sizeof interrupts / sizeof interrupts[0]];
-    if (!tid || !wa || temps_watch(nthreads, old) != 0) {
+    if (!tid || !wa || outfile_watch(nthreads) != 0) {
         free(tid);
         free(wa);
         return -ENOMEM;
@@ -752,7 +636,7 @@ static int run_pool(run *r, size_t nthreads)
     worker(&wa[0]);
     for (size_t i = 0; i < started; i++)
         pthread_join(tid[i], NULL);
-    temps_unwatch(old);
+    outfile_unwatch();
     free(tid);
     free(wa);
     return 0;
