@@ -243,7 +243,13 @@ static int plan(run *r, char *const *srcs, size_t n, const char *dest)
             fail(r, srcs[i], "is the volume's keystore directory or the destination");
             continue;
         }
-        const char *target = r->o->in_place ? srcs[i] : dest;
+        /* A source named through a symlink is read (and in place, replaced) where the
+         * link leads; its output is named after the link, as with cp. */
+        char real[PATH_MAX], lnk[PATH_MAX];
+        const char *src = srcs[i];
+        if (readlink(src, lnk, sizeof lnk) >= 0 && realpath(src, real))
+            src = real;
+        const char *target = r->o->in_place ? src : dest;
         if (!r->o->in_place && dest_is_dir) {
             base_name(srcs[i], base, sizeof base);
             int m = r->o->direction == OFFLINE_ENCRYPT
@@ -255,7 +261,7 @@ static int plan(run *r, char *const *srcs, size_t n, const char *dest)
             }
             target = t;
         }
-        int rc = plan_path(r, srcs[i], target, &st);
+        int rc = plan_path(r, src, target, &st);
         if (rc != 0) {
             fprintf(stderr, "pixcrypt %s: %s\n", cmd_name(r), strerror(-rc));
             return 1;
