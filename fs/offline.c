@@ -50,6 +50,8 @@ typedef struct run {
     pthread_mutex_t lock; /* sum */
 } run;
 
+/* Names are stored as they are today; with name encryption these two become the
+ * volume's name mapping (the directory is where a per-directory value would live). */
 int offline_stored_name(const char *out_dir, const char *plain, char *out, size_t size)
 {
     (void)out_dir;
@@ -294,16 +296,23 @@ static int is_input(const run *r, const struct stat *st)
 
 /* Whether the output `base` in directory `dir` lands in the volume: 1 (it needs a
  * keystore row), 0 (outside), or -1 with *why when it may not go there at all. */
+/* The path of dir (an existing directory) relative to the cipher dir, in real (PATH_MAX
+ * bytes): "" for the cipher dir itself, NULL when dir is not in the volume. */
+static const char *volume_relative(const run *r, const char *dir, char *real)
+{
+    const char *vol = r->v->cipherdir;
+    size_t k = strlen(vol);
+    if (!realpath(dir, real) || strncmp(real, vol, k) != 0 || (real[k] != '\0' && real[k] != '/'))
+        return NULL;
+    return real + k + (real[k] == '/');
+}
+
 static int output_in_volume(const run *r, const char *dir, const char *base, const char **why)
 {
     char real[PATH_MAX];
-    const char *vol = r->v->cipherdir;
-    size_t k = strlen(vol);
-    if (!realpath(dir, real))
-        return 0; /* the open that follows says why */
-    if (strncmp(real, vol, k) != 0 || (real[k] != '\0' && real[k] != '/'))
-        return 0;
-    const char *rel = real + k + (real[k] == '/');
+    const char *rel = volume_relative(r, dir, real);
+    if (!rel)
+        return 0; /* outside, or the open that follows says why it is not there */
     if (strncmp(rel, KS_DIR, sizeof KS_DIR - 1) == 0 &&
         (rel[sizeof KS_DIR - 1] == '\0' || rel[sizeof KS_DIR - 1] == '/')) {
         *why = "is inside the volume's keystore directory";
@@ -368,12 +377,14 @@ static void put_row(run *r, const char *path, const offline_stored *st)
 }
 
 /* A stored file read from inside the volume must not be older than its row (the
- * filesystem refuses such a rollback too).  0, or -1 with *why. */
-static int check_rollback(run *r, int fd, uint64_t size, const char **why)
+ * filesystem refuses such a rollback too); a copy elsewhere (a backup) may well be an
+ * older version.  0, or -1 with *why. */
+static int check_rollback(run *r, const char *src_dir, int fd, uint64_t size, const char **why)
 {
     offline_stored st;
     ks_file_row row;
-    if (offline_identify(fd, size, r->v->keys, &st) != 0)
+    char real[PATH_MAX];
+    if (!volume_relative(r, src_dir, real) || offline_identify(fd, size, r->v->keys, &st) != 0)
         return 0; /* the decryption says what is wrong */
     if (keystore_file_get(r->v->ks, st.file_id, &row) == KS_OK && row.version > st.version) {
         *why = "rollback: the keystore knows a newer version of this file (an older copy was "
@@ -398,7 +409,6 @@ static int doomed_id(run *r, const char *dst, uint8_t id[PXC_FILE_ID_BYTES])
     return found;
 }
 
-/* Metadata of the source onto the temp file, then durable. */
 /* Metadata of the source onto the temp file.  An output in the volume is made durable
  * before its rename and row (file first, then row), and so is one that replaces a file;
  * new files elsewhere are flushed all at once when the run ends (flush_outputs), which
@@ -427,6 +437,7 @@ static void flush_outputs(run *r, char *const *srcs, size_t n, const char *dest)
 static void do_file(run *r, job *j, size_t slot)
 {
     char dir[PATH_MAX], base[NAME_MAX + 1], tmp[PATH_MAX], buf[256];
+    char src_dir[PATH_MAX], src_base[NAME_MAX + 1];
     const char *why = NULL, *declined = NULL;
     struct stat in_st, out_st;
     offline_stored st;
@@ -435,6 +446,7 @@ static void do_file(run *r, job *j, size_t slot)
     file_ticks ticks = {r, 0};
 
     split_path(j->dst, dir, sizeof dir, base, sizeof base);
+    split_path(j->src, src_dir, sizeof src_dir, src_base, sizeof src_base);
     in = open(j->src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (in < 0 || fstat(in, &in_st) != 0) {
         fail(r, j->src, strerror(errno));
@@ -467,7 +479,7 @@ static void do_file(run *r, job *j, size_t slot)
         fail(r, j->src, "already encrypted (a stored file of this volume)");
         goto out;
     }
-    if (!enc && check_rollback(r, in, (uint64_t)in_st.st_size, &why) != 0) {
+    if (!enc && check_rollback(r, src_dir, in, (uint64_t)in_st.st_size, &why) != 0) {
         fail(r, j->src, why);
         goto out;
     }

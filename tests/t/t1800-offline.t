@@ -25,7 +25,7 @@ rows() { sqlite3 "$C/.pixcrypt/keystore.db" "SELECT count(*) FROM files"; }
 sums() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum); }
 listing() { (cd "$1" && find . -printf '%y %m %s %TY-%Tm-%Td %TH:%TM:%TS %p\n' | sort); }
 # The stored kind of every file under a cipher tree, as `file` sees it.
-kinds() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 file -b --mime-type); }
+kinds() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 file --mime-type); }
 nfiles=$(find "$PXC_CORPUS" -type f | wc -l)
 note "corpus: $nfiles files"
 
@@ -176,6 +176,9 @@ setv() { sqlite3 "$C/.pixcrypt/keystore.db" "UPDATE files SET version = version 
 setv "+ 1"
 expect_exit 1 "a stored file older than its keystore row: refused (rollback)" dec "$victim" "$T/rolled"
 like "$(cat "$T/last.err")" "rollback" "says rollback"
+cp "$victim" "$T/old-copy.txt"
+expect_exit 0 "the same old version copied out of the volume (a backup): decrypted" \
+    dec "$T/old-copy.txt" "$T/old-copy.plain"
 setv "- 1"
 expect_exit 0 "once the row matches again: decrypted" dec "$victim" "$T/rolled"
 
