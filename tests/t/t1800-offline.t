@@ -45,12 +45,14 @@ is "$same" 0 "no stored file is identical to its plaintext"
 png=$(find "$C/offline" -name '*.png' -size +0 | head -n 1)
 ok "a stored PNG passes pngcheck" pngcheck -q "$png"
 
-ok "mount" pxc_mount "$C" "$M" || done_testing
+ok "mount (foreground, its log kept)" pxc_mount_fg "$C" "$M" "$T/daemon.log" || done_testing
 ok "diff -r: the offline tree reads back identical through the mount" diff -r "$PXC_CORPUS" "$M/offline"
 is "$(listing "$M/offline")" "$(listing "$PXC_CORPUS")" "type, mode, size and mtime of every entry match"
 ok "the corpus copied in through the mount too" tmo 300 cp -a "$PXC_CORPUS" "$M/viafs"
 ok "unmount" pxc_umount "$M"
-is "$(kinds "$C/offline")" "$(kinds "$C/viafs")" "each file has the stored kind the filesystem gives it"
+is "$(kinds "$C/offline")" "$(kinds "$C/viafs")" \
+    "each file has the stored kind the filesystem gives it" ||
+    grep -i "stored opaque" "$T/daemon.log" | head -n 20 | diag_stdin
 is "$(rows)" $((2 * nfiles)) "keystore rows for both trees"
 
 # ---- stored files the filesystem wrote, copied out and decrypted offline
