@@ -44,7 +44,7 @@ PXC_CORPUS ?= $(wildcard $(abspath $(CURDIR)/../shared/corpus))
 TEST_ENV   = PXC_BUILD=$(CURDIR)/$(BUILD) PXC_BIN=$(CURDIR)/$(BUILD)/pixcrypt \
              $(if $(PXC_CORPUS),PXC_CORPUS=$(PXC_CORPUS))
 
-.PHONY: all deps check check-unit demo demo-stop bench soak install uninstall clean format
+.PHONY: all deps check check-unit demo demo-stop bench soak install install-contrib uninstall clean format
 
 all: pixcrypt
 
@@ -104,14 +104,32 @@ bench: deps
 	PXC_CORPUS=$(PXC_CORPUS) sh contrib/bench-images.sh $(CURDIR)/pixcrypt $(BUILD)/tests/tools/pngdecode \
 		$(BUILD)/tests/tools/codec_time
 
-install: pixcrypt
+install: pixcrypt install-contrib
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 pixcrypt $(DESTDIR)$(PREFIX)/bin/pixcrypt
 	if ls man/*.1 >/dev/null 2>&1; then install -d $(DESTDIR)$(PREFIX)/share/man/man1 && \
 	  install -m 0644 man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/; fi
 
+# contrib/: bash completion, the systemd user unit and the fstab mount helper, each
+# pointed at the installed binary.  mount(8) looks for mount.TYPE helpers in /sbin
+# only, whatever PREFIX is.
+SBINDIR         ?= /sbin
+COMPLETIONSDIR  ?= $(PREFIX)/share/bash-completion/completions
+SYSTEMDUSERDIR  ?= $(PREFIX)/lib/systemd/user
+CONTRIB_INSTALLED = $(COMPLETIONSDIR)/pixcrypt $(SYSTEMDUSERDIR)/pixcrypt@.service \
+                    $(SBINDIR)/mount.fuse.pixcrypt
+install-contrib:
+	install -d $(DESTDIR)$(COMPLETIONSDIR) $(DESTDIR)$(SYSTEMDUSERDIR) $(DESTDIR)$(SBINDIR)
+	install -m 0644 contrib/pixcrypt.bash-completion $(DESTDIR)$(COMPLETIONSDIR)/pixcrypt
+	sed 's|^Environment=PIXCRYPT=pixcrypt |Environment=PIXCRYPT=$(PREFIX)/bin/pixcrypt |' \
+	  contrib/pixcrypt@.service >$(DESTDIR)$(SYSTEMDUSERDIR)/pixcrypt@.service
+	sed 's|^PIXCRYPT=$${PIXCRYPT:-pixcrypt}$$|PIXCRYPT=$${PIXCRYPT:-$(PREFIX)/bin/pixcrypt}|' \
+	  contrib/mount.pixcrypt >$(DESTDIR)$(SBINDIR)/mount.fuse.pixcrypt
+	chmod 0755 $(DESTDIR)$(SBINDIR)/mount.fuse.pixcrypt
+
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/pixcrypt $(DESTDIR)$(PREFIX)/share/man/man1/pixcrypt.1
+	rm -f $(addprefix $(DESTDIR),$(CONTRIB_INSTALLED))
 
 format:
 	clang-format -i $(wildcard */*.c */*.h tests/*/*.c tests/*/*.h)

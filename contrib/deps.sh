@@ -74,6 +74,9 @@ check_test() {
 	need_cmd file file
 	need_cmd rsync rsync
 	need_cmd sqlite3 sqlite3
+	need_cmd script bsdutils
+	need_cmd unshare util-linux
+	need_cmd systemd-analyze systemd
 	# By package: /usr/local/bin/convert may be a stand-in, and some of
 	# these commands exist in more than one package.
 	need_pkgs imagemagick libjpeg-turbo-progs pngcheck libimage-exiftool-perl \

@@ -21,6 +21,8 @@ int cmd_init(int argc, char **argv);
 int cmd_passwd(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
 int cmd_fsck(int argc, char **argv);
+int cmd_encrypt(int argc, char **argv);
+int cmd_decrypt(int argc, char **argv);
 
 /* Exit code for a keystore status. */
 int exit_for_keystore(int status);

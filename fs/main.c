@@ -17,6 +17,10 @@ static const char usage[] =
     "  passwd  [--kdf LEVEL] [--passfile OLD] [--new-passfile NEW] CIPHERDIR\n"
     "  fsck    [--passfile FILE] [--repair] [--move-damaged] [--accept-rollback]\n"
     "          [--rebuild-keystore] [-q] CIPHERDIR\n"
+    "  encrypt --volume CIPHERDIR [--passfile FILE] [-r] [-f] [-j N] [-q] [-v]\n"
+    "          [--profile default|chaos] (SOURCE... DEST | --in-place PATH...)\n"
+    "  decrypt --volume CIPHERDIR [--passfile FILE] [-r] [-f] [-j N] [-q] [-v]\n"
+    "          (SOURCE... DEST | --in-place PATH...)\n"
     "\n"
     "Unmount with: fusermount3 -u MOUNTPOINT\n"
     "Exit codes: 0 ok, 1 error, 2 usage, 3 wrong passphrase, 4 already mounted,\n"
@@ -51,6 +55,10 @@ int main(int argc, char **argv)
         return cmd_passwd(argc - 1, argv + 1);
     if (strcmp(cmd, "fsck") == 0)
         return cmd_fsck(argc - 1, argv + 1);
+    if (strcmp(cmd, "encrypt") == 0)
+        return cmd_encrypt(argc - 1, argv + 1);
+    if (strcmp(cmd, "decrypt") == 0)
+        return cmd_decrypt(argc - 1, argv + 1);
     fprintf(stderr, "pixcrypt: unknown command '%s'\n%s", cmd, usage);
     return PXC_EXIT_USAGE;
 }
