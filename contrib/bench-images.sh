@@ -9,6 +9,8 @@
 #   JPEG       stored / original size over the corpus JPEGs; a 4000x3000 JPEG
 #              (baseline, progressive) written in against `jpegtran -copy all` and
 #              read back cold against `djpeg`
+#   header     exiftool and identify -ping over PXC_BENCH_HEADER_FILES (40) large
+#              JPEGs through the mount against the same files on plain disk
 # Environment: PXC_CORPUS (default ../shared/corpus), BENCH_DIR (default /var/tmp),
 # BENCH_KEEP=1 keeps the work directory.
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
@@ -198,3 +200,31 @@ for v in big bigp; do
 	read -r _ enc dec peer _ < <("$CODEC_TIME" "$S/$v.jpg" 3)
 	echo "| $label: codec alone, encode / decode vs in-process transcode | ${enc} s / ${dec} s | ${peer} s | $(r "$enc" "$peer") / $(r "$dec" "$peer") |"
 done
+
+# ---------------------------------------------------------------- header reads
+# Metadata readers over many large photos: exiftool and identify -ping through the mount
+# (cold: freshly mounted, page cache dropped) against the same files on plain disk.
+if command -v exiftool >/dev/null && command -v identify >/dev/null; then
+	echo
+	HR=${PXC_BENCH_HEADER_FILES:-40}
+	echo "Header reads: $HR large JPEGs (2400x1600, camera-like Exif) ..."
+	convert -seed 9 -size 2400x1600 plasma:fractal -quality 95 "$S/hr.jpg"
+	[ -f "$CORPUS/jpeg/exiftool/Canon1DmkIII.jpg" ] && exiftool -q -overwrite_original \
+		-TagsFromFile "$CORPUS/jpeg/exiftool/Canon1DmkIII.jpg" -all:all "$S/hr.jpg"
+	exiftool -q -overwrite_original -Artist="Anna Example" -GPSLatitude=48.1 -GPSLatitudeRef=N \
+		"$S/hr.jpg"
+	mkdir -p "$S/hr" "$M/hr"
+	for i in $(seq "$HR"); do cp "$S/hr.jpg" "$S/hr/h$i.jpg"; cp "$S/hr.jpg" "$M/hr/h$i.jpg"; done
+	umount_wait "$M"
+	echo "| $HR x $(awk -v b="$(stat -c %s "$S/hr.jpg")" 'BEGIN { printf "%.1f MiB", b / 1048576 }') JPEG | through the mount | plain files | ratio |"
+	echo "| --- | --- | --- | --- |"
+	for tool in "exiftool -q -q" "identify -ping"; do
+		cold; mount_pxc
+		t0=$(now); $tool "$M"/hr/*.jpg >/dev/null 2>&1; t1=$(now); t_m=$(secs "$t0" "$t1")
+		umount_wait "$M"
+		cold
+		t0=$(now); $tool "$S"/hr/*.jpg >/dev/null 2>&1; t1=$(now); t_p=$(secs "$t0" "$t1")
+		echo "| ${tool%% *} | ${t_m} s | ${t_p} s | $(r "$t_m" "$t_p") |"
+	done
+	mount_pxc
+fi
