@@ -165,7 +165,7 @@ for r in $(seq 1 "$PXC_CRASH_ROUNDS"); do
     rm -rf "$V"
     mkdir -p "$V"
     paths=("${!CUR[@]}")
-    declare -A OP=() NEWH=() TO=() FROM=()
+    declare -A OP=() NEWH=() TO=() TAKEN=()
     # about a fifth of the files, each once
     for p in "${paths[@]}"; do
         [ $((RANDOM % 5)) -eq 0 ] || continue
@@ -174,7 +174,8 @@ for r in $(seq 1 "$PXC_CRASH_ROUNDS"); do
             d=${dirs[$((RANDOM % 4))]}
             base=${p##*/}
             np="$d/m$r-$base"
-            [ -n "${CUR[$np]:-}" ] && continue
+            [ -n "${CUR[$np]:-}" ] || [ -n "${TAKEN[$np]:-}" ] && continue
+            TAKEN[$np]=1
             OP[$p]=move
             TO[$p]=$np
             echo "move $p $np -" >>"$V/plan"
@@ -341,7 +342,7 @@ for r in $(seq 1 "$PXC_CRASH_ROUNDS"); do
         fails+=("round $r: unmount failed: $(cat "$T/umount.err")")
         break
     fi
-    unset OP NEWH TO FROM SUM
+    unset OP NEWH TO TAKEN SUM
 done
 
 is "${#fails[@]}" 0 "every round: fsck clean or repaired, every file its previous or its new version, readable, none lost"
