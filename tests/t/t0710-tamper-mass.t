@@ -301,6 +301,41 @@ done
 n=$(grep -c "^damaged: " "$T/fsck.out")
 is "$n" "$all" "fsck reports every other changed file as damaged"
 
+# Each of the first 256 bytes of a small stored PNG and of a small stored JPEG (the
+# first 200 are what getattr reads before anything is authenticated: signature, header,
+# sizes), flipped in its own copy.
+E=$T/every
+mkdir -p "$E"
+ok "init a volume for single-byte flips" pxc_init "$E"
+ok "mount it" pxc_mount "$E" "$M"
+EP=$PXC_CORPUS/png/testpngs/gray-2-1.8.png
+EJ=$PXC_CORPUS/jpeg/exiftool/Writer.jpg
+cp "$EP" "$M/p.png"
+cp "$EJ" "$M/j.jpg"
+np=256
+nj=256
+for i in $(seq 0 $((np - 1))); do cp "$EP" "$M/p$i.png"; done
+for i in $(seq 0 $((nj - 1))); do cp "$EJ" "$M/j$i.jpg"; done
+ok "unmount it" pxc_umount "$M"
+ok "both are stored as images" eval '! has_magic "$E/p.png" && ! has_magic "$E/j.jpg"'
+for i in $(seq 0 $((np - 1))); do flip_byte "$E/p$i.png" "$i"; done
+for i in $(seq 0 $((nj - 1))); do flip_byte "$E/j$i.jpg" "$i"; done
+ok "mount it, logging to a file" pxc_mount_fg "$E" "$M" "$T/every.log"
+missed=()
+for f in $(seq -f 'p%g.png' 0 $((np - 1))) $(seq -f 'j%g.jpg' 0 $((nj - 1))); do
+    err=$(tmo 30 cat "$M/$f" 2>&1 >/dev/null)
+    rc=$?
+    if [ $rc -eq 0 ] || ! printf '%s' "$err" | grep -q "Input/output error"; then
+        missed+=("$f: cat exit $rc ${err:0:60}")
+    elif ! grep -qF "/$f:" "$T/every.log"; then
+        missed+=("$f: EIO but no log line")
+    fi
+done
+is "${#missed[@]}" 0 "each of the first $np bytes of a PNG and of a JPEG, flipped: EIO and a log line"
+[ ${#missed[@]} -gt 0 ] && printf '%s\n' "${missed[@]}" | head -n 20 | diag_stdin
+ok "the unflipped copies still read back" eval 'cmp "$EP" "$M/p.png" && cmp "$EJ" "$M/j.jpg"'
+ok "unmount it" pxc_umount "$M"
+
 # The chaos-profile volume: the same changes on a few of its PNGs.
 n=0 c=0
 declare -A FM
