@@ -337,7 +337,7 @@ for r in $(seq 1 "$PXC_CRASH_ROUNDS"); do
     inplace_torn=$((inplace_torn + torn))
     tot_old=$((tot_old + old))
     tot_new=$((tot_new + new))
-    note "round $r: killed after ${delay} ms, $ndone of $nplan operations done (writer exit $wrc); fsck: ${nprob:-clean}; $old previous, $new new$([ $torn -gt 0 ] && echo ", $torn torn in place"), $bad wrong; ${#CUR[@]} files; checked in $(($(date +%s) - t1)) s"
+    diag "round $r: killed after ${delay} ms, $ndone of $nplan operations done (writer exit $wrc); fsck: ${nprob:-clean}; $old previous, $new new$([ $torn -gt 0 ] && echo ", $torn torn in place"), $bad wrong; ${#CUR[@]} files; checked in $(($(date +%s) - t1)) s"
     if ! pxc_umount "$M" 2>"$T/umount.err"; then
         fails+=("round $r: unmount failed: $(cat "$T/umount.err")")
         break
@@ -347,7 +347,7 @@ done
 
 is "${#fails[@]}" 0 "every round: fsck clean or repaired, every file its previous or its new version, readable, none lost"
 [ ${#fails[@]} -gt 0 ] && printf '%s\n' "${fails[@]}" | head -n 40 | diag_stdin
-note "over $PXC_CRASH_ROUNDS rounds: $tot_old operations found not done, $tot_new done; $tot_temp temp files reported; fsck repaired something after $tot_repaired rounds"
+diag "over $PXC_CRASH_ROUNDS rounds: $tot_old operations found not done, $tot_new done; $tot_temp temp files reported; fsck repaired something after $tot_repaired rounds"
 ok "some operations were cut off by the kill (the test hit its target)" test "$tot_old" -gt 0
 ok "some operations completed" test "$tot_new" -gt 0
 is "$planted_seen" 1 "fsck reports a leftover .pixcrypt~ temp file"
