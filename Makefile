@@ -98,7 +98,7 @@ soak: deps
 	PXC_CHURN_SECONDS=$(SOAK_SECONDS) PXC_TIMEOUT=$$(($(SOAK_SECONDS) + 600)) $(TEST_ENV) \
 		prove -v tests/t/t1300-concurrency.t
 
-# The crash test (t1500) for CRASH_ROUNDS rounds instead of ten.
+# The crash test (t1500) for CRASH_ROUNDS rounds instead of eight.
 CRASH_ROUNDS ?= 100
 .PHONY: crash
 crash: deps

@@ -3,10 +3,11 @@
 # variants made here, other files from 0 bytes to several blocks) is copied into a
 # mount; then, round after round, a writer starts giving a random part of it new
 # versions (other bytes, often another size), new files and new names, and the daemon
-# is killed with SIGKILL at a random moment.  After a lazy unmount, fsck must find the
-# volume clean or repair it completely (exit 8, then a clean 0); after a remount every
-# file must read (no EIO), none may be lost, and each must hold its previous complete
-# version or its new complete version (by SHA-256, against a manifest of both).
+# is killed with SIGKILL at a random moment.  After a lazy unmount and a remount, before
+# any fsck, every file must read (no EIO), none may be lost, and each must hold its
+# previous complete version or its new complete version (by SHA-256, against a manifest
+# of both).  Then fsck must find the volume clean or repair it completely (exit 8, then
+# a clean 0).
 #
 # The writer saves as careful programs do (and as pixcrypt's own conversions do): the
 # new version goes to a temp name in the same directory, then is renamed over the old
@@ -14,9 +15,9 @@
 # filesystem (README: Limits); PXC_CRASH_INPLACE=1 adds such writes and reports what
 # became of them without failing on them.
 #
-#   PXC_CRASH_ROUNDS  rounds (default 10; `make crash` runs CRASH_ROUNDS, default 100)
+#   PXC_CRASH_ROUNDS  rounds (default 8; `make crash` runs CRASH_ROUNDS, default 100)
 #   PXC_CRASH_SEED    the random choices (printed, to replay a run)
-: "${PXC_CRASH_ROUNDS:=10}"
+: "${PXC_CRASH_ROUNDS:=8}"
 : "${PXC_TIMEOUT:=$((240 + PXC_CRASH_ROUNDS * 40))}"
 . "$(dirname "$0")/../lib.sh"
 need_pixcrypt
@@ -225,35 +226,13 @@ for r in $(seq 1 "$PXC_CRASH_ROUNDS"); do
     ndone=$(wc -l <"$V/done")
     [ -s "$V/end" ] && est=$(($(cat "$V/end") - t0))
 
-    # A temp file of a conversion caught between its link and its rename, as a crash
-    # would leave it: fsck reports it and --repair removes it.
-    planted=
-    if [ "$r" -eq 1 ]; then
-        victim=$(find "$C/a" -maxdepth 1 -name '*.png' -type f | head -n 1)
-        planted="$C/a/.pixcrypt~00000000deadbeef"
-        cp "$victim" "$planted"
-    fi
-
-    if ! out=$(fsck_after_crash "$r" 3>"$T/problems.$r"); then
-        fails+=("$out")
-    fi
-    ntemp=$(grep -c '^temp: ' "$T/problems.$r")
-    nprob=$(cut -d: -f1 "$T/problems.$r" | sort | uniq -c | awk '{printf "%s%s %s", (NR > 1 ? ", " : ""), $1, $2}')
-    tot_temp=$((tot_temp + ntemp))
-    [ -s "$T/problems.$r" ] && tot_repaired=$((tot_repaired + 1))
-    if [ -n "$planted" ]; then
-        grep -q "^temp: a/.pixcrypt~00000000deadbeef" "$T/problems.$r" && planted_seen=1
-        [ -e "$planted" ] && fails+=("round $r: the leftover temp file is still there after fsck --repair")
-    fi
-    leftover=$(find "$C" -name '.pixcrypt~*' | wc -l)
-    [ "$leftover" -eq 0 ] || fails+=("round $r: $leftover .pixcrypt~ temp files left after fsck")
-
     if ! pxc_mount "$C" "$M" 2>"$T/mount.err"; then
         fails+=("round $r: remount failed: $(head -n 2 "$T/mount.err")")
         break
     fi
     t1=$(date +%s)
     old=0 new=0 bad=0 torn=0
+    for p in "${!OP[@]}"; do [ "${OP[$p]}" = create ] && paths+=("$p"); done
     # Every file read once: its hash, or no line (and an error) if the read fails.
     declare -A SUM=()
     while read -r h f; do
@@ -293,8 +272,9 @@ for r in $(seq 1 "$PXC_CRASH_ROUNDS"); do
             fi
             ;;
         *)
+            # (a new file's previous version is none)
             h=$(check "$p")
-            if [ "$h" = "${CUR[$p]}" ]; then
+            if [ "$h" = "${CUR[$p]:-missing}" ]; then
                 [ -n "$op" ] && old=$((old + 1))
             elif [ -n "$op" ] && [ "$h" = "${NEWH[$p]}" ]; then
                 new=$((new + 1))
@@ -304,23 +284,10 @@ for r in $(seq 1 "$PXC_CRASH_ROUNDS"); do
                 CUR[$p]=$h
             else
                 bad=$((bad + 1))
-                fails+=("round $r: $p (${op:-untouched}): $h; previous ${CUR[$p]}, new ${NEWH[$p]:--}")
+                fails+=("round $r: $p (${op:-untouched}): $h; previous ${CUR[$p]:-none}, new ${NEWH[$p]:--}")
             fi
             ;;
         esac
-    done
-    for p in "${!OP[@]}"; do
-        [ "${OP[$p]}" = create ] || continue
-        h=$(check "$p")
-        if [ "$h" = missing ]; then
-            old=$((old + 1))
-        elif [ "$h" = "${NEWH[$p]}" ]; then
-            new=$((new + 1))
-            CUR[$p]=$h
-        else
-            bad=$((bad + 1))
-            fails+=("round $r: new file $p: $h, not its content")
-        fi
     done
     # Nothing else may have appeared but the writer's own temp names.
     extra=0
@@ -337,15 +304,39 @@ for r in $(seq 1 "$PXC_CRASH_ROUNDS"); do
     inplace_torn=$((inplace_torn + torn))
     tot_old=$((tot_old + old))
     tot_new=$((tot_new + new))
-    diag "round $r: killed after ${delay} ms, $ndone of $nplan operations done (writer exit $wrc); fsck: ${nprob:-clean}; $old previous, $new new$([ $torn -gt 0 ] && echo ", $torn torn in place"), $bad wrong; ${#CUR[@]} files; checked in $(($(date +%s) - t1)) s"
     if ! pxc_umount "$M" 2>"$T/umount.err"; then
         fails+=("round $r: unmount failed: $(cat "$T/umount.err")")
         break
     fi
+
+    # A temp file of a conversion caught between its link and its rename, as a crash
+    # would leave it: fsck reports it and --repair removes it.
+    planted=
+    if [ "$r" -eq 1 ]; then
+        victim=$(find "$C/a" -maxdepth 1 -name '*.png' -type f | head -n 1)
+        planted="$C/a/.pixcrypt~00000000deadbeef"
+        cp "$victim" "$planted"
+    fi
+
+    if ! out=$(fsck_after_crash "$r" 3>"$T/problems.$r"); then
+        fails+=("$out")
+    fi
+    ntemp=$(grep -c '^temp: ' "$T/problems.$r")
+    nprob=$(cut -d: -f1 "$T/problems.$r" | sort | uniq -c | awk '{printf "%s%s %s", (NR > 1 ? ", " : ""), $1, $2}')
+    tot_temp=$((tot_temp + ntemp))
+    [ -s "$T/problems.$r" ] && tot_repaired=$((tot_repaired + 1))
+    if [ -n "$planted" ]; then
+        grep -q "^temp: a/.pixcrypt~00000000deadbeef" "$T/problems.$r" && planted_seen=1
+        [ -e "$planted" ] && fails+=("round $r: the leftover temp file is still there after fsck --repair")
+    fi
+    leftover=$(find "$C" -name '.pixcrypt~*' | wc -l)
+    [ "$leftover" -eq 0 ] || fails+=("round $r: $leftover .pixcrypt~ temp files left after fsck")
+
+    diag "round $r: killed after ${delay} ms, $ndone of $nplan operations done (writer exit $wrc); fsck: ${nprob:-clean}; $old previous, $new new$([ $torn -gt 0 ] && echo ", $torn torn in place"), $bad wrong; ${#CUR[@]} files; checked and fsck'd in $(($(date +%s) - t1)) s"
     unset OP NEWH TO TAKEN SUM
 done
 
-is "${#fails[@]}" 0 "every round: fsck clean or repaired, every file its previous or its new version, readable, none lost"
+is "${#fails[@]}" 0 "every round: every file its previous or its new version, readable, none lost; then fsck clean or repaired"
 [ ${#fails[@]} -gt 0 ] && printf '%s\n' "${fails[@]}" | head -n 40 | diag_stdin
 diag "over $PXC_CRASH_ROUNDS rounds: $tot_old operations found not done, $tot_new done; $tot_temp temp files reported; fsck repaired something after $tot_repaired rounds"
 ok "some operations were cut off by the kill (the test hit its target)" test "$tot_old" -gt 0
