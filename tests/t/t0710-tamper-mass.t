@@ -203,7 +203,7 @@ is "$unchanged" 0 "every changed stored file differs from what was stored"
 
 ok "mount in the foreground, logging to a file" pxc_mount_fg "$A" "$M" "$LOG" || done_testing
 
-declare -A TOTAL CAUGHT
+declare -A TOTAL CAUGHT LINES
 missed=()
 logless=()
 for b in "${list[@]}"; do
@@ -215,7 +215,9 @@ for b in "${list[@]}"; do
     rc=$?
     if [ $rc -ne 0 ] && printf '%s' "$err" | grep -q "Input/output error"; then
         CAUGHT[$key]=$((${CAUGHT[$key]:-0} + 1))
-        grep -qF "/$b:" "$LOG" ||
+        nl=$(grep -cF "/$b:" "$LOG")
+        LINES[$nl]=$((${LINES[$nl]:-0} + 1))
+        [ "$nl" -gt 0 ] ||
             logless+=("$b ($key): ${err:0:60}; log: $(grep -F "$b" "$LOG" | head -n 2)")
     elif [ "$m" != swap ]; then
         if [ $rc -eq 0 ] && cmp -s "$M/$b" "$P/$b"; then
@@ -245,6 +247,7 @@ done
 is "$got/$all" "$all/$all" "every read of a changed file fails with EIO (flip, cut, splice, foreign)"
 [ ${#missed[@]} -gt 0 ] && diag "not detected:" "${missed[@]}"
 is "${#logless[@]}" 0 "the log names every file whose read failed"
+note "log lines naming a file whose read failed: $(for k in "${!LINES[@]}"; do printf '%s line(s): %s files; ' "$k" "${LINES[$k]}"; done)"
 [ ${#logless[@]} -gt 0 ] && diag "no log line for:" "${logless[@]}"
 for k in png jpeg opaque; do
     t=0
