@@ -3,9 +3,12 @@
 # pwrite64, fsync, fdatasync, rename*, linkat, close) and checks each rename of one of
 # pixcrypt's temp files (.pixcrypt~HEX, an O_TMPFILE linked under that name, or created
 # under it) over another name: the temp file's fd was fsynced after its last write, and
-# the target directory's fd is fsynced after the rename, before it is closed.  Calls are
-# taken in the order they completed (an "<unfinished ...>" line is joined with its
-# "resumed" line).  Prints "renames N synced N dirsynced N", then "BAD ..." per fault.
+# the target directory's fd is fsynced after the rename, before it is closed.  pixcrypt
+# makes each replacement in one thread, and a thread's calls are strictly ordered in the
+# trace (while the order strace reports calls of different threads in may not be the
+# order they ran in), so fds are followed per thread.  An "<unfinished ...>" line is
+# joined with its "resumed" line.  Prints "renames N synced N dirsynced N", then
+# "BAD ..." per fault.
 use strict;
 use warnings;
 
@@ -19,23 +22,26 @@ while (my $l = <>) {
     my ($call, $args, $ret) = $rest =~ /^(\w+)\((.*)\)\s+=\s+(-?\d+|\?)/ or next;
     next if $ret eq "?" || $ret < 0;
     my @a = split /,\s*/, $args;
+    my $fd0 = "$pid:$a[0]";
     if ($call eq "openat" || $call eq "open") {
         my $path = $args =~ /"([^"]*)"/ ? $1 : "";
-        delete $tmp{$ret}; delete $dir{$ret}; delete $needsync{$ret};
-        if ($args =~ /O_TMPFILE/) { $tmp{$ret} = { synced => 0, name => "" }; }
+        my $k = "$pid:$ret";
+        delete $tmp{$k}; delete $dir{$k}; delete $needsync{$k};
+        if ($args =~ /O_TMPFILE/) { $tmp{$k} = { synced => 0, name => "" }; }
         elsif ($path =~ m{(?:^|/)(\.pixcrypt~[0-9a-f]+)$} && $args =~ /O_CREAT/) {
-            $tmp{$ret} = { synced => 0, name => $1 }; $tmpname{$1} = $ret;
+            $tmp{$k} = { synced => 0, name => $1 }; $tmpname{$1} = $k;
         }
-        elsif ($args =~ /O_DIRECTORY/ && $args !~ /O_PATH/) { $dir{$ret} = $path; }
+        elsif ($args =~ /O_DIRECTORY/ && $args !~ /O_PATH/) { $dir{$k} = $path; }
     } elsif ($call eq "write" || $call eq "pwrite64") {
-        $tmp{$a[0]}{synced} = 0 if $tmp{$a[0]} && $ret > 0;
+        $tmp{$fd0}{synced} = 0 if $tmp{$fd0} && $ret > 0;
     } elsif ($call eq "fsync" || $call eq "fdatasync") {
-        $tmp{$a[0]}{synced} = 1 if $tmp{$a[0]};
-        if ($needsync{$a[0]}) { $dirsynced += $needsync{$a[0]}; delete $needsync{$a[0]}; }
+        $tmp{$fd0}{synced} = 1 if $tmp{$fd0};
+        if ($needsync{$fd0}) { $dirsynced += $needsync{$fd0}; delete $needsync{$fd0}; }
     } elsif ($call eq "linkat") {
         my ($fd) = $a[1] =~ m{"/proc/self/fd/(\d+)"};
         my ($name) = $a[3] =~ /"([^"]*)"/;
-        if (defined $fd && $tmp{$fd} && defined $name) { $tmpname{$name} = $fd; $tmp{$fd}{name} = $name; }
+        my $k = defined $fd ? "$pid:$fd" : "";
+        if ($tmp{$k} && defined $name) { $tmpname{$name} = $k; $tmp{$k}{name} = $name; }
     } elsif ($call =~ /^rename/) {
         my @names = $args =~ /"([^"]*)"/g;
         my ($from, $to) = @names;
@@ -44,14 +50,14 @@ while (my $l = <>) {
         $renames++;
         my $fd = $tmpname{$t};
         if (!defined $fd || !$tmp{$fd}) { push @bad, "rename of $t over $to: no known fd for the temp file"; }
-        elsif (!$tmp{$fd}{synced}) { push @bad, "rename of $t over $to: its fd $fd was not fsynced after its last write"; }
+        elsif (!$tmp{$fd}{synced}) { push @bad, "rename of $t over $to: its fd ($fd) was not fsynced after its last write"; }
         else { $synced_before++; }
-        my $dfd = $call eq "rename" ? undef : $a[2];
-        if (defined $dfd && $dir{$dfd}) { $needsync{$dfd}++; }
-        else { push @bad, "rename of $t over $to: its directory fd ($a[2]) is not an open directory"; }
+        my $dfd = $call eq "rename" ? "" : "$pid:$a[2]";
+        if ($dir{$dfd}) { $needsync{$dfd}++; }
+        else { push @bad, "rename of $t over $to: its directory fd ($a[2]) is not a directory this thread opened"; }
     } elsif ($call eq "close") {
-        if ($needsync{$a[0]}) { push @bad, "directory fd $a[0] ($dir{$a[0]}) closed without an fsync after a rename into it"; }
-        delete $tmp{$a[0]}; delete $dir{$a[0]}; delete $needsync{$a[0]};
+        if ($needsync{$fd0}) { push @bad, "directory fd $fd0 ($dir{$fd0}) closed without an fsync after a rename into it"; }
+        delete $tmp{$fd0}; delete $dir{$fd0}; delete $needsync{$fd0};
     }
 }
 push @bad, "directory fd $_ ($dir{$_}) never fsynced after a rename into it" for keys %needsync;
