@@ -5,6 +5,7 @@
 #   make check           build and run every test (unit + real FUSE mounts), TAP via prove
 #   make check SANITIZE=1  the same under ASan + UBSan
 #   make fuzz            each libFuzzer target for FUZZ_SECONDS (default 60), see below
+#   make crash           the crash test (t1500) for CRASH_ROUNDS rounds (default 100)
 #   make bench           pixcrypt vs gocryptfs on the same workloads, printed as ratios
 #   make install PREFIX=/usr/local
 
@@ -96,6 +97,14 @@ soak: deps
 	$(MAKE) pixcrypt
 	PXC_CHURN_SECONDS=$(SOAK_SECONDS) PXC_TIMEOUT=$$(($(SOAK_SECONDS) + 600)) $(TEST_ENV) \
 		prove -v tests/t/t1300-concurrency.t
+
+# The crash test (t1500) for CRASH_ROUNDS rounds instead of eight.
+CRASH_ROUNDS ?= 100
+.PHONY: crash
+crash: deps
+	@sh contrib/deps.sh test
+	$(MAKE) pixcrypt
+	PXC_CRASH_ROUNDS=$(CRASH_ROUNDS) $(TEST_ENV) prove -v tests/t/t1500-crash.t
 
 bench: deps
 	@sh contrib/deps.sh bench

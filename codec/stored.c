@@ -27,9 +27,13 @@ int pxc_stored_peek(const uint8_t *head, size_t n, uint64_t stored_size, pxc_sto
         memcpy(out->header_ad, head, sizeof out->header_ad);
         return 0;
     }
-    /* No image is empty: a size of 0 would have readers skip the decode that checks it. */
+    /* No image is empty: a size of 0 would have readers skip the decode that checks it.
+     * Nor larger than any the encoder takes: the size is read before anything is
+     * authenticated, and a damaged one must not reach stat (the kernel turns a size past
+     * 2^63 into EIO with no log line naming the file). */
     png_peek_info png;
-    if (n >= PNG_PEEK_BYTES && png_codec_peek(head, n, &png) == 0 && png.plain_size > 0) {
+    if (n >= PNG_PEEK_BYTES && png_codec_peek(head, n, &png) == 0 && png.plain_size > 0 &&
+        png.plain_size <= PXC_STORED_MAX_IMAGE_FILE) {
         out->kind = PXC_KIND_PNG;
         out->plain_size = png.plain_size;
         memcpy(out->file_id, png.file_id, PXC_FILE_ID_BYTES);
@@ -39,7 +43,8 @@ int pxc_stored_peek(const uint8_t *head, size_t n, uint64_t stored_size, pxc_sto
         return 0;
     }
     jpeg_peek_info jpg;
-    if (n >= JPEG_PEEK_BYTES && jpeg_codec_peek(head, n, &jpg) == 0 && jpg.plain_size > 0) {
+    if (n >= JPEG_PEEK_BYTES && jpeg_codec_peek(head, n, &jpg) == 0 && jpg.plain_size > 0 &&
+        jpg.plain_size <= PXC_STORED_MAX_IMAGE_FILE) {
         out->kind = PXC_KIND_JPEG;
         out->plain_size = jpg.plain_size;
         memcpy(out->file_id, jpg.file_id, PXC_FILE_ID_BYTES);

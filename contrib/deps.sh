@@ -77,6 +77,7 @@ check_test() {
 	need_cmd script bsdutils
 	need_cmd unshare util-linux
 	need_cmd systemd-analyze systemd
+	need_cmd strace strace
 	# By package: /usr/local/bin/convert may be a stand-in, and some of
 	# these commands exist in more than one package.
 	need_pkgs imagemagick libjpeg-turbo-progs pngcheck libimage-exiftool-perl \

@@ -142,9 +142,18 @@ int content_is_temp_name(const char *name)
 
 /* ---- errors ------------------------------------------------------------- */
 
+/* One log line per damaged file while it is open, not one per failed read: the kernel
+ * retries a failed readahead, and a reader may try several offsets. */
+static int first_damage(pxc_inode *n)
+{
+    return !__atomic_exchange_n(&n->eio_logged, 1, __ATOMIC_RELAXED);
+}
+
 static int content_error(pxc_fs *fs, pxc_inode *n, int rc, uint64_t off)
 {
     if (rc == -EBADMSG) {
+        if (!first_damage(n))
+            return -EIO;
         char name[512];
         inode_name(fs->inodes, n, name, sizeof name);
         pxc_log(LOG_ERR, "%s: stored data fails authentication near offset %llu", name,
@@ -160,6 +169,8 @@ static int decode_error(pxc_fs *fs, pxc_inode *n, int rc)
     char name[512];
     if (rc == -ENOMEM)
         return rc;
+    if (!first_damage(n))
+        return -EIO;
     inode_name(fs->inodes, n, name, sizeof name);
     if (rc == -EBADMSG)
         pxc_log(LOG_ERR, "%s: stored image fails authentication", name);
@@ -699,6 +710,7 @@ int content_attach(pxc_fs *fs, pxc_inode *n, int want_write, int trunc, int fd,
             return fd;
         }
         n->kind = PXC_KIND_OPAQUE;
+        n->eio_logged = 0;
         if (fresh)
             n->file = *fresh;
         else

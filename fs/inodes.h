@@ -41,6 +41,7 @@ typedef struct pxc_inode {
     int writers;      /* of which open for writing */
     int fd_writable;  /* file.fd was opened read-write */
     int dirty;        /* written since the keystore row was last updated */
+    int eio_logged;   /* damage was logged since the first handle opened */
     int kind;         /* PXC_KIND_* of the stored form that file.fd holds */
     opaque_file file; /* file.fd: the content fd shared by all handles, or -1; the opaque
                        * codec state, or for other kinds just plain_size and file id */

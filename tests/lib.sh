@@ -202,7 +202,8 @@ _pxc_cleanup() {
         kill "$_pxc_watchdog" 2>/dev/null
     fi
     for _m in $_pxc_mounts; do
-        if mountpoint -q "$_m" 2>/dev/null; then
+        # (by the mount table: mountpoint(1) fails on the mount of a daemon that died)
+        if grep -qF " $_m fuse" /proc/mounts; then
             $PXC_FUSERMOUNT -u "$_m" 2>/dev/null || $PXC_FUSERMOUNT -u -z "$_m" 2>/dev/null ||
                 umount -l "$_m" 2>/dev/null
         fi
