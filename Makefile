@@ -20,7 +20,7 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -ffp-contract=off -D_FILE_OFFSET_BITS=64 -D_GNU_SOURCE -MMD -MP
 CPPFLAGS += -I. $(PKG_CFLAGS)
-LDLIBS   += $(PKG_LIBS) -lpthread
+LDLIBS   += $(PKG_LIBS) -lpthread -lm
 
 ifeq ($(SANITIZE),1)
 BUILD    ?= build/san
