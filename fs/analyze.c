@@ -82,17 +82,40 @@ static int same_shape(const pxm_image *a, const pxm_image *b)
            a->wide == b->wide;
 }
 
-/* The sample cipher exactly as codec/png.c runs it on a non-interlaced image. */
-static int png_cipher(int profile, const pxm_image *im, void *samples, uint32_t modulus,
-                      const uint8_t *perm, const uint8_t *diff)
+/* The samples in the order the PNG codec enciphers them: raster order, or for Adam7
+ * the pixels of each pass in turn. */
+static void codec_order(const ana_pixels *px, const void *raster, void *out)
 {
+    static const uint8_t adam7[7][4] = {{0, 0, 8, 8}, {4, 0, 8, 8}, {0, 4, 4, 8}, {2, 0, 4, 4},
+                                        {0, 2, 2, 4}, {1, 0, 2, 2}, {0, 1, 1, 2}};
+    const pxm_image *im = &px->im;
+    size_t pix = (size_t)im->channels * (im->wide ? 2 : 1), k = 0;
+    if (!px->interlaced) {
+        memcpy(out, raster, pxm_samples(im) * (im->wide ? 2 : 1));
+        return;
+    }
+    for (int p = 0; p < 7; p++)
+        for (size_t y = adam7[p][1]; y < im->height; y += adam7[p][3])
+            for (size_t x = adam7[p][0]; x < im->width; x += adam7[p][2], k++)
+                memcpy((uint8_t *)out + k * pix,
+                       (const uint8_t *)raster + (y * im->width + x) * pix, pix);
+}
+
+/* The sample cipher exactly as codec/png.c runs it. */
+static int png_cipher(int profile, const ana_pixels *px, void *samples, const uint8_t *perm,
+                      const uint8_t *diff)
+{
+    const pxm_image *im = &px->im;
     size_t n = pxm_samples(im);
+    uint32_t m = px->modulus;
+    /* Rows and columns for the chaos profile's scrambling; passes make one row. */
     struct pxc_chaos_geometry geo = {im->height, (size_t)im->width * im->channels};
+    const struct pxc_chaos_geometry *g = px->interlaced ? NULL : &geo;
     if (profile == PXC_PROFILE_CHAOS)
-        return im->wide ? pxc_chaos_encrypt_u16(samples, n, modulus, &geo, perm, diff)
-                        : pxc_chaos_encrypt_u8(samples, n, modulus, &geo, perm, diff);
-    return im->wide ? pxc_cipher_encrypt_u16(samples, n, modulus, perm, diff)
-                    : pxc_cipher_encrypt_u8(samples, n, modulus, perm, diff);
+        return im->wide ? pxc_chaos_encrypt_u16(samples, n, m, g, perm, diff)
+                        : pxc_chaos_encrypt_u8(samples, n, m, g, perm, diff);
+    return im->wide ? pxc_cipher_encrypt_u16(samples, n, m, perm, diff)
+                    : pxc_cipher_encrypt_u8(samples, n, m, perm, diff);
 }
 
 /* NPCR/UACI for one sample of the middle pixel changed, at the file keys of `stored`. */
@@ -105,9 +128,8 @@ static void png_differential(ana_result *r, const uint8_t *stored, size_t stored
     uint8_t perm[PXC_KEY_BYTES], diff[PXC_KEY_BYTES];
     size_t n = pxm_samples(&plain->im), bytes = n * (plain->im.wide ? 2 : 1);
 
-    if (plain->interlaced || n == 0) {
-        snprintf(r->diff_note, sizeof r->diff_note,
-                 "not measured: interlaced images are enciphered in pass order");
+    if (plain->modulus < 2 || n == 0) {
+        snprintf(r->diff_note, sizeof r->diff_note, "not measured: samples of one value");
         return;
     }
     if (png_codec_peek(stored, stored_len, &info) != 0 ||
@@ -117,28 +139,30 @@ static void png_differential(ana_result *r, const uint8_t *stored, size_t stored
     }
     pxc_file_subkey(perm, keys, &s, PXC_SUBKEY_PERMUTATION);
     pxc_file_subkey(diff, keys, &s, PXC_SUBKEY_DIFFUSION);
-    uint8_t *a = malloc(bytes), *b = malloc(bytes);
-    if (!a || !b) {
+    uint8_t *a = malloc(bytes), *b = malloc(bytes), *c = malloc(bytes);
+    if (!a || !b || !c) {
         snprintf(r->diff_note, sizeof r->diff_note, "not measured: out of memory");
         goto out;
     }
-    memcpy(a, plain->data, bytes);
-    if (png_cipher(info.profile, &plain->im, a, plain->modulus, perm, diff) != 0 ||
-        memcmp(a, cipher->data, bytes) != 0) {
+    /* The keys must reproduce the stored samples before they stand for the codec. */
+    codec_order(plain, plain->data, a);
+    codec_order(cipher, cipher->data, c);
+    if (png_cipher(info.profile, plain, a, perm, diff) != 0 || memcmp(a, c, bytes) != 0) {
         snprintf(r->diff_note, sizeof r->diff_note,
                  "not measured: the file keys do not reproduce the stored samples");
         goto out;
     }
     size_t x = plain->im.width / 2, y = plain->im.height / 2;
     size_t i = (y * plain->im.width + x) * plain->im.channels;
-    memcpy(b, plain->data, bytes);
+    memcpy(c, plain->data, bytes);
     uint32_t v = pxm_at(&plain->im, i), nv = v + 1 < plain->modulus ? v + 1 : v - 1;
     if (plain->im.wide)
-        ((uint16_t *)b)[i] = (uint16_t)nv;
+        ((uint16_t *)c)[i] = (uint16_t)nv;
     else
-        b[i] = (uint8_t)nv;
-    if (plain->modulus < 2 || png_cipher(info.profile, &plain->im, b, plain->modulus, perm, diff)) {
-        snprintf(r->diff_note, sizeof r->diff_note, "not measured: one-value samples");
+        c[i] = (uint8_t)nv;
+    codec_order(plain, c, b);
+    if (png_cipher(info.profile, plain, b, perm, diff) != 0) {
+        snprintf(r->diff_note, sizeof r->diff_note, "not measured: cipher failed");
         goto out;
     }
     pxm_image ia = cipher->im, ib = cipher->im;
@@ -154,6 +178,7 @@ out:
     sodium_memzero(&s, sizeof s);
     free(a);
     free(b);
+    free(c);
 }
 
 /* Cipher pixels of another encoding compared with ours. */
@@ -206,9 +231,12 @@ static void key_sensitivity(ana_result *r, const uint8_t *bytes, size_t n,
     if (!k2)
         return;
     k2->profile = r->profile;
+    if (r->px[0].modulus < 2)
+        goto out; /* nothing to encipher */
     if (encode(r->format, bytes, n, k2, s, &stored, &slen, &why) == 0 &&
         compare_cipher(r, stored, slen, &r->key_npcr, &r->key_uaci) == 0)
         r->key_valid = 1;
+out:
     free(stored);
     pxc_keys_free(k2);
 }
@@ -245,7 +273,10 @@ int ana_run(const char *path, const uint8_t *bytes, size_t n, int profile, int k
     r->channels = pi->channels;
     r->bits = r->px[0].depth;
     r->palette = r->px[0].palette;
-    r->ideal_entropy = log2((double)pi->maxval + 1);
+    /* n samples cannot show more than log2(n) bits. */
+    size_t nsamples = pxm_samples(pi);
+    r->ideal_entropy =
+        log2((double)pi->maxval + 1 < (double)nsamples ? (double)pi->maxval + 1 : (double)nsamples);
     r->ideal_npcr = pxm_ideal_npcr(pi->maxval);
     r->ideal_uaci = pxm_ideal_uaci(pi->maxval);
 

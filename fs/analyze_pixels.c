@@ -27,7 +27,17 @@ static void png_mem_read(png_structp png, png_bytep out, size_t len)
     r->off += len;
 }
 
-static void png_quiet(png_structp png, png_const_charp msg)
+/* libpng's last error, for the message: errors return to the caller's setjmp without
+ * libpng printing them. */
+static __thread char png_why[160];
+
+static void png_quiet_error(png_structp png, png_const_charp msg)
+{
+    snprintf(png_why, sizeof png_why, "not a readable PNG (libpng: %s)", msg);
+    png_longjmp(png, 1);
+}
+
+static void png_quiet_warning(png_structp png, png_const_charp msg)
 {
     (void)png;
     (void)msg;
@@ -35,18 +45,22 @@ static void png_quiet(png_structp png, png_const_charp msg)
 
 int ana_load_png(const uint8_t *p, size_t n, ana_pixels *out, const char **why)
 {
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, png_quiet);
+    png_structp png =
+        png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, png_quiet_error, png_quiet_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     mem_reader rd = {p, n, 0};
-    png_bytep *rows = NULL;
+    png_bytep *volatile rows = NULL; /* volatile: set after setjmp, freed after longjmp */
     memset(out, 0, sizeof *out);
     *why = "not a readable PNG";
+    png_why[0] = 0;
     if (!info) {
         png_destroy_read_struct(&png, NULL, NULL);
         *why = "out of memory";
         return -1;
     }
     if (setjmp(png_jmpbuf(png))) {
+        if (png_why[0] && strcmp(*why, "not a readable PNG") == 0)
+            *why = png_why;
         png_destroy_read_struct(&png, &info, NULL);
         free(rows);
         ana_pixels_free(out);
@@ -182,8 +196,13 @@ typedef struct jerr {
     jmp_buf jb;
 } jerr;
 
+static __thread char jpeg_why[JMSG_LENGTH_MAX + 40];
+
 static void jerr_exit(j_common_ptr c)
 {
+    char msg[JMSG_LENGTH_MAX];
+    c->err->format_message(c, msg);
+    snprintf(jpeg_why, sizeof jpeg_why, "not a readable JPEG (libjpeg: %s)", msg);
     longjmp(((jerr *)c->err)->jb, 1);
 }
 
@@ -240,8 +259,9 @@ int ana_load_jpeg(const uint8_t *p, size_t n, ana_pixels *out, const char **why)
     uint8_t *px;
     uint32_t w, h, ch;
     memset(out, 0, sizeof *out);
+    jpeg_why[0] = 0;
     if (jpeg_pixels(p, n, &px, &w, &h, &ch) != 0) {
-        *why = "not a readable JPEG";
+        *why = jpeg_why[0] ? jpeg_why : "not a readable JPEG";
         return -1;
     }
     out->data = px;

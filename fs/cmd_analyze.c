@@ -395,6 +395,7 @@ done:
     for (int g = 0; g < GROUPS; g++)
         if (group_used(&sum[g]))
             summary_text(stdout, group_names[g], &sum[g]);
+    fflush(stdout);
     if (json) {
         fputs("\n], \"summary\": {", json);
         for (int g = 0, first = 1; g < GROUPS; g++)
