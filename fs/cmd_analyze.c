@@ -120,8 +120,12 @@ static int read_file(const char *path, uint8_t **out, size_t *len)
 
 /* ---- summary per profile ------------------------------------------------------------------ */
 
+/* Images with fewer samples are listed but left out of the summary: their statistics
+ * scatter too widely to judge a cipher by (papers use 256 x 256 and more). */
+#define SUMMARY_MIN_SAMPLES 4096
+
 typedef struct summary {
-    int measured, failed, inexact, diff_n, key_n;
+    int measured, failed, small, inexact, diff_n, key_n;
     double ent_sum, ent_max, corr_sum, corr_max, pc_max, p_min, npcr_sum, npcr_min, uaci_sum,
         uaci_dev, uaci_worst, key_min, ssim_min, enc_sum, dec_sum;
 } summary;
@@ -130,6 +134,11 @@ static void summary_add(summary *s, const ana_result *r)
 {
     if (r->error[0]) {
         s->failed++;
+        return;
+    }
+    if ((uint64_t)r->width * r->height * r->channels < SUMMARY_MIN_SAMPLES) {
+        s->small++;
+        s->inexact += !r->exact;
         return;
     }
     int first = s->measured++ == 0;
@@ -176,8 +185,10 @@ static double mean(double sum, int n)
 
 static void summary_text(FILE *f, const char *name, const summary *s)
 {
-    fprintf(f, "summary %s: %d measured, %d not measured, %d not exact\n", name, s->measured,
-            s->failed, s->inexact);
+    fprintf(f,
+            "summary %s: %d measured, %d too small to judge (< %d samples), %d not measured, "
+            "%d not exact\n",
+            name, s->measured, s->small, SUMMARY_MIN_SAMPLES, s->failed, s->inexact);
     if (!s->measured)
         return;
     fprintf(f, "  entropy below ideal mean %.5f  worst %.5f bits\n", mean(s->ent_sum, s->measured),
@@ -207,8 +218,10 @@ static void jnum(FILE *f, const char *name, double v, int comma)
 
 static void summary_json(FILE *f, const char *name, const summary *s)
 {
-    fprintf(f, "\"%s\": {\"measured\": %d, \"not_measured\": %d, \"not_exact\": %d, ", name,
-            s->measured, s->failed, s->inexact);
+    fprintf(f,
+            "\"%s\": {\"measured\": %d, \"too_small\": %d, \"not_measured\": %d, "
+            "\"not_exact\": %d, ",
+            name, s->measured, s->small, s->failed, s->inexact);
     jnum(f, "entropy_shortfall_mean", mean(s->ent_sum, s->measured), 1);
     jnum(f, "entropy_shortfall_worst", s->measured ? s->ent_max : NAN, 1);
     jnum(f, "adjacent_corr_abs_mean", mean(s->corr_sum, s->measured), 1);
@@ -254,7 +267,7 @@ static int group_of(const ana_result *r)
 
 static int group_used(const summary *s)
 {
-    return s->measured + s->failed > 0;
+    return s->measured + s->small + s->failed > 0;
 }
 
 /* ---- the command -------------------------------------------------------------------------- */
@@ -357,6 +370,13 @@ int cmd_analyze(int argc, char **argv)
             status = PXC_EXIT_ERROR;
             continue;
         }
+        if (!ana_sniff(bytes, len)) {
+            fprintf(stderr, "%spixcrypt analyze: %s: not a PNG or JPEG file\n", bar ? "\n" : "",
+                    files.v[i]);
+            status = PXC_EXIT_ERROR;
+            free(bytes);
+            continue;
+        }
         for (int k = 0; k < nprof; k++) {
             ana_result r;
             if (ana_sniff(bytes, len) == ANA_JPEG && profiles[k] != PXC_PROFILE_DEFAULT &&
@@ -382,8 +402,6 @@ int cmd_analyze(int argc, char **argv)
             summary_add(&sum[group_of(&r)], &r);
             if (!r.error[0] && !r.exact)
                 status = PXC_EXIT_ERROR;
-            if (r.error[0] && !r.format)
-                status = PXC_EXIT_ERROR; /* named explicitly and not an image */
             ana_result_free(&r);
         }
         free(bytes);
