@@ -231,81 +231,83 @@ double pxm_psnr(double mse, uint32_t maxval)
     return 10 * log10((double)maxval * maxval / mse);
 }
 
-/* Separable Gaussian filter over the valid region of a w x h plane: out is
- * (w - k + 1) x (h - k + 1) for a kernel of k taps. */
-static void blur(const double *in, size_t w, size_t h, const double *g, size_t k, double *tmp,
-                 double *out)
-{
-    size_t ow = w - k + 1, oh = h - k + 1;
-    for (size_t y = 0; y < h; y++)
-        for (size_t x = 0; x < ow; x++) {
-            double s = 0;
-            for (size_t t = 0; t < k; t++)
-                s += g[t] * in[y * w + x + t];
-            tmp[y * ow + x] = s;
-        }
-    for (size_t y = 0; y < oh; y++)
-        for (size_t x = 0; x < ow; x++) {
-            double s = 0;
-            for (size_t t = 0; t < k; t++)
-                s += g[t] * tmp[(y + t) * ow + x];
-            out[y * ow + x] = s;
-        }
-}
-
 static double ssim_value(double ma, double mb, double va, double vb, double cov, double c1,
                          double c2)
 {
     return ((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2));
 }
 
-/* One channel; NAN on allocation failure. */
+enum { WIN = 11 }; /* Gaussian window: 11 taps, sigma 1.5 */
+
+/* One channel; NAN on allocation failure.  The separable filter streams over the rows:
+ * each input row is filtered horizontally into a ring of the last WIN rows (x, y, x^2,
+ * y^2, xy), and every complete ring gives one row of windows, so memory is O(width)
+ * whatever the image size. */
 static double ssim_channel(const pxm_image *a, const pxm_image *b, uint32_t c)
 {
-    size_t w = a->width, h = a->height, ch = a->channels, n = w * h;
+    size_t w = a->width, h = a->height, ch = a->channels;
     double L = a->maxval ? a->maxval : 1, c1 = (0.01 * L) * (0.01 * L),
            c2 = (0.03 * L) * (0.03 * L);
-    if (w < 11 || h < 11) {
+    if (w < WIN || h < WIN) {
         moments m = {0};
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < w * h; i++)
             moments_add(&m, pxm_at(a, i * ch + c), pxm_at(b, i * ch + c));
         double ma = m.sx / m.n, mb = m.sy / m.n;
         return ssim_value(ma, mb, m.sxx / m.n - ma * ma, m.syy / m.n - mb * mb,
                           m.sxy / m.n - ma * mb, c1, c2);
     }
-    double g[11], gs = 0;
-    for (int k = 0; k < 11; k++)
+    double g[WIN], gs = 0;
+    for (int k = 0; k < WIN; k++)
         gs += g[k] = exp(-((k - 5) * (k - 5)) / (2 * 1.5 * 1.5));
-    for (int k = 0; k < 11; k++)
+    for (int k = 0; k < WIN; k++)
         g[k] /= gs;
-    size_t ow = w - 10, oh = h - 10, on = ow * oh;
-    double *in = malloc(n * sizeof *in), *tmp = malloc(ow * h * sizeof *tmp), *out[5];
-    int good = in && tmp;
-    for (int i = 0; i < 5; i++)
-        good &= (out[i] = malloc(on * sizeof(double))) != NULL;
-    double sum = NAN;
-    if (good) {
-        /* x, y, x^2, y^2, xy, each blurred in turn through the one input plane. */
-        for (int k = 0; k < 5; k++) {
-            for (size_t i = 0; i < n; i++) {
-                double x = pxm_at(a, i * ch + c), y = pxm_at(b, i * ch + c);
-                in[i] = k == 0 ? x : k == 1 ? y : k == 2 ? x * x : k == 3 ? y * y : x * y;
-            }
-            blur(in, w, h, g, 11, tmp, out[k]);
-        }
-        sum = 0;
-        for (size_t i = 0; i < on; i++) {
-            double ma = out[0][i], mb = out[1][i];
-            sum += ssim_value(ma, mb, out[2][i] - ma * ma, out[3][i] - mb * mb, out[4][i] - ma * mb,
-                              c1, c2);
-        }
-        sum /= (double)on;
+    size_t ow = w - WIN + 1;
+    double *row = malloc(2 * w * sizeof *row), *ring = malloc(5 * WIN * ow * sizeof *ring);
+    if (!row || !ring) {
+        free(row);
+        free(ring);
+        return NAN;
     }
-    for (int i = 0; i < 5; i++)
-        free(out[i]);
-    free(in);
-    free(tmp);
-    return sum;
+    double sum = 0;
+    for (size_t y = 0; y < h; y++) {
+        for (size_t x = 0; x < w; x++) {
+            row[x] = pxm_at(a, (y * w + x) * ch + c);
+            row[w + x] = pxm_at(b, (y * w + x) * ch + c);
+        }
+        double *r = ring + (y % WIN) * 5 * ow; /* 5 planes of ow values */
+        for (size_t x = 0; x < ow; x++) {
+            double sx = 0, sy = 0, sxx = 0, syy = 0, sxy = 0;
+            for (int k = 0; k < WIN; k++) {
+                double u = row[x + k], v = row[w + x + k];
+                sx += g[k] * u;
+                sy += g[k] * v;
+                sxx += g[k] * u * u;
+                syy += g[k] * v * v;
+                sxy += g[k] * u * v;
+            }
+            r[x] = sx;
+            r[ow + x] = sy;
+            r[2 * ow + x] = sxx;
+            r[3 * ow + x] = syy;
+            r[4 * ow + x] = sxy;
+        }
+        if (y + 1 < WIN)
+            continue;
+        /* Rows y - 10 .. y: the tap for input row t is g[t - (y - 10)]. */
+        for (size_t x = 0; x < ow; x++) {
+            double q[5] = {0, 0, 0, 0, 0};
+            for (int k = 0; k < WIN; k++) {
+                const double *rr = ring + ((y + 1 + (size_t)k) % WIN) * 5 * ow;
+                for (int p = 0; p < 5; p++)
+                    q[p] += g[k] * rr[(size_t)p * ow + x];
+            }
+            sum += ssim_value(q[0], q[1], q[2] - q[0] * q[0], q[3] - q[1] * q[1],
+                              q[4] - q[0] * q[1], c1, c2);
+        }
+    }
+    free(row);
+    free(ring);
+    return sum / ((double)ow * (double)(h - WIN + 1));
 }
 
 double pxm_ssim(const pxm_image *a, const pxm_image *b)

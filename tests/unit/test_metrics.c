@@ -166,6 +166,44 @@ static void test_permutation(void)
        "transposition: NPCR %.4f %% (0.78125), UACI %.4f %%", np, ua);
 }
 
+/* Mean SSIM by its definition: every 11x11 window weighted by the 2-D Gaussian directly. */
+static double ssim_direct(const uint8_t *a, const uint8_t *b, int w, int h)
+{
+    double g[11], gs = 0, sum = 0, c1 = 2.55 * 2.55, c2 = 7.65 * 7.65;
+    for (int k = 0; k < 11; k++)
+        gs += g[k] = exp(-((k - 5) * (k - 5)) / 4.5);
+    for (int y = 0; y + 11 <= h; y++)
+        for (int x = 0; x + 11 <= w; x++) {
+            double ma = 0, mb = 0, saa = 0, sbb = 0, sab = 0;
+            for (int j = 0; j < 11; j++)
+                for (int i = 0; i < 11; i++) {
+                    double wt = g[i] * g[j] / (gs * gs), u = a[(y + j) * w + x + i],
+                           v = b[(y + j) * w + x + i];
+                    ma += wt * u, mb += wt * v, saa += wt * u * u, sbb += wt * v * v,
+                        sab += wt * u * v;
+                }
+            sum += (2 * ma * mb + c1) * (2 * (sab - ma * mb) + c2) /
+                   ((ma * ma + mb * mb + c1) * (saa - ma * ma + sbb - mb * mb + c2));
+        }
+    return sum / ((w - 10) * (h - 10));
+}
+
+static void test_ssim_windows(void)
+{
+    enum { SW = 23, SH = 17 };
+    uint8_t a[SW * SH], b[SW * SH];
+    uint32_t x = 12345;
+    for (int i = 0; i < SW * SH; i++) {
+        x = x * 1103515245u + 12345u;
+        a[i] = (uint8_t)(i * 7 % 251);
+        b[i] = (uint8_t)(a[i] / 2 + (x >> 24) / 2);
+    }
+    pxm_image ia = u8img(a, SW, SH, 1), ib = u8img(b, SW, SH, 1);
+    double got = pxm_ssim(&ia, &ib), want = ssim_direct(a, b, SW, SH);
+    ok(near(got, want, 1e-9) && got < 0.9,
+       "SSIM over 11x11 Gaussian windows, 23x17: %.9f (direct %.9f)", got, want);
+}
+
 static void test_gamma(void)
 {
     ok(near(pxm_gamma_q(1, 3), exp(-3), 1e-14), "Q(1, x) = exp(-x)");
@@ -187,6 +225,7 @@ int main(void)
     test_gradient();
     test_checkerboard();
     test_permutation();
+    test_ssim_windows();
     test_gamma();
     return tap_done();
 }
