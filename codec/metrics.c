@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 double pxm_ideal_npcr(uint32_t maxval)
 {
@@ -262,51 +263,52 @@ static double ssim_channel(const pxm_image *a, const pxm_image *b, uint32_t c)
     for (int k = 0; k < WIN; k++)
         g[k] /= gs;
     size_t ow = w - WIN + 1;
-    double *row = malloc(2 * w * sizeof *row), *ring = malloc(5 * WIN * ow * sizeof *ring);
-    if (!row || !ring) {
-        free(row);
+    /* in: the 5 quantities of one input row; ring: WIN rows of them filtered
+     * horizontally; q: one row of window means.  Plane-by-plane loops vectorise. */
+    double *in = malloc(5 * w * sizeof *in), *ring = malloc(5 * WIN * ow * sizeof *ring),
+           *q = malloc(5 * ow * sizeof *q);
+    if (!in || !ring || !q) {
+        free(in);
         free(ring);
+        free(q);
         return NAN;
     }
     double sum = 0;
     for (size_t y = 0; y < h; y++) {
         for (size_t x = 0; x < w; x++) {
-            row[x] = pxm_at(a, (y * w + x) * ch + c);
-            row[w + x] = pxm_at(b, (y * w + x) * ch + c);
+            double u = pxm_at(a, (y * w + x) * ch + c), v = pxm_at(b, (y * w + x) * ch + c);
+            in[x] = u;
+            in[w + x] = v;
+            in[2 * w + x] = u * u;
+            in[3 * w + x] = v * v;
+            in[4 * w + x] = u * v;
         }
-        double *r = ring + (y % WIN) * 5 * ow; /* 5 planes of ow values */
-        for (size_t x = 0; x < ow; x++) {
-            double sx = 0, sy = 0, sxx = 0, syy = 0, sxy = 0;
-            for (int k = 0; k < WIN; k++) {
-                double u = row[x + k], v = row[w + x + k];
-                sx += g[k] * u;
-                sy += g[k] * v;
-                sxx += g[k] * u * u;
-                syy += g[k] * v * v;
-                sxy += g[k] * u * v;
+        double *r = ring + (y % WIN) * 5 * ow;
+        for (size_t p = 0; p < 5; p++)
+            for (size_t x = 0; x < ow; x++) {
+                double t = 0;
+                for (int k = 0; k < WIN; k++)
+                    t += g[k] * in[p * w + x + (size_t)k];
+                r[p * ow + x] = t;
             }
-            r[x] = sx;
-            r[ow + x] = sy;
-            r[2 * ow + x] = sxx;
-            r[3 * ow + x] = syy;
-            r[4 * ow + x] = sxy;
-        }
         if (y + 1 < WIN)
             continue;
-        /* Rows y - 10 .. y: the tap for input row t is g[t - (y - 10)]. */
+        /* Rows y - 10 .. y are in ring slots (y + 1 + k) % WIN, k = 0 .. 10. */
+        memset(q, 0, 5 * ow * sizeof *q);
+        for (int k = 0; k < WIN; k++) {
+            const double *rr = ring + ((y + 1 + (size_t)k) % WIN) * 5 * ow;
+            for (size_t i = 0; i < 5 * ow; i++)
+                q[i] += g[k] * rr[i];
+        }
         for (size_t x = 0; x < ow; x++) {
-            double q[5] = {0, 0, 0, 0, 0};
-            for (int k = 0; k < WIN; k++) {
-                const double *rr = ring + ((y + 1 + (size_t)k) % WIN) * 5 * ow;
-                for (int p = 0; p < 5; p++)
-                    q[p] += g[k] * rr[(size_t)p * ow + x];
-            }
-            sum += ssim_value(q[0], q[1], q[2] - q[0] * q[0], q[3] - q[1] * q[1],
-                              q[4] - q[0] * q[1], c1, c2);
+            double ma = q[x], mb = q[ow + x];
+            sum += ssim_value(ma, mb, q[2 * ow + x] - ma * ma, q[3 * ow + x] - mb * mb,
+                              q[4 * ow + x] - ma * mb, c1, c2);
         }
     }
-    free(row);
+    free(in);
     free(ring);
+    free(q);
     return sum / ((double)ow * (double)(h - WIN + 1));
 }
 
