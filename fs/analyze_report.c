@@ -9,6 +9,7 @@
 #include "fs/analyze.h"
 
 static const char *const dir_names[3] = {"horizontal", "vertical", "diagonal"};
+static const char *const dir_short[3] = {"horiz.", "vert.", "diag."};
 
 static double mbps(const ana_result *r, double seconds)
 {
@@ -267,7 +268,7 @@ static void html_scatter(FILE *f, const pxm_image *im, unsigned dx, unsigned dy,
     for (size_t i = 0; i < 256 * 256; i++)
         px[i] = (uint8_t)(255 - (count[i] ? 40 + 215 * log1p((double)count[i]) / scale : 0));
     fputs("<figure>", f);
-    html_png(f, px, 256, 256, 1, title, "width:128px;height:128px;border:1px solid #999");
+    html_png(f, px, 256, 256, 1, title, "width:112px;height:112px;border:1px solid #999");
     fprintf(f, "<figcaption>%s</figcaption></figure>\n", title);
 out:
     free(count);
@@ -336,13 +337,15 @@ int ana_html_result(FILE *f, const ana_result *r)
     html_histogram(f, &r->px[0].im, "histogram, plain");
     html_histogram(f, &r->px[1].im, "histogram, cipher");
     html_histogram(f, &r->px[2].im, "histogram, decrypted");
-    fputs("</div>\n<div>", f);
+    fputs("</div>\n<p class=\"note\">Adjacent-sample scatter plots: every pair of neighbouring "
+          "samples of the first channel, x the sample, y its neighbour (darker: more pairs).</p>"
+          "\n<div>",
+          f);
     static const unsigned dirs[3][2] = {{1, 0}, {0, 1}, {1, 1}};
     char title[64];
     for (int side = 0; side < 2; side++)
         for (int d = 0; d < 3; d++) {
-            snprintf(title, sizeof title, "%s, %s neighbours", side ? "cipher" : "plain",
-                     dir_names[d]);
+            snprintf(title, sizeof title, "%s, %s", side ? "cipher" : "plain", dir_short[d]);
             html_scatter(f, &r->px[side].im, dirs[d][0], dirs[d][1], title);
         }
     fputs("</div>\n<table><tr><th>metric</th><th>plain</th><th>cipher</th><th>ideal</th></tr>\n",
@@ -350,10 +353,15 @@ int ana_html_result(FILE *f, const ana_result *r)
     fprintf(f, "<tr><td>entropy, bits/sample</td><td>%.5f</td><td>%.5f</td><td>%.4g</td></tr>\n",
             r->plain.entropy, r->cipher.entropy, r->ideal_entropy);
     if (r->cipher.nplanes) {
-        fputs("<tr><td>bit-plane entropy (15 &hellip; 0)</td><td colspan=\"2\">", f);
-        for (int b = 15; b >= 0; b--)
-            fprintf(f, "%.3f/%.3f ", r->plain.planes[b], r->cipher.planes[b]);
-        fputs("</td><td>1</td></tr>\n", f);
+        fputs("<tr><td>bit-plane entropy, planes 15 &hellip; 0</td>", f);
+        for (int side = 0; side < 2; side++) {
+            const ana_stats *st = side ? &r->cipher : &r->plain;
+            fputs("<td>", f);
+            for (int b = 15; b >= 0; b--)
+                fprintf(f, "%.3f%s", st->planes[b], b % 4 == 0 ? "<br>" : " ");
+            fputs("</td>", f);
+        }
+        fputs("<td>1</td></tr>\n", f);
     }
     row3(f, "adjacent correlation", r->plain.corr, r->cipher.corr);
     fprintf(f,
