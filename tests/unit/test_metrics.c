@@ -204,6 +204,20 @@ static void test_ssim_windows(void)
        "SSIM over 11x11 Gaussian windows, 23x17: %.9f (direct %.9f)", got, want);
 }
 
+static void test_pearson(void)
+{
+    /* [1 2 3] against [2 4 7]: deviations (-1 0 1) and (-7/3 -1/3 8/3); r = 5 over
+     * sqrt(2 * 114/9) = 15 / sqrt(228). */
+    double a[3] = {1, 2, 3}, b[3] = {2, 4, 7}, k[3] = {5, 5, 5};
+    ok(near(pxm_pearson(a, b, 3), 15 / sqrt(228), 1e-12), "Pearson r of [1 2 3], [2 4 7]: %.6f",
+       pxm_pearson(a, b, 3));
+    ok(pxm_pearson(a, k, 3) == 0 && pxm_pearson(a, b, 0) == 0, "Pearson r with a constant or "
+                                                               "empty series: 0");
+    /* Large offsets (JPEG block energies reach 1e9) must not cancel. */
+    double c[4] = {1e9 + 1, 1e9 + 2, 1e9 + 3, 1e9 + 4}, d[4] = {4, 3, 2, 1};
+    ok(near(pxm_pearson(c, d, 4), -1, 1e-9), "Pearson r stays exact with offsets of 1e9");
+}
+
 static void test_gamma(void)
 {
     ok(near(pxm_gamma_q(1, 3), exp(-3), 1e-14), "Q(1, x) = exp(-x)");
@@ -226,6 +240,7 @@ int main(void)
     test_checkerboard();
     test_permutation();
     test_ssim_windows();
+    test_pearson();
     test_gamma();
     return tap_done();
 }
