@@ -20,6 +20,7 @@
 
 #include "codec/jpeg.h"
 #include "codec/opaque.h"
+#include "fs/analyze.h"
 #include "codec/metrics.h"
 #include "tap.h"
 
@@ -149,43 +150,6 @@ static int decode_luma(const uint8_t *p, size_t n, image *im)
     return 0;
 }
 
-/* Per-block AC energy (sum of squared dequantised AC values) of component 0. */
-static double *ac_energy(const uint8_t *p, size_t n, size_t *nb)
-{
-    struct jpeg_decompress_struct d;
-    terr e;
-    double *out = NULL;
-    d.err = jpeg_std_error(&e.pub);
-    e.pub.error_exit = t_error;
-    e.pub.output_message = t_message;
-    jpeg_create_decompress(&d);
-    if (setjmp(e.jb)) {
-        jpeg_destroy_decompress(&d);
-        free(out);
-        return NULL;
-    }
-    jpeg_mem_src(&d, p, (unsigned long)n);
-    jpeg_read_header(&d, TRUE);
-    jvirt_barray_ptr *arr = jpeg_read_coefficients(&d);
-    jpeg_component_info *ci = &d.comp_info[0];
-    *nb = (size_t)ci->width_in_blocks * ci->height_in_blocks;
-    out = malloc(*nb * sizeof *out);
-    for (JDIMENSION y = 0; y < ci->height_in_blocks; y++) {
-        JBLOCKARRAY row = (*d.mem->access_virt_barray)((j_common_ptr)&d, arr[0], y, 1, FALSE);
-        for (JDIMENSION x = 0; x < ci->width_in_blocks; x++) {
-            double s = 0;
-            for (int k = 1; k < 64; k++) {
-                double v = (double)row[0][x][k] * ci->quant_table->quantval[k];
-                s += v * v;
-            }
-            out[(size_t)y * ci->width_in_blocks + x] = s;
-        }
-    }
-    jpeg_finish_decompress(&d);
-    jpeg_destroy_decompress(&d);
-    return out;
-}
-
 /* Mean SSIM of two luma images of the same size (codec/metrics.h). */
 static double ssim(const image *a, const image *b)
 {
@@ -300,7 +264,7 @@ static int check_one(const char *label, const uint8_t *p, size_t n, stats *st, c
     if (st && da == 0 && db == 0 && a.w >= 64 && a.h >= 64 && a.w == b.w && a.h == b.h) {
         double sv = ssim(&a, &b);
         size_t na = 0, nb2 = 0;
-        double *ea = ac_energy(p, n, &na), *eb = ac_energy(sf, sl, &nb2);
+        double *ea = ana_jpeg_ac_energy(p, n, &na), *eb = ana_jpeg_ac_energy(sf, sl, &nb2);
         double r = (ea && eb && na == nb2) ? pxm_pearson(ea, eb, na) : 1;
         free(ea);
         free(eb);
