@@ -49,7 +49,7 @@ static path_list *walk_list; /* nftw has no user pointer */
 static int is_image(const char *path)
 {
     uint8_t head[8];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return 0;
     ssize_t got = read(fd, head, sizeof head);
@@ -98,7 +98,8 @@ static int collect(char **args, int nargs, path_list *l)
 
 static int read_file(const char *path, uint8_t **out, size_t *len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO named on the command line must not hang the open. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     struct stat st;
     if (fd < 0)
         return -errno;
