@@ -20,6 +20,7 @@
 #include "fs/analyze.h"
 #include "fs/cli.h"
 #include "fs/fdio.h"
+#include "fs/progress.h"
 
 #define MAX_INPUT_BYTES (512u << 20)
 
@@ -291,16 +292,6 @@ static int group_used(const summary *s)
 
 /* ---- the command -------------------------------------------------------------------------- */
 
-static void progress(size_t done, size_t total, const char *name)
-{
-    enum { WIDTH = 30 };
-    size_t fill = total ? done * WIDTH / total : WIDTH;
-    const char *base = strrchr(name, '/');
-    fprintf(stderr, "\r[%.*s%*s] %zu/%zu %-30.30s", (int)fill, "##############################",
-            (int)(WIDTH - fill), "", done, total, base ? base + 1 : name);
-    fflush(stderr);
-}
-
 static const char usage_text[] =
     "usage: pixcrypt analyze [--profile default|chaos|all] [--json FILE] [--report FILE.html]\n"
     "                        IMAGE|DIR...\n";
@@ -374,24 +365,30 @@ int cmd_analyze(int argc, char **argv)
     if (report)
         ana_html_begin(report);
 
-    int bar = isatty(STDERR_FILENO) && files.n > 1, results = 0;
+    uint64_t bytes_total = 0;
+    for (size_t i = 0; i < files.n; i++) {
+        struct stat st;
+        bytes_total += stat(files.v[i], &st) == 0 ? (uint64_t)st.st_size : 0;
+    }
+    progress bar;
+    progress_init(&bar, "analysing", files.n, bytes_total, files.n > 1);
+    int results = 0;
     summary sum[GROUPS] = {0};
     ana_print_header(stdout);
     for (size_t i = 0; i < files.n; i++) {
         uint8_t *bytes = NULL;
         size_t len = 0;
-        if (bar)
-            progress(i, files.n, files.v[i]);
         int rc = read_file(files.v[i], &bytes, &len);
         if (rc != 0) {
-            fprintf(stderr, "%spixcrypt analyze: %s: %s\n", bar ? "\n" : "", files.v[i],
-                    rc == -EINVAL ? "not a regular file" : strerror(-rc));
+            progress_say(&bar, "pixcrypt analyze: %s: %s", files.v[i],
+                         rc == -EINVAL ? "not a regular file" : strerror(-rc));
+            progress_add(&bar, 0, 1);
             status = PXC_EXIT_ERROR;
             continue;
         }
         if (!ana_sniff(bytes, len)) {
-            fprintf(stderr, "%spixcrypt analyze: %s: not a PNG or JPEG file\n", bar ? "\n" : "",
-                    files.v[i]);
+            progress_say(&bar, "pixcrypt analyze: %s: not a PNG or JPEG file", files.v[i]);
+            progress_add(&bar, len, 1);
             status = PXC_EXIT_ERROR;
             free(bytes);
             continue;
@@ -402,13 +399,12 @@ int cmd_analyze(int argc, char **argv)
                 nprof > 1)
                 continue; /* one JPEG cipher: measured once */
             if (ana_run(files.v[i], bytes, len, profiles[k], report != NULL, &r) != 0) {
-                fprintf(stderr, "pixcrypt analyze: out of memory\n");
+                progress_say(&bar, "pixcrypt analyze: out of memory");
                 free(bytes);
                 status = PXC_EXIT_ERROR;
                 goto done;
             }
-            if (bar)
-                fputs("\r\033[K", stderr);
+            progress_clear(&bar);
             ana_print_row(stdout, &r);
             fflush(stdout);
             if (json) {
@@ -423,11 +419,12 @@ int cmd_analyze(int argc, char **argv)
                 status = PXC_EXIT_ERROR; /* the table says which */
             ana_result_free(&r);
         }
+        progress_add(&bar, len, 1);
         free(bytes);
     }
 done:
-    if (bar)
-        fputs("\r\033[K", stderr);
+    progress_clear(&bar);
+    progress_destroy(&bar);
     fputc('\n', stdout);
     for (int g = 0; g < GROUPS; g++)
         if (group_used(&sum[g]))

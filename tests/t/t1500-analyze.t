@@ -99,7 +99,7 @@ is "$(json "$T/all.json" "$C->{differential}{measured} ? 1 : 0")" 1 "chaos profi
 # A terminal gets a progress bar (script(1) provides the pty).
 if command -v script >/dev/null; then
     tmo 300 script -qec "'$PXC_BIN' analyze --profile default '$A' >/dev/null" /dev/null >"$T/tty.out" 2>&1
-    like "$(tr '\r' '\n' <"$T/tty.out")" '^\[#* *\] [0-9]+/4 ' "a progress bar on a terminal"
+    like "$(tr '\r' '\n' <"$T/tty.out")" 'analysing \[#* *\] +[0-9]+% [0-9]/4 files' "a progress bar on a terminal"
 else
     skip "a progress bar on a terminal" "no script(1)"
 fi
