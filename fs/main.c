@@ -21,6 +21,7 @@ static const char usage[] =
     "          [--profile default|chaos] (SOURCE... DEST | --in-place PATH...)\n"
     "  decrypt --volume CIPHERDIR [--passfile FILE] [-r] [-f] [-j N] [-q] [-v]\n"
     "          (SOURCE... DEST | --in-place PATH...)\n"
+    "  analyze [--profile default|chaos|all] [--json FILE] [--report FILE.html] IMAGE|DIR...\n"
     "\n"
     "Unmount with: fusermount3 -u MOUNTPOINT\n"
     "Exit codes: 0 ok, 1 error, 2 usage, 3 wrong passphrase, 4 already mounted,\n"
@@ -59,6 +60,8 @@ int main(int argc, char **argv)
         return cmd_encrypt(argc - 1, argv + 1);
     if (strcmp(cmd, "decrypt") == 0)
         return cmd_decrypt(argc - 1, argv + 1);
+    if (strcmp(cmd, "analyze") == 0)
+        return cmd_analyze(argc - 1, argv + 1);
     fprintf(stderr, "pixcrypt: unknown command '%s'\n%s", cmd, usage);
     return PXC_EXIT_USAGE;
 }

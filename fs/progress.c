@@ -105,6 +105,17 @@ void progress_say(progress *p, const char *fmt, ...)
     pthread_mutex_unlock(&p->lock);
 }
 
+void progress_clear(progress *p)
+{
+    pthread_mutex_lock(&p->lock);
+    if (p->drawn) {
+        fputs("\r\033[K", stderr);
+        fflush(stderr);
+        p->drawn = 0;
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
 void progress_finish(progress *p)
 {
     pthread_mutex_lock(&p->lock);

@@ -27,6 +27,9 @@ void progress_add(progress *p, uint64_t bytes, int file_done);
 /* Prints a message line on stderr (printf-style, newline added) without mixing it into
  * the bar: the bar is cleared first and drawn again by the next update. */
 void progress_say(progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Takes the bar off the screen (drawn again by the next update), so that the caller can
+ * write to a stdout that shares the terminal. */
+void progress_clear(progress *p);
 /* The last update, drawn whatever the time since the one before, then cleared. */
 void progress_finish(progress *p);
 void progress_destroy(progress *p);

@@ -5,6 +5,7 @@
 # with; malformed and fake PNGs stay opaque and still round-trip.
 . "$(dirname "$0")/../lib.sh"
 need_pixcrypt
+need_tool img_stats
 for t in convert identify pngcheck exiftool; do
     command -v $t >/dev/null || skip_all "no $t (contrib/deps.sh test installs it)"
 done
@@ -67,8 +68,8 @@ is "$(identify -format '%w %h %[bit-depth]\n' "$C/rgb16.png" 2>&1)" "512 512 16"
 is "$(convert "$C/palette.png" -format '%w %h' info: 2>&1)" "512 512" "convert decodes the stored palette file"
 
 # ---- noise: entropy and adjacent-sample correlation of the stored pixels
-read -r _ ent _ ch _ cv _ cd <<<"$(convert "$C/gray8.png" -depth 8 gray:- | perl "$PXC_TESTS_DIR/tools/img_stats.pl" 512)"
-read -r _ pent _ pch _ _ _ _ <<<"$(convert "$S/gray8.png" -depth 8 gray:- | perl "$PXC_TESTS_DIR/tools/img_stats.pl" 512)"
+read -r _ ent _ ch _ cv _ cd <<<"$(convert "$C/gray8.png" -depth 8 gray:- | "$PXC_TOOLS/img_stats" 512)"
+read -r _ pent _ pch _ _ _ _ <<<"$(convert "$S/gray8.png" -depth 8 gray:- | "$PXC_TOOLS/img_stats" 512)"
 note "plain gray8: entropy $pent, horizontal correlation $pch"
 ok "stored gray8 entropy $ent >= 7.99" perl -e "exit !($ent >= 7.99)"
 ok "stored gray8 correlations h $ch v $cv d $cd within 0.01" \

@@ -3,6 +3,7 @@
 # load every stored variant at its original size, and show noise.
 . "$(dirname "$0")/../lib.sh"
 need_pixcrypt
+need_tool img_stats
 command -v convert >/dev/null || skip_all "no ImageMagick (contrib/deps.sh test installs it)"
 CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
 [ -n "$CHROMIUM" ] || skip_all "no chromium (contrib/deps.sh test installs it)"
@@ -42,7 +43,7 @@ for n in $names; do
     ok "libpng decodes the stored $n.png" "$PXC_TOOLS/pngdecode" "$W/$n.png"
 done
 # Noise: the stored image's pixels look nothing like the original's.
-read -r _ ent _ ch _ cv _ _ <<<"$(convert "$W/gray8.png" -depth 8 gray:- | perl "$PXC_TESTS_DIR/tools/img_stats.pl" 300)"
+read -r _ ent _ ch _ cv _ _ <<<"$(convert "$W/gray8.png" -depth 8 gray:- | "$PXC_TOOLS/img_stats" 300)"
 ok "stored gray8 shows noise: entropy $ent > 7.9, correlation $ch/$cv below 0.05" \
     perl -e "exit !($ent > 7.9 && abs($ch) < 0.05 && abs($cv) < 0.05)"
 done_testing

@@ -5,12 +5,14 @@
  * one diffusion pass leaves a change invisible before its place in the scrambled order,
  * and the tests assert exactly that behaviour rather than the ideal. */
 #include <errno.h>
+#include <math.h>
 #include <sodium.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
 
 #include "codec/chaos.h"
+#include "codec/metrics.h"
 #include "tap.h"
 
 #define W 512
@@ -52,36 +54,6 @@ static double cpu_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* libm-free maths for the statistics below. */
-static double sqrt_pos(double x)
-{
-    double r = x > 1 ? x : 1;
-    if (x <= 0)
-        return 0;
-    for (int i = 0; i < 200; i++)
-        r = 0.5 * (r + x / r);
-    return r;
-}
-
-static double log2_pos(double x)
-{
-    double e = 0, z, z2, term, sum = 0;
-    while (x < 1) {
-        x *= 2;
-        e -= 1;
-    }
-    while (x >= 2) {
-        x /= 2;
-        e += 1;
-    }
-    z = (x - 1) / (x + 1); /* ln x = 2 atanh z, z <= 1/3 */
-    z2 = z * z;
-    term = z;
-    for (int k = 0; k < 40; k++, term *= z2)
-        sum += term / (2 * k + 1);
-    return e + 2 * sum / 0.69314718055994530942;
-}
-
 /* sin(2 pi t) by Bhaskara's rational approximation (error < 0.002). */
 static double wave(double t)
 {
@@ -114,56 +86,40 @@ static void natural_image(uint8_t *img, size_t ch)
             }
 }
 
+/* The statistics come from the product's metrics module (codec/metrics.h). */
+static pxm_image flat_u8(const uint8_t *a, size_t n)
+{
+    return (pxm_image){a, 0, (uint32_t)n, 1, 1, 255};
+}
+
 static double npcr(const uint8_t *a, const uint8_t *b, size_t n)
 {
-    size_t diff = 0;
-    for (size_t i = 0; i < n; i++)
-        diff += a[i] != b[i];
-    return n ? 100.0 * (double)diff / (double)n : 0;
+    pxm_image x = flat_u8(a, n), y = flat_u8(b, n);
+    double np, ua;
+    pxm_npcr_uaci(&x, &y, &np, &ua);
+    return np;
 }
 
 static double uaci(const uint8_t *a, const uint8_t *b, size_t n)
 {
-    double sum = 0;
-    for (size_t i = 0; i < n; i++)
-        sum += a[i] > b[i] ? a[i] - b[i] : b[i] - a[i];
-    return n ? 100.0 * sum / (255.0 * (double)n) : 0;
+    pxm_image x = flat_u8(a, n), y = flat_u8(b, n);
+    double np, ua;
+    pxm_npcr_uaci(&x, &y, &np, &ua);
+    return ua;
 }
 
 static double entropy(const uint8_t *a, size_t n)
 {
-    size_t count[256] = {0};
-    double h = 0;
-    for (size_t i = 0; i < n; i++)
-        count[a[i]]++;
-    for (int v = 0; v < 256; v++)
-        if (count[v]) {
-            double p = (double)count[v] / (double)n;
-            h -= p * log2_pos(p);
-        }
-    return h;
+    pxm_image x = flat_u8(a, n);
+    return pxm_entropy(&x);
 }
 
 /* Pearson correlation of every sample with its neighbour (dx, dy) pixels away, in the
  * same channel, over all such pairs of a W x H image with ch channels. */
 static double correlation(const uint8_t *img, size_t ch, size_t dx, size_t dy)
 {
-    double sx = 0, sy = 0, sxx = 0, syy = 0, sxy = 0, n = 0;
-    for (size_t y = 0; y + dy < H; y++)
-        for (size_t x = 0; x + dx < W; x++)
-            for (size_t c = 0; c < ch; c++) {
-                double a = img[(y * W + x) * ch + c];
-                double b = img[((y + dy) * W + x + dx) * ch + c];
-                sx += a;
-                sy += b;
-                sxx += a * a;
-                syy += b * b;
-                sxy += a * b;
-                n += 1;
-            }
-    double cov = sxy / n - (sx / n) * (sy / n);
-    double vx = sxx / n - (sx / n) * (sx / n), vy = syy / n - (sy / n) * (sy / n);
-    return cov / sqrt_pos(vx * vy);
+    pxm_image x = {img, 0, W, H, (uint32_t)ch, 255};
+    return pxm_adjacent_corr(&x, (unsigned)dx, (unsigned)dy);
 }
 
 /* ---- round trips ---- */
@@ -540,7 +496,7 @@ static int tail_ideal(const diff_result *r, size_t n)
     double len = (double)(n - r->q);
     if (len < 1024)
         return 1;
-    double sd_npcr = 100 * sqrt_pos(255.0 / 65536 / len), sd_uaci = 100 * sqrt_pos(1.0 / 18 / len);
+    double sd_npcr = 100 * sqrt(255.0 / 65536 / len), sd_uaci = 100 * sqrt(1.0 / 18 / len);
     return r->tail_npcr >= IDEAL_NPCR - 5 * sd_npcr && r->tail_npcr <= IDEAL_NPCR + 5 * sd_npcr &&
            r->tail_uaci >= IDEAL_UACI - 5 * sd_uaci && r->tail_uaci <= IDEAL_UACI + 5 * sd_uaci;
 }

@@ -6,6 +6,7 @@
  * Corpus from $PXC_CORPUS, default <repo>/../shared/corpus. */
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <setjmp.h>
 #include <sodium.h>
 #include <stdint.h>
@@ -19,6 +20,8 @@
 
 #include "codec/jpeg.h"
 #include "codec/opaque.h"
+#include "fs/analyze.h"
+#include "codec/metrics.h"
 #include "tap.h"
 
 static pxc_keys *keys;
@@ -147,160 +150,12 @@ static int decode_luma(const uint8_t *p, size_t n, image *im)
     return 0;
 }
 
-/* Per-block AC energy (sum of squared dequantised AC values) of component 0. */
-static double *ac_energy(const uint8_t *p, size_t n, size_t *nb)
-{
-    struct jpeg_decompress_struct d;
-    terr e;
-    double *out = NULL;
-    d.err = jpeg_std_error(&e.pub);
-    e.pub.error_exit = t_error;
-    e.pub.output_message = t_message;
-    jpeg_create_decompress(&d);
-    if (setjmp(e.jb)) {
-        jpeg_destroy_decompress(&d);
-        free(out);
-        return NULL;
-    }
-    jpeg_mem_src(&d, p, (unsigned long)n);
-    jpeg_read_header(&d, TRUE);
-    jvirt_barray_ptr *arr = jpeg_read_coefficients(&d);
-    jpeg_component_info *ci = &d.comp_info[0];
-    *nb = (size_t)ci->width_in_blocks * ci->height_in_blocks;
-    out = malloc(*nb * sizeof *out);
-    for (JDIMENSION y = 0; y < ci->height_in_blocks; y++) {
-        JBLOCKARRAY row = (*d.mem->access_virt_barray)((j_common_ptr)&d, arr[0], y, 1, FALSE);
-        for (JDIMENSION x = 0; x < ci->width_in_blocks; x++) {
-            double s = 0;
-            for (int k = 1; k < 64; k++) {
-                double v = (double)row[0][x][k] * ci->quant_table->quantval[k];
-                s += v * v;
-            }
-            out[(size_t)y * ci->width_in_blocks + x] = s;
-        }
-    }
-    jpeg_finish_decompress(&d);
-    jpeg_destroy_decompress(&d);
-    return out;
-}
-
-/* No libm in the unit-test link line. */
-static double fabs_(double x)
-{
-    return x < 0 ? -x : x;
-}
-
-static double sqrt_(double x)
-{
-    if (x <= 0)
-        return 0;
-    double r = x > 1 ? x : 1;
-    for (int i = 0; i < 200; i++) {
-        double nr = 0.5 * (r + x / r);
-        if (nr >= r)
-            break;
-        r = nr;
-    }
-    return r;
-}
-
-static double pearson(const double *a, const double *b, size_t n)
-{
-    double ma = 0, mb = 0, sab = 0, saa = 0, sbb = 0;
-    for (size_t i = 0; i < n; i++) {
-        ma += a[i];
-        mb += b[i];
-    }
-    ma /= (double)n;
-    mb /= (double)n;
-    for (size_t i = 0; i < n; i++) {
-        sab += (a[i] - ma) * (b[i] - mb);
-        saa += (a[i] - ma) * (a[i] - ma);
-        sbb += (b[i] - mb) * (b[i] - mb);
-    }
-    return (saa > 0 && sbb > 0) ? sab / sqrt_(saa * sbb) : 0;
-}
-
-/* exp(x) for x <= 0 without libm. */
-static double exp_neg(double x)
-{
-    double r = 1, t = 1;
-    int halvings = 0;
-    while (x < -1) {
-        x /= 2;
-        halvings++;
-    }
-    for (int k = 1; k < 30; k++) {
-        t *= x / k;
-        r += t;
-    }
-    while (halvings--)
-        r *= r;
-    return r;
-}
-
-/* Separable filter of a w x h float image with the 11-tap kernel g, valid region only:
- * out is (w - 10) x (h - 10). */
-static void blur(const double *in, int w, int h, const double g[11], double *tmp, double *out)
-{
-    int ow = w - 10, oh = h - 10;
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < ow; x++) {
-            double s = 0;
-            for (int k = 0; k < 11; k++)
-                s += g[k] * in[(size_t)y * w + x + k];
-            tmp[(size_t)y * ow + x] = s;
-        }
-    for (int y = 0; y < oh; y++)
-        for (int x = 0; x < ow; x++) {
-            double s = 0;
-            for (int k = 0; k < 11; k++)
-                s += g[k] * tmp[(size_t)(y + k) * ow + x];
-            out[(size_t)y * ow + x] = s;
-        }
-}
-
-/* Mean SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03,
- * L 255) of two luma images of the same size, at least 11x11. */
+/* Mean SSIM of two luma images of the same size (codec/metrics.h). */
 static double ssim(const image *a, const image *b)
 {
-    int w = a->w, h = a->h, ow = w - 10, oh = h - 10;
-    if (ow < 1 || oh < 1)
-        return 0;
-    double g[11], gs = 0;
-    for (int k = 0; k < 11; k++)
-        gs += g[k] = exp_neg(-((k - 5) * (k - 5)) / (2 * 1.5 * 1.5));
-    for (int k = 0; k < 11; k++)
-        g[k] /= gs;
-    size_t n = (size_t)w * h, on = (size_t)ow * oh;
-    double *in[5], *out[5], *tmp = malloc((size_t)ow * h * sizeof *tmp);
-    for (int i = 0; i < 5; i++) {
-        in[i] = malloc(n * sizeof(double));
-        out[i] = malloc(on * sizeof(double));
-    }
-    for (size_t i = 0; i < n; i++) {
-        double x = a->px[i], y = b->px[i];
-        in[0][i] = x;
-        in[1][i] = y;
-        in[2][i] = x * x;
-        in[3][i] = y * y;
-        in[4][i] = x * y;
-    }
-    for (int i = 0; i < 5; i++)
-        blur(in[i], w, h, g, tmp, out[i]);
-    const double c1 = 6.5025, c2 = 58.5225;
-    double sum = 0;
-    for (size_t i = 0; i < on; i++) {
-        double ma = out[0][i], mb = out[1][i];
-        double va = out[2][i] - ma * ma, vb = out[3][i] - mb * mb, cov = out[4][i] - ma * mb;
-        sum += ((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2));
-    }
-    for (int i = 0; i < 5; i++) {
-        free(in[i]);
-        free(out[i]);
-    }
-    free(tmp);
-    return sum / (double)on;
+    pxm_image x = {a->px, 0, (uint32_t)a->w, (uint32_t)a->h, 1, 255};
+    pxm_image y = {b->px, 0, (uint32_t)b->w, (uint32_t)b->h, 1, 255};
+    return pxm_ssim(&x, &y);
 }
 
 /* ---- one file ------------------------------------------------------------------------ */
@@ -409,16 +264,16 @@ static int check_one(const char *label, const uint8_t *p, size_t n, stats *st, c
     if (st && da == 0 && db == 0 && a.w >= 64 && a.h >= 64 && a.w == b.w && a.h == b.h) {
         double sv = ssim(&a, &b);
         size_t na = 0, nb2 = 0;
-        double *ea = ac_energy(p, n, &na), *eb = ac_energy(sf, sl, &nb2);
-        double r = (ea && eb && na == nb2) ? pearson(ea, eb, na) : 1;
+        double *ea = ana_jpeg_ac_energy(p, n, &na), *eb = ana_jpeg_ac_energy(sf, sl, &nb2);
+        double r = (ea && eb && na == nb2) ? pxm_pearson(ea, eb, na) : 1;
         free(ea);
         free(eb);
-        if (fabs_(sv) > fabs_(st->worst_ssim))
+        if (fabs(sv) > fabs(st->worst_ssim))
             st->worst_ssim = sv;
-        if (fabs_(r) > fabs_(st->worst_corr))
+        if (fabs(r) > fabs(st->worst_corr))
             st->worst_corr = r;
         st->noise_checked++;
-        if (sv >= st->ssim_max || fabs_(r) >= 0.1) {
+        if (sv >= st->ssim_max || fabs(r) >= 0.1) {
             tap_diag("%s: SSIM %.4f, AC-energy r %.4f", label, sv, r);
             bad = 1;
         }
@@ -714,23 +569,23 @@ static void test_noise_keys(void)
             if (check_one(vs[i].name, m.p, m.len, &st, &why) < 0)
                 bad++;
             sum += st.worst_ssim;
-            if (fabs_(ws) > fabs_(st.worst_ssim))
+            if (fabs(ws) > fabs(st.worst_ssim))
                 st.worst_ssim = ws;
         }
         tap_diag("noise %-22s %d keys: SSIM mean %.4f worst %.4f, worst |r| %.4f", vs[i].name,
-                 NOISE_KEYS, sum / NOISE_KEYS, st.worst_ssim, fabs_(st.worst_corr));
+                 NOISE_KEYS, sum / NOISE_KEYS, st.worst_ssim, fabs(st.worst_corr));
         if (sum / NOISE_KEYS > worst_mean)
             worst_mean = sum / NOISE_KEYS;
         checked += st.noise_checked;
-        if (fabs_(st.worst_ssim) > fabs_(worst_s))
+        if (fabs(st.worst_ssim) > fabs(worst_s))
             worst_s = st.worst_ssim;
-        if (fabs_(st.worst_corr) > fabs_(worst_r))
+        if (fabs(st.worst_corr) > fabs(worst_r))
             worst_r = st.worst_corr;
         free(m.p);
     }
     ok(bad == 0 && checked >= 15 * NOISE_KEYS,
        "noise over %d keys per variant (%d checks): worst SSIM %.4f < %.2f, worst |r| %.4f < 0.1",
-       NOISE_KEYS, checked, worst_s, NOISE_SSIM_MAX, fabs_(worst_r));
+       NOISE_KEYS, checked, worst_s, NOISE_SSIM_MAX, fabs(worst_r));
     ok(checked > 0 && worst_mean < 0.1, "mean SSIM over %d keys below 0.1 for every variant (%.4f)",
        NOISE_KEYS, worst_mean);
 }
