@@ -3,6 +3,7 @@
 #include "codec/jpeg.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <sodium.h>
@@ -15,6 +16,7 @@
 
 #include "codec/bytes.h"
 #include "codec/jpeg_int.h"
+#include "codec/metrics.h"
 #include "codec/opaque.h"
 #include "nn/nnvec.h"
 
@@ -1104,8 +1106,69 @@ static void *check_inverse(void *arg)
     return NULL;
 }
 
-static int cipher_image(enc_state *e, const pxc_keys *keys, const pxc_file_secrets *s,
-                        const char **why)
+/* The first component of a JPEG as 8-bit samples (luma for YCbCr, gray and RGB images,
+ * which libjpeg converts), or -1. */
+static int decode_luma(const uint8_t *p, size_t n, uint8_t **px, uint32_t *w, uint32_t *h)
+{
+    struct jpeg_decompress_struct d;
+    jerr e;
+    uint8_t *volatile out = NULL, *volatile row = NULL;
+    memset(&d, 0, sizeof d);
+    d.err = jpeg_std_error(&e.pub);
+    e.pub.error_exit = on_error;
+    e.pub.output_message = on_message;
+    jpeg_create_decompress(&d);
+    if (setjmp(e.jb)) {
+        jpeg_destroy_decompress(&d);
+        free(out);
+        free(row);
+        return -1;
+    }
+    jpeg_mem_src(&d, p, (unsigned long)n);
+    jpeg_read_header(&d, TRUE);
+    if (d.jpeg_color_space == JCS_YCbCr || d.jpeg_color_space == JCS_GRAYSCALE ||
+        d.jpeg_color_space == JCS_RGB)
+        d.out_color_space = JCS_GRAYSCALE;
+    jpeg_start_decompress(&d);
+    size_t ow = d.output_width, oc = (size_t)d.output_components;
+    out = malloc(ow * d.output_height + 1);
+    row = malloc(ow * oc + 1);
+    if (!out || !row)
+        longjmp(e.jb, 1);
+    while (d.output_scanline < d.output_height) {
+        size_t y = d.output_scanline;
+        JSAMPROW rp = row;
+        jpeg_read_scanlines(&d, &rp, 1);
+        for (size_t x = 0; x < ow; x++)
+            out[y * ow + x] = row[x * oc];
+    }
+    *w = d.output_width;
+    *h = d.output_height;
+    jpeg_finish_decompress(&d);
+    jpeg_destroy_decompress(&d);
+    free(row);
+    *px = out;
+    return 0;
+}
+
+/* SSIM of the first components of two JPEGs of the same size (0 if not decodable). */
+static double jpeg_ssim(const uint8_t *plain_luma, uint32_t w, uint32_t h, const memdest *img)
+{
+    uint8_t *px = NULL;
+    uint32_t cw = 0, ch = 0;
+    if (decode_luma(img->p, img->n, &px, &cw, &ch) != 0 || cw != w || ch != h) {
+        free(px);
+        return 0;
+    }
+    pxm_image a = {plain_luma, 0, w, h, 1, 255}, b = {px, 0, w, h, 1, 255};
+    double v = pxm_ssim(&a, &b);
+    free(px);
+    return v;
+}
+
+/* Masking, padding and texture parameters, and the row pointers the cipher reads and
+ * writes. */
+static int cipher_prepare(enc_state *e, const char **why)
 {
     const jpg_frame *f = &e->f;
     int rc = dc_ranges(e, why);
@@ -1125,10 +1188,18 @@ static int cipher_image(enc_state *e, const pxc_keys *keys, const pxc_file_secre
             memset(e->dst.row[c][y] + (size_t)x0 * 64, 0, (size_t)(cp->pw - x0) * 128);
         }
     }
+    return 0;
+}
+
+/* Enciphers the coefficients and writes the cipher image into e->img. */
+static int cipher_write(enc_state *e, const pxc_keys *keys, const pxc_file_secrets *s,
+                        const char **why)
+{
+    const jpg_frame *f = &e->f;
     uint8_t perm[PXC_KEY_BYTES], diff[PXC_KEY_BYTES];
     pxc_file_subkey(perm, keys, s, PXC_SUBKEY_PERMUTATION);
     pxc_file_subkey(diff, keys, s, PXC_SUBKEY_DIFFUSION);
-    rc = jpg_cipher_run(0, f, &e->src, &e->dst, &e->cp, perm, diff);
+    int rc = jpg_cipher_run(0, f, &e->src, &e->dst, &e->cp, perm, diff);
     if (rc) {
         sodium_memzero(perm, sizeof perm);
         sodium_memzero(diff, sizeof diff);
@@ -1140,6 +1211,9 @@ static int cipher_image(enc_state *e, const pxc_keys *keys, const pxc_file_secre
     pthread_t th;
     int threaded = f->real_blocks >= RECORD_THREAD_MIN_BLOCKS &&
                    pthread_create(&th, NULL, check_inverse, &inv) == 0;
+    free(e->img.p);
+    e->img.p = NULL;
+    e->img.n = 0;
     rc = write_image(&e->r, f, &e->dst, &e->img);
     if (threaded)
         pthread_join(th, NULL);
@@ -1153,6 +1227,38 @@ static int cipher_image(enc_state *e, const pxc_keys *keys, const pxc_file_secre
         return codec_fail(why, inv.rc == -ENOMEM ? "out of memory" : "cipher does not invert",
                           inv.rc == -ENOMEM ? -ENOMEM : -EPROTO);
     return 0;
+}
+
+/* The cipher image.  On small images, where chance similarities of a few blocks can
+ * make the cipher resemble the original in SSIM, a cipher image whose luma SSIM with
+ * the original's reaches JPEG_SSIM_RETRY is made again with other keyed permutations
+ * (the search skips those chosen before), up to JPEG_SSIM_TRIES times. */
+#define JPEG_SSIM_CHECK_MAX_BLOCKS 12288u
+#define JPEG_SSIM_RETRY 0.08
+#define JPEG_SSIM_TRIES 4
+static int cipher_image(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *keys,
+                        const pxc_file_secrets *s, const char **why)
+{
+    int rc = cipher_prepare(e, why);
+    if (rc == 0)
+        rc = cipher_write(e, keys, s, why);
+    if (rc || e->f.real_blocks > JPEG_SSIM_CHECK_MAX_BLOCKS)
+        return rc;
+    uint8_t *luma = NULL;
+    uint32_t w = 0, h = 0;
+    if (decode_luma(plain, n, &luma, &w, &h) != 0 || w < 11 || h < 11) {
+        free(luma);
+        return 0;
+    }
+    for (int t = 1; t < JPEG_SSIM_TRIES && rc == 0; t++) {
+        if (fabs(jpeg_ssim(luma, w, h, &e->img)) < JPEG_SSIM_RETRY)
+            break;
+        for (int c = 0; c < e->f.ncomp; c++)
+            e->cp.avoid[c] |= (uint64_t)1 << e->cp.pidx[c];
+        rc = cipher_write(e, keys, s, why);
+    }
+    free(luma);
+    return rc;
 }
 
 typedef struct record_job {
@@ -1206,7 +1312,7 @@ static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *
                    pthread_create(&th, NULL, record_job_run, &job) == 0;
     if (!threaded)
         record_job_run(&job);
-    rc = cipher_image(e, keys, s, why);
+    rc = cipher_image(e, plain, n, keys, s, why);
     if (threaded)
         pthread_join(th, NULL);
     if (job.rc)

@@ -258,6 +258,8 @@ static int encrypt_searched(const jpg_comp *cp, int c, int16_t *const *sr, int16
     double best = 2;
     p->pidx[c] = 0;
     for (int k = 0; rc == 0 && k < JPG_PERM_TRIES; k++) {
+        if (p->avoid[c] >> k & 1) /* an earlier choice the caller rejected */
+            continue;
         ks_init(ks, perm_key, 'P', c, k);
         make_perm(perm, n, ks);
         double r2 = perm_corr(e, ce, perm, n), r2dc = perm_corr(d, cd, perm, n);

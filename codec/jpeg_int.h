@@ -128,6 +128,7 @@ typedef struct jpg_cipher_params {
     int16_t tex[JPG_MAX_COMPS];        /* encryption: texture magnitude */
     const uint16_t *qw[JPG_MAX_COMPS]; /* encryption: quantisers (natural order) */
     jpg_progress *progress;            /* decryption: published row by row, or NULL */
+    uint64_t avoid[JPG_MAX_COMPS];     /* encryption: permutations the search skips */
 } jpg_cipher_params;
 
 /* Coefficient cipher over the blocks inside the image (wb x hb per component), from src
