@@ -242,10 +242,12 @@ int cmd_mount(int argc, char **argv)
     fs.root_fd = open(cipherdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     fs.inodes = inode_table_new(cipherdir);
     fs.cache = plain_cache_new((size_t)mopts.cache_mb << 20);
-    if (!keys || fs.root_fd < 0 || !fs.inodes || !fs.cache) {
+    if (!keys || fs.root_fd < 0 || !fs.inodes || !fs.cache ||
+        names_init(&fs.names, master, vinfo.names == KS_NAMES_ENCRYPTED) != 0) {
         fprintf(stderr, "pixcrypt mount: cannot set up: %s\n", strerror(errno));
         goto out;
     }
+    inode_table_set_names(fs.inodes, &fs.names);
     fs.cipherdir = cipherdir;
     fs.keys = keys;
     fs.ks = ks;
@@ -280,6 +282,7 @@ out:
         fuse_session_destroy(se);
     fuse_opt_free_args(&args);
     inode_table_free(fs.inodes);
+    names_free(&fs.names);
     plain_cache_free(fs.cache);
     pthread_rwlock_destroy(&fs.ns_lock);
     sem_destroy(&fs.codec_slots);

@@ -8,6 +8,7 @@
 
 #include "codec/keys.h"
 #include "fs/inodes.h"
+#include "fs/namepath.h"
 #include "fs/plaincache.h"
 #include "keystore/keystore.h"
 
@@ -28,6 +29,7 @@ typedef struct pxc_fs {
     /* Image reads: plaintexts decoded whole, and reads served from sealed headers alone
      * (logged at unmount; the tests read them). */
     _Atomic uint64_t whole_decodes, header_reads;
+    pxc_names names; /* how names are stored (plaintext or encrypted) */
 } pxc_fs;
 
 /* The low-level operation table; pass a pxc_fs as fuse_session_new's userdata. */
