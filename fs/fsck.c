@@ -172,10 +172,10 @@ static int list_dir(fsck_state *st, int fd, const char *rel, const char *shown)
             continue;
         if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0)
             continue; /* removed meanwhile */
-        int named = content_is_temp_name(de->d_name) || !have_key
-                        ? 0
-                        : names_from_stored(&st->names, &dk, dirfd(d), de->d_name, plain,
-                                            sizeof plain);
+        int named =
+            content_is_temp_name(de->d_name) || !have_key
+                ? 0
+                : names_from_stored(&st->names, &dk, dirfd(d), de->d_name, plain, sizeof plain);
         if (named == 1)
             continue; /* IV, long names' files */
         if (named == 0 && !content_is_temp_name(de->d_name) && have_key)

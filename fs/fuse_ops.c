@@ -647,11 +647,21 @@ static void pxc_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse
         reply_err(req, rc);
         return;
     }
-    int doomed = 0;
+    int doomed = 0, iv_taken = 0;
+    uint8_t iv[PXC_DIRIV_BYTES];
     pthread_rwlock_rdlock(&fs->ns_lock);
-    if (!(flags & RENAME_EXCHANGE) && fstatat(p->fd, from.name, &src, AT_SYMLINK_NOFOLLOW) == 0)
+    if (!(flags & RENAME_EXCHANGE) && fstatat(p->fd, from.name, &src, AT_SYMLINK_NOFOLLOW) == 0) {
         doomed = content_doomed(np->fd, to.name, &src, id);
-    rc = renameat2(p->fd, from.name, np->fd, to.name, flags) ? -errno : 0;
+        /* A directory may replace an empty one, whose IV is all it still holds. */
+        struct stat dst;
+        if (S_ISDIR(src.st_mode) && !(flags & RENAME_NOREPLACE) &&
+            fstatat(np->fd, to.name, &dst, AT_SYMLINK_NOFOLLOW) == 0 &&
+            (dst.st_ino != src.st_ino || dst.st_dev != src.st_dev))
+            iv_taken = names_dir_take_iv(&fs->names, np->fd, to.name, iv);
+    }
+    rc = iv_taken < 0 ? iv_taken : renameat2(p->fd, from.name, np->fd, to.name, flags) ? -errno : 0;
+    if (rc && iv_taken > 0)
+        names_dir_put_iv(np->fd, to.name, iv);
     if (rc)
         undo_new_name(np, &to, made);
     else if (!(flags & RENAME_EXCHANGE))

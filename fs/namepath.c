@@ -284,20 +284,18 @@ int names_path_decrypt(const pxc_names *nm, int root_fd, const char *stored, cha
     return translate_path(nm, root_fd, stored, out, size, decrypt_component);
 }
 
-int names_dir_remove(const pxc_names *nm, int parent_fd, const char *name)
+int names_dir_take_iv(const pxc_names *nm, int parent_fd, const char *name,
+                      uint8_t iv[PXC_DIRIV_BYTES])
 {
     if (!nm->encrypted)
-        return unlinkat(parent_fd, name, AT_REMOVEDIR) != 0 ? -errno : 0;
+        return 0;
     int fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
-        return -errno;
-    uint8_t iv[PXC_DIRIV_BYTES];
+        return errno == ENOTDIR || errno == ENOENT ? 0 : -errno;
     int ivfd = openat(fd, DIRIV_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    ssize_t got = ivfd < 0 ? -errno : fd_read_full(ivfd, iv, sizeof iv, 0);
+    ssize_t got = ivfd < 0 ? -errno : fd_read_full(ivfd, iv, PXC_DIRIV_BYTES, 0);
     if (ivfd >= 0)
         close(ivfd);
-    /* Only the IV left: take it out, then the directory; put it back if that fails (a
-     * file created meanwhile keeps its name readable). */
     DIR *d = fdopendir(dup(fd));
     struct dirent *de;
     int rc = d ? 0 : -errno;
@@ -307,19 +305,35 @@ int names_dir_remove(const pxc_names *nm, int parent_fd, const char *name)
             rc = -ENOTEMPTY;
     if (d)
         closedir(d);
-    if (rc == 0 && got == PXC_DIRIV_BYTES && unlinkat(fd, DIRIV_FILE, 0) != 0)
-        rc = -errno;
-    if (rc == 0 && unlinkat(parent_fd, name, AT_REMOVEDIR) != 0) {
-        rc = -errno;
-        if (got == PXC_DIRIV_BYTES) {
-            int w = openat(fd, DIRIV_FILE, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
-            if (w >= 0) {
-                (void)fd_write_full(w, iv, sizeof iv, 0);
-                (void)fsync(w);
-                close(w);
-            }
-        }
-    }
+    if (rc == 0 && got == PXC_DIRIV_BYTES)
+        rc = unlinkat(fd, DIRIV_FILE, 0) != 0 ? -errno : 1;
     close(fd);
+    return rc;
+}
+
+void names_dir_put_iv(int parent_fd, const char *name, const uint8_t iv[PXC_DIRIV_BYTES])
+{
+    int fd = openat(parent_fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int w = fd < 0 ? -1 : openat(fd, DIRIV_FILE, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+    if (w >= 0) {
+        (void)fd_write_full(w, iv, PXC_DIRIV_BYTES, 0);
+        (void)fsync(w);
+        close(w);
+    }
+    if (fd >= 0)
+        close(fd);
+}
+
+int names_dir_remove(const pxc_names *nm, int parent_fd, const char *name)
+{
+    uint8_t iv[PXC_DIRIV_BYTES];
+    int taken = names_dir_take_iv(nm, parent_fd, name, iv);
+    if (taken < 0)
+        return taken;
+    if (unlinkat(parent_fd, name, AT_REMOVEDIR) == 0)
+        return 0;
+    int rc = -errno;
+    if (taken)
+        names_dir_put_iv(parent_fd, name, iv);
     return rc;
 }

@@ -12,6 +12,7 @@
 #define PXC_FS_NAMEPATH_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "codec/names.h"
 
@@ -51,6 +52,12 @@ int names_from_stored(const pxc_names *nm, const pxc_dirkey *dk, int dirfd, cons
 /* rmdir of `name` in parent_fd: with encrypted names, an empty directory still holds its
  * IV, which goes first (and comes back if the directory cannot go). */
 int names_dir_remove(const pxc_names *nm, int parent_fd, const char *name);
+/* The same first step for a directory about to be replaced by a rename: 1 and its IV in
+ * iv if it held nothing else (the IV file is gone), 0 if there is nothing to take (plaintext
+ * names, no such directory), -ENOTEMPTY.  names_dir_put_iv puts it back. */
+int names_dir_take_iv(const pxc_names *nm, int parent_fd, const char *name,
+                      uint8_t iv[PXC_DIRIV_BYTES]);
+void names_dir_put_iv(int parent_fd, const char *name, const uint8_t iv[PXC_DIRIV_BYTES]);
 
 /* Long names: writes the ".name" file of s in dirfd if it is a long name and the file is
  * not there yet (*made set to 1 if this call made it).  Removes it (after the long name
