@@ -121,12 +121,15 @@ static int add_entry(fsck_state *st, const char *path, const char *shown, const 
 
 /* A name that does not decrypt: reported, and with --move-damaged moved aside (its
  * keystore rows are then missing ones).  1 if it was moved. */
-static int bad_name(fsck_state *st, const char *path, const char *shown, int is_dir)
+static int bad_name(fsck_state *st, const char *path, const char *shown, const char *what)
 {
     char detail[DETAIL_MAX], dest[PATH_MAX], buf[PATH_MAX + 64];
-    snprintf(detail, sizeof detail,
-             "the stored name does not decrypt (changed or made in the cipher dir)%s",
-             is_dir ? "; the directory and what is in it are not visible through the mount" : "");
+    if (what && strcmp(what, "symlink") == 0)
+        snprintf(detail, sizeof detail, "the stored symlink target does not decrypt");
+    else
+        snprintf(detail, sizeof detail,
+                 "the stored name does not decrypt (changed or made in the cipher dir)%s",
+                 what ? "; the directory and what is in it are not visible through the mount" : "");
     if (!st->opt->move_damaged) {
         problem(st, FSCK_NAME, shown, detail, NULL, 0);
         return 0;
@@ -139,6 +142,16 @@ static int bad_name(fsck_state *st, const char *path, const char *shown, int is_
         snprintf(buf, sizeof buf, "moved to %s", dest);
     problem(st, FSCK_NAME, shown, detail, action, rc == 0);
     return rc == 0;
+}
+
+static int link_decrypts(fsck_state *st, int dirfd, const char *name)
+{
+    char stored[PATH_MAX + 1], plain[PATH_MAX];
+    ssize_t len = readlinkat(dirfd, name, stored, sizeof stored - 1);
+    if (len < 0)
+        return 1; /* removed meanwhile */
+    stored[len] = '\0';
+    return pxc_link_decrypt(st->names.keys, stored, plain, sizeof plain) >= 0;
 }
 
 /* Every regular file under dir (stored path `rel`, "" for the root; `shown` the same with
@@ -187,8 +200,10 @@ static int list_dir(fsck_state *st, int fd, const char *rel, const char *shown)
             rc = -ENAMETOOLONG;
             break;
         }
-        if (named < 0 && bad_name(st, path, plainpath, S_ISDIR(sb.st_mode)))
+        if (named < 0 && bad_name(st, path, plainpath, S_ISDIR(sb.st_mode) ? "directory" : NULL))
             continue;
+        if (S_ISLNK(sb.st_mode) && st->names.encrypted && !link_decrypts(st, dirfd(d), de->d_name))
+            bad_name(st, path, plainpath, "symlink");
         if (S_ISREG(sb.st_mode)) {
             rc = add_entry(st, path, plainpath, &sb);
         } else if (S_ISDIR(sb.st_mode)) {

@@ -18,9 +18,7 @@
 int names_init(pxc_names *nm, const unsigned char *master, int encrypted)
 {
     nm->encrypted = encrypted;
-    nm->keys = NULL;
-    if (!encrypted)
-        return 0;
+    /* Xattr names and values are encrypted in every volume. */
     nm->keys = sodium_malloc(sizeof *nm->keys);
     if (!nm->keys)
         return -ENOMEM;

@@ -20,10 +20,10 @@
 
 typedef struct pxc_names {
     int encrypted;
-    pxc_names_keys *keys; /* sodium_malloc'ed; NULL with plaintext names */
+    pxc_names_keys *keys; /* sodium_malloc'ed (xattrs use it with plaintext names too) */
 } pxc_names;
 
-/* 0, or -ENOMEM.  master is only read when `encrypted`. */
+/* 0, or -ENOMEM. */
 int names_init(pxc_names *nm, const unsigned char *master, int encrypted);
 void names_free(pxc_names *nm);
 
