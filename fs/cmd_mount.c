@@ -204,11 +204,17 @@ int cmd_mount(int argc, char **argv)
         exit_code = exit_for_keystore(rc);
         goto out;
     }
+    /* The names mode decides how every name is read: no guessing. */
+    ks_volume_info vinfo = {0};
+    rc = keystore_volume_info(ks, &vinfo);
+    if (rc != KS_OK) {
+        report_keystore_error("mount", cipherdir, rc);
+        exit_code = exit_for_keystore(rc);
+        goto out;
+    }
     /* The chaos profile is a research tool: chaotic maps iterated in finite precision
      * are no CSPRNG (pixcrypt(1), PROFILES).  Refused before asking for the passphrase. */
-    ks_volume_info vinfo = {0};
-    if (keystore_volume_info(ks, &vinfo) == KS_OK && vinfo.profile == KS_PROFILE_CHAOS &&
-        !allow_weak) {
+    if (vinfo.profile == KS_PROFILE_CHAOS && !allow_weak) {
         fprintf(stderr,
                 "pixcrypt mount: %s uses the chaos research profile, which is not secure;\n"
                 "  mount it only for experiments, with --allow-weak-profile\n",
