@@ -25,10 +25,12 @@ void pxc_names_keys_derive(pxc_names_keys *k, const uint8_t master[32])
                                k->names);
 }
 
-void pxc_dirkey_derive(pxc_dirkey *dk, const pxc_names_keys *k, const uint8_t iv[PXC_DIRIV_BYTES])
+/* A directory key: BLAKE2b-512(key = subkey `sub` of the names key; iv), halved. */
+static void dirkey_from(pxc_dirkey *dk, const pxc_names_keys *k, uint64_t sub,
+                        const uint8_t iv[PXC_DIRIV_BYTES])
 {
     uint8_t base[32], both[64];
-    crypto_kdf_derive_from_key(base, sizeof base, SUB_DIRS, "pxcname2", k->names);
+    crypto_kdf_derive_from_key(base, sizeof base, sub, "pxcname2", k->names);
     crypto_generichash(both, sizeof both, iv, PXC_DIRIV_BYTES, base, sizeof base);
     memcpy(dk->enc, both, 32);
     memcpy(dk->mac, both + 32, 32);
@@ -36,15 +38,16 @@ void pxc_dirkey_derive(pxc_dirkey *dk, const pxc_names_keys *k, const uint8_t iv
     sodium_memzero(both, sizeof both);
 }
 
+void pxc_dirkey_derive(pxc_dirkey *dk, const pxc_names_keys *k, const uint8_t iv[PXC_DIRIV_BYTES])
+{
+    dirkey_from(dk, k, SUB_DIRS, iv);
+}
+
+/* Xattr names: one key for the volume (an all-zero IV). */
 static void xattr_dirkey(pxc_dirkey *dk, const pxc_names_keys *k)
 {
-    uint8_t base[32], both[64], zero[PXC_DIRIV_BYTES] = {0};
-    crypto_kdf_derive_from_key(base, sizeof base, SUB_XATTR_NAME, "pxcname2", k->names);
-    crypto_generichash(both, sizeof both, zero, sizeof zero, base, sizeof base);
-    memcpy(dk->enc, both, 32);
-    memcpy(dk->mac, both + 32, 32);
-    sodium_memzero(base, sizeof base);
-    sodium_memzero(both, sizeof both);
+    static const uint8_t zero[PXC_DIRIV_BYTES];
+    dirkey_from(dk, k, SUB_XATTR_NAME, zero);
 }
 
 /* Length of the kept extension of name (with its dot), 0 if none. */

@@ -49,24 +49,36 @@ int names_dir_create_iv(int dirfd)
     return rc;
 }
 
-/* 1 if the directory holds nothing but the volume's own entries. */
-static int dir_is_empty(int dirfd)
+/* 0 if the directory open at dirfd holds nothing but entries `also` accepts (and "." and
+ * ".."), -ENOTEMPTY if it holds more, or -errno. */
+static int only_entries(int dirfd, int (*also)(const char *name))
 {
     int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d = fd < 0 ? NULL : fdopendir(fd);
     struct dirent *de;
-    int empty = 1;
+    int rc = 0;
     if (!d) {
+        rc = -errno;
         if (fd >= 0)
             close(fd);
-        return 0;
+        return rc;
     }
-    while ((de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&
-            strcmp(de->d_name, KS_DIR) != 0 && !content_is_temp_name(de->d_name))
-            empty = 0;
+    while (rc == 0 && (de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 && !also(de->d_name))
+            rc = -ENOTEMPTY;
     closedir(d);
-    return empty;
+    return rc;
+}
+
+/* The volume's own entries, which a directory without an IV may hold and be empty. */
+static int is_volume_entry(const char *name)
+{
+    return strcmp(name, KS_DIR) == 0 || content_is_temp_name(name);
+}
+
+static int is_iv(const char *name)
+{
+    return strcmp(name, DIRIV_FILE) == 0;
 }
 
 int names_dirkey_load(const pxc_names *nm, int dirfd, pxc_dirkey *dk)
@@ -86,7 +98,7 @@ int names_dirkey_load(const pxc_names *nm, int dirfd, pxc_dirkey *dk)
         }
         if (errno != ENOENT)
             return -errno;
-        if (!dir_is_empty(dirfd))
+        if (only_entries(dirfd, is_volume_entry) != 0)
             return -EIO;
         int rc = names_dir_create_iv(dirfd);
         if (rc && rc != -EEXIST)
@@ -294,15 +306,7 @@ int names_dir_take_iv(const pxc_names *nm, int parent_fd, const char *name,
     ssize_t got = ivfd < 0 ? -errno : fd_read_full(ivfd, iv, PXC_DIRIV_BYTES, 0);
     if (ivfd >= 0)
         close(ivfd);
-    DIR *d = fdopendir(dup(fd));
-    struct dirent *de;
-    int rc = d ? 0 : -errno;
-    while (rc == 0 && (de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&
-            strcmp(de->d_name, DIRIV_FILE) != 0)
-            rc = -ENOTEMPTY;
-    if (d)
-        closedir(d);
+    int rc = only_entries(fd, is_iv);
     if (rc == 0 && got == PXC_DIRIV_BYTES)
         rc = unlinkat(fd, DIRIV_FILE, 0) != 0 ? -errno : 1;
     close(fd);
