@@ -1003,13 +1003,19 @@ static void pxc_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_
  * and directories (Linux refuses user attributes on other types anyway).  The file's
  * content lock keeps out a replacement of its stored file, which copies them. */
 
-/* `missing`: what to answer for other types (EPERM to set, ENODATA to read or remove). */
-static int xattr_target(pxc_inode *n, char proc[32], int missing)
+/* The /proc path of n and the stored name of attribute `name`.  Setting an attribute
+ * Linux or pixcrypt does not keep is refused (EPERM on other types, EOPNOTSUPP outside
+ * user.*); reading or removing one finds nothing (ENODATA). */
+static int xattr_where(pxc_fs *fs, pxc_inode *n, const char *name, int to_set, char proc[32],
+                       char sname[XATTR_NAME_MAX + 1])
 {
     if (n->type != S_IFREG && n->type != S_IFDIR)
-        return missing;
+        return to_set ? -EPERM : -ENODATA;
     inode_proc_path(n, proc);
-    return 0;
+    int len = pxc_xattr_name_encrypt(fs->names.keys, name, sname, XATTR_NAME_MAX + 1);
+    if (len >= 0)
+        return 0;
+    return !to_set && (len == -EOPNOTSUPP || len == -ERANGE) ? -ENODATA : len;
 }
 
 static void xattr_lock(pxc_inode *n)
@@ -1030,11 +1036,7 @@ static void pxc_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const
     pxc_fs *fs = req_fs(req);
     pxc_inode *n = inode_of(req, ino);
     char proc[32], sname[XATTR_NAME_MAX + 1];
-    int rc = xattr_target(n, proc, -EPERM);
-    if (rc == 0) {
-        int len = pxc_xattr_name_encrypt(fs->names.keys, name, sname, sizeof sname);
-        rc = len < 0 ? len : 0;
-    }
+    int rc = xattr_where(fs, n, name, 1, proc, sname);
     if (rc == 0 && size > XATTR_SIZE_MAX - PXC_XATTR_OVERHEAD)
         rc = -E2BIG;
     uint8_t *sealed = rc ? NULL : malloc(size + PXC_XATTR_OVERHEAD);
@@ -1108,12 +1110,7 @@ static void pxc_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_
     pxc_inode *n = inode_of(req, ino);
     char proc[32], sname[XATTR_NAME_MAX + 1];
     uint8_t *plain = NULL;
-    int rc = xattr_target(n, proc, -ENODATA);
-    if (rc == 0) {
-        int len = pxc_xattr_name_encrypt(fs->names.keys, name, sname, sizeof sname);
-        /* Nothing outside user.* is kept: such attributes do not exist. */
-        rc = len == -EOPNOTSUPP ? -ENODATA : len == -ERANGE ? -ENODATA : len < 0 ? len : 0;
-    }
+    int rc = xattr_where(fs, n, name, 0, proc, sname);
     ssize_t len = rc ? rc : xattr_read(fs, n, proc, name, sname, &plain);
     if (len < 0)
         reply_err(req, (int)len);
@@ -1181,11 +1178,7 @@ static void pxc_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
     pxc_fs *fs = req_fs(req);
     pxc_inode *n = inode_of(req, ino);
     char proc[32], sname[XATTR_NAME_MAX + 1];
-    int rc = xattr_target(n, proc, -ENODATA);
-    if (rc == 0) {
-        int len = pxc_xattr_name_encrypt(fs->names.keys, name, sname, sizeof sname);
-        rc = len == -EOPNOTSUPP || len == -ERANGE ? -ENODATA : len < 0 ? len : 0;
-    }
+    int rc = xattr_where(fs, n, name, 0, proc, sname);
     if (rc == 0) {
         xattr_lock(n);
         rc = removexattr(proc, sname) ? -errno : 0;
