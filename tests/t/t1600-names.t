@@ -46,7 +46,7 @@ ok "mount in the foreground, logging to a file" pxc_mount_fg "$C" "$M" "$LOG" ||
 ok "copy the tree in (cp -a: links, symlinks, modes)" tmo 120 cp -a "$S/." "$M/"
 
 # ls -R with escapes, so that names with newlines compare line by line
-lsr() { (cd "$1" && LC_ALL=C ls -RAb --time-style=+ -l . | awk '{$2=""; $6=""; print}'); }
+lsr() { (cd "$1" && LC_ALL=C ls -RAb --time-style=+ -l . | awk '{$2=""; print}'); }
 tree() { (cd "$1" && find . -mindepth 1 \( -type l -printf '%y %p -> %l\n' \) -o \( -type d -printf '%y %p\n' \) -o -printf '%y %p %s %n\n' | LC_ALL=C sort); }
 lsr "$S" >"$T/src.ls"
 lsr "$M" >"$T/mnt.ls"
