@@ -334,6 +334,7 @@ remount
 both ls-cold w_ls
 both ls-warm w_ls
 echo "running: create and delete $NFILES empty files ..."
+remount # a fresh kernel inode cache: the tree's entries are not held by either daemon
 both create w_create
 both delete w_delete
 

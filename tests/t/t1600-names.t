@@ -200,6 +200,15 @@ ok "the undecryptable entry is in .pixcrypt/damaged" \
 rm -rf "$ivdir" # its names are lost with its key: the test drops it
 "$PXC_BIN" fsck -q --repair --passfile "$PXC_PASSFILE" "$C" >/dev/null 2>&1
 expect_exit 0 "fsck: clean once repaired" "$PXC_BIN" fsck -q --passfile "$PXC_PASSFILE" "$C"
+ok "the masterkey file records encrypted names too" grep -qx "names 1" "$C/.pixcrypt/masterkey"
+rm -f "$C/.pixcrypt/keystore.db"*
+expect_exit 0 "fsck --rebuild-keystore without keystore.db" \
+    "$PXC_BIN" fsck -q --rebuild-keystore --passfile "$PXC_PASSFILE" "$C"
+is "$(sqlite3 "$C/.pixcrypt/keystore.db" 'SELECT names FROM volume')" 1 \
+    "the rebuilt keystore keeps encrypted names"
+ok "mount the rebuilt volume" pxc_mount "$C" "$M" || done_testing
+ok "its plain names are back" cmp "$S/short.jpg" "$M/short.jpg"
+ok "unmount" pxc_umount "$M"
 
 # ---- --plaintext-names, and keystores from before names were encrypted
 P=$T/plain
