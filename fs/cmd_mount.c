@@ -27,6 +27,7 @@ static const char mount_usage[] =
     "                cache_mb=N: plaintext cache for decoded images, in MiB (default 256)\n"
     "                allow_rollback: read files older than the keystore says (logged)\n"
     "                codec_slots=N: images decoded or converted at once (default: CPUs)\n"
+    "                noxattr: no extended attributes (saves a request per file for ls -l)\n"
     "  --allow-weak-profile  mount a volume made with init --profile chaos (not secure)\n";
 
 #define DEFAULT_CACHE_MB 256
@@ -36,12 +37,14 @@ struct pxc_mount_opts {
     unsigned cache_mb;
     int allow_rollback;
     unsigned codec_slots;
+    int noxattr;
 };
 
 static const struct fuse_opt pxc_opt_spec[] = {
     {"cache_mb=%u", offsetof(struct pxc_mount_opts, cache_mb), 0},
     {"allow_rollback", offsetof(struct pxc_mount_opts, allow_rollback), 1},
     {"codec_slots=%u", offsetof(struct pxc_mount_opts, codec_slots), 0},
+    {"noxattr", offsetof(struct pxc_mount_opts, noxattr), 1},
     FUSE_OPT_END,
 };
 
@@ -153,7 +156,7 @@ int cmd_mount(int argc, char **argv)
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
     mallopt(M_ARENA_MAX, 4);
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    struct pxc_mount_opts mopts = {DEFAULT_CACHE_MB, 0, cpus > 0 ? (unsigned)cpus : 1};
+    struct pxc_mount_opts mopts = {DEFAULT_CACHE_MB, 0, cpus > 0 ? (unsigned)cpus : 1, 0};
     if (fuse_opt_parse(&args, &mopts, pxc_opt_spec, NULL) != 0) {
         fputs(mount_usage, stderr);
         fuse_opt_free_args(&args);
@@ -259,6 +262,7 @@ int cmd_mount(int argc, char **argv)
     fs.ks = ks;
     fs.daemon_is_root = geteuid() == 0;
     fs.allow_rollback = mopts.allow_rollback;
+    fs.no_xattr = mopts.noxattr;
 
     add_base_options(&args, cipherdir, read_only);
     se = fuse_session_new(&args, pxcfs_operations(), sizeof(struct fuse_lowlevel_ops), &fs);

@@ -30,6 +30,7 @@ typedef struct pxc_fs {
      * (logged at unmount; the tests read them). */
     _Atomic uint64_t whole_decodes, header_reads;
     pxc_names names; /* how names are stored (plaintext or encrypted) */
+    int no_xattr;    /* -o noxattr: xattr requests get ENOSYS, so the kernel stops asking */
 } pxc_fs;
 
 /* For the operations: the filesystem of a request, the inode table entry a FUSE inode id

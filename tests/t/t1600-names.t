@@ -220,6 +220,11 @@ ok "pxc_stored finds it at its plain name" test "$(pxc_stored "$P" Anna.jpg)" = 
 ok "setfattr" setfattr -n user.comment -v secret "$T/pm/Anna.jpg"
 ok_fails "xattrs are encrypted there too" eval 'getfattr -d -m - "$P/Anna.jpg" | grep -q "comment\|secret"'
 ok "unmount" pxc_umount "$T/pm"
+ok "mount -o noxattr" pxc_mount "$P" "$T/pm" -o noxattr
+expect_exit 1 "setfattr is refused" setfattr -n user.x -v 1 "$T/pm/Anna.jpg"
+like "$(cat "$T/last.err")" "not supported" "... as not supported"
+ok_fails "stored xattrs are not read either" getfattr -n user.comment "$T/pm/Anna.jpg"
+ok "unmount" pxc_umount "$T/pm"
 ok "a keystore without the names column (an older volume)" \
     sqlite3 "$P/.pixcrypt/keystore.db" 'ALTER TABLE volume DROP COLUMN names'
 ok "mounts, with plaintext names" pxc_mount "$P" "$T/pm"
