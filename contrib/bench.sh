@@ -133,9 +133,10 @@ fs_umount() {
 		fusermount3 -uz "$m" || true
 	fi
 	up[$1]=
-	# Wait for the daemon to finish, so the next mount finds the volume free.
+	# Wait for the daemon to finish (it may still be converting images written just
+	# before), so the next mount finds the volume free.
 	if [ -n "$p" ]; then
-		for _ in $(seq 50); do
+		for _ in $(seq 600); do
 			kill -0 "$p" 2>/dev/null || break
 			sleep 0.1
 		done
