@@ -154,6 +154,16 @@ expect_exit 1 "decrypt-name of a name that is not encrypted fails" \
     "$PXC_BIN" decrypt-name --passfile "$PXC_PASSFILE" "$C" "not-encrypted.jpg"
 expect_exit 0 "fsck: clean" "$PXC_BIN" fsck -q --passfile "$PXC_PASSFILE" "$C"
 
+# ---- encrypt / decrypt without FUSE
+mkdir "$T/dec"
+ok "decrypt -r of a stored directory" "$PXC_BIN" decrypt --volume "$C" --passfile "$PXC_PASSFILE" \
+    -q -r "$(pxc_stored "$C" PHOTOS)" "$T/dec"
+ok "... gives the plain names and contents back" diff -r --no-dereference "$S/PHOTOS" "$T/dec/PHOTOS"
+expect_exit 1 "encrypt into a volume with encrypted names is refused" \
+    "$PXC_BIN" encrypt --volume "$C" --passfile "$PXC_PASSFILE" "$S/short.jpg" "$C/plain.jpg"
+like "$(cat "$T/last.err")" "encrypts file names" "... saying why"
+ok_fails "... and writes nothing" test -e "$C/plain.jpg"
+
 # ---- tampering in the cipher dir
 # A stored name with one character changed, a symlink target changed, a directory's IV
 # removed, an xattr value changed.
