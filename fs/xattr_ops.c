@@ -17,10 +17,12 @@
 
 /* The /proc path of n and the stored name of attribute `name`.  Setting an attribute
  * Linux or pixcrypt does not keep is refused (EPERM on other types, EOPNOTSUPP outside
- * user.*); reading or removing one finds nothing (ENODATA). */
+ * user.*); reading or removing one finds nothing (ENODATA).  -ENOSYS with -o noxattr. */
 static int xattr_where(pxc_fs *fs, pxc_inode *n, const char *name, int to_set, char proc[32],
                        char sname[XATTR_NAME_MAX + 1])
 {
+    if (fs->no_xattr)
+        return -ENOSYS;
     if (n->type != S_IFREG && n->type != S_IFDIR)
         return to_set ? -EPERM : -ENODATA;
     inode_proc_path(n, proc);
@@ -45,10 +47,6 @@ static void xattr_unlock(pxc_inode *n)
 void pxc_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
                   int flags)
 {
-    if (req_fs(req)->no_xattr) {
-        reply_err(req, ENOSYS);
-        return;
-    }
     pxc_fs *fs = req_fs(req);
     pxc_inode *n = inode_of(req, ino);
     char proc[32], sname[XATTR_NAME_MAX + 1];
@@ -122,10 +120,6 @@ static ssize_t xattr_read(pxc_fs *fs, pxc_inode *n, const char *proc, const char
 
 void pxc_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-    if (req_fs(req)->no_xattr) {
-        reply_err(req, ENOSYS);
-        return;
-    }
     pxc_fs *fs = req_fs(req);
     pxc_inode *n = inode_of(req, ino);
     char proc[32], sname[XATTR_NAME_MAX + 1];
@@ -199,10 +193,6 @@ void pxc_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 void pxc_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-    if (req_fs(req)->no_xattr) {
-        reply_err(req, ENOSYS);
-        return;
-    }
     pxc_fs *fs = req_fs(req);
     pxc_inode *n = inode_of(req, ino);
     char proc[32], sname[XATTR_NAME_MAX + 1];
