@@ -10,6 +10,8 @@
 #   tree       cp -a a generated tree of 10,000 files of 1-8 KiB in; read it
 #              back after a remount
 #   ls -lR     of that tree after a remount (cold), then again (warm)
+#   create     $BENCH_FILES empty files named like photos (100 a directory), one
+#              process; then delete them (rm -r).  Both sides encrypt names.
 #   jpeg ttfb  time to the first byte of a 12-megapixel JPEG after a remount
 #              (mean over 5 copies, each cold)
 #   memory     the daemon's peak resident memory (VmHWM, highest over all the
@@ -131,9 +133,10 @@ fs_umount() {
 		fusermount3 -uz "$m" || true
 	fi
 	up[$1]=
-	# Wait for the daemon to finish, so the next mount finds the volume free.
+	# Wait for the daemon to finish (it may still be converting images written just
+	# before), so the next mount finds the volume free.
 	if [ -n "$p" ]; then
-		for _ in $(seq 50); do
+		for _ in $(seq 600); do
 			kill -0 "$p" 2>/dev/null || break
 			sleep 0.1
 		done
@@ -225,6 +228,18 @@ w_read() { dd if="$1/big" of=/dev/null bs=128k status=none; }
 w_copy_in() { cp -a "$2" "$1/$3"; }
 w_read_tree() { find "$1/$2" -type f -exec cat {} + >/dev/null; }
 w_ls() { ls -lR "$1/tree" >/dev/null; }
+w_create() {
+	perl -e '
+		my ($root, $n) = @ARGV;
+		mkdir $root or die "$root: $!";
+		for my $i (0 .. $n - 1) {
+			my $d = sprintf("%s/d%03d", $root, int($i / 100));
+			mkdir $d unless -d $d;
+			open(my $o, ">", sprintf("%s/IMG_%05d.jpg", $d, $i)) or die "$d: $!";
+			close $o or die;
+		}' "$1/new" "$NFILES"
+}
+w_delete() { rm -r "$1/new"; }
 w_ttfb() { local i; for i in $(seq "$NJPEG"); do head -c 1 "$1/big$i.jpg" >/dev/null; done; }
 w_copy_corpus() { local i; mkdir "$1/corpus" && for i in $(seq "$COPIES"); do cp -a "$CORPUS" "$1/corpus/$i"; done; }
 
@@ -319,6 +334,10 @@ check_same tree "$work/src-tree"
 remount
 both ls-cold w_ls
 both ls-warm w_ls
+echo "running: create and delete $NFILES empty files ..."
+remount # a fresh kernel inode cache: the tree's entries are not held by either daemon
+both create w_create
+both delete w_delete
 
 if [ $have_jpeg = 1 ]; then
 	echo "running: JPEG time to first byte ..."
@@ -388,6 +407,8 @@ wl tree-in "tree: cp -a in ($NFILES files, $(mib "$tree_bytes") MiB)" "$tree_byt
 wl tree-read "tree: read back (cold)" "$tree_bytes" "$NFILES"
 wl ls-cold "tree: ls -lR (cold)"
 wl ls-warm "tree: ls -lR (warm)"
+wl create "create $NFILES empty files (names encrypted)" "" "$NFILES"
+wl delete "delete them (rm -r)" "" "$NFILES"
 [ $have_jpeg = 1 ] && wl jpeg-ttfb "4000x3000 JPEG: first byte (cold, mean of $NJPEG)"
 
 memcell() { [ -n "${1:-}" ] && awk -v k="$1" 'BEGIN { printf "%.1f MiB\n", k / 1024 }' || echo "n/a"; }
@@ -422,7 +443,7 @@ for r in "${rows[@]}"; do
 done
 status=0
 for f in "${FS[@]}"; do
-	for w in write read corpus-in corpus-read tree-in tree-read ls-cold ls-warm jpeg-ttfb; do
+	for w in write read corpus-in corpus-read tree-in tree-read ls-cold ls-warm create delete jpeg-ttfb; do
 		if [ "${res[$f,$w]:-}" = FAIL ]; then note[$f]="${note[$f]:-}$w failed; "; fi
 	done
 	if [ -n "${note[$f]:-}" ]; then echo "PROBLEM: $f: ${note[$f]}"; status=1; fi

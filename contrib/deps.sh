@@ -78,6 +78,7 @@ check_test() {
 	need_cmd unshare util-linux
 	need_cmd systemd-analyze systemd
 	need_cmd strace strace
+	need_cmd python3 python3
 	# By package: /usr/local/bin/convert may be a stand-in, and some of
 	# these commands exist in more than one package.
 	need_pkgs imagemagick libjpeg-turbo-progs pngcheck libimage-exiftool-perl \

@@ -24,6 +24,8 @@ int cmd_fsck(int argc, char **argv);
 int cmd_encrypt(int argc, char **argv);
 int cmd_decrypt(int argc, char **argv);
 int cmd_analyze(int argc, char **argv);
+int cmd_encrypt_name(int argc, char **argv);
+int cmd_decrypt_name(int argc, char **argv);
 
 /* Exit code for a keystore status. */
 int exit_for_keystore(int status);

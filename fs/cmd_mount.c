@@ -27,6 +27,7 @@ static const char mount_usage[] =
     "                cache_mb=N: plaintext cache for decoded images, in MiB (default 256)\n"
     "                allow_rollback: read files older than the keystore says (logged)\n"
     "                codec_slots=N: images decoded or converted at once (default: CPUs)\n"
+    "                noxattr: no extended attributes (saves a request per file for ls -l)\n"
     "  --allow-weak-profile  mount a volume made with init --profile chaos (not secure)\n";
 
 #define DEFAULT_CACHE_MB 256
@@ -36,12 +37,14 @@ struct pxc_mount_opts {
     unsigned cache_mb;
     int allow_rollback;
     unsigned codec_slots;
+    int noxattr;
 };
 
 static const struct fuse_opt pxc_opt_spec[] = {
     {"cache_mb=%u", offsetof(struct pxc_mount_opts, cache_mb), 0},
     {"allow_rollback", offsetof(struct pxc_mount_opts, allow_rollback), 1},
     {"codec_slots=%u", offsetof(struct pxc_mount_opts, codec_slots), 0},
+    {"noxattr", offsetof(struct pxc_mount_opts, noxattr), 1},
     FUSE_OPT_END,
 };
 
@@ -153,7 +156,7 @@ int cmd_mount(int argc, char **argv)
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
     mallopt(M_ARENA_MAX, 4);
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    struct pxc_mount_opts mopts = {DEFAULT_CACHE_MB, 0, cpus > 0 ? (unsigned)cpus : 1};
+    struct pxc_mount_opts mopts = {DEFAULT_CACHE_MB, 0, cpus > 0 ? (unsigned)cpus : 1, 0};
     if (fuse_opt_parse(&args, &mopts, pxc_opt_spec, NULL) != 0) {
         fputs(mount_usage, stderr);
         fuse_opt_free_args(&args);
@@ -204,11 +207,17 @@ int cmd_mount(int argc, char **argv)
         exit_code = exit_for_keystore(rc);
         goto out;
     }
+    /* The names mode decides how every name is read: no guessing. */
+    ks_volume_info vinfo = {0};
+    rc = keystore_volume_info(ks, &vinfo);
+    if (rc != KS_OK) {
+        report_keystore_error("mount", cipherdir, rc);
+        exit_code = exit_for_keystore(rc);
+        goto out;
+    }
     /* The chaos profile is a research tool: chaotic maps iterated in finite precision
      * are no CSPRNG (pixcrypt(1), PROFILES).  Refused before asking for the passphrase. */
-    ks_volume_info vinfo = {0};
-    if (keystore_volume_info(ks, &vinfo) == KS_OK && vinfo.profile == KS_PROFILE_CHAOS &&
-        !allow_weak) {
+    if (vinfo.profile == KS_PROFILE_CHAOS && !allow_weak) {
         fprintf(stderr,
                 "pixcrypt mount: %s uses the chaos research profile, which is not secure;\n"
                 "  mount it only for experiments, with --allow-weak-profile\n",
@@ -242,15 +251,18 @@ int cmd_mount(int argc, char **argv)
     fs.root_fd = open(cipherdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     fs.inodes = inode_table_new(cipherdir);
     fs.cache = plain_cache_new((size_t)mopts.cache_mb << 20);
-    if (!keys || fs.root_fd < 0 || !fs.inodes || !fs.cache) {
+    if (!keys || fs.root_fd < 0 || !fs.inodes || !fs.cache ||
+        names_init(&fs.names, master, vinfo.names == KS_NAMES_ENCRYPTED) != 0) {
         fprintf(stderr, "pixcrypt mount: cannot set up: %s\n", strerror(errno));
         goto out;
     }
+    inode_table_set_names(fs.inodes, &fs.names);
     fs.cipherdir = cipherdir;
     fs.keys = keys;
     fs.ks = ks;
     fs.daemon_is_root = geteuid() == 0;
     fs.allow_rollback = mopts.allow_rollback;
+    fs.no_xattr = mopts.noxattr;
 
     add_base_options(&args, cipherdir, read_only);
     se = fuse_session_new(&args, pxcfs_operations(), sizeof(struct fuse_lowlevel_ops), &fs);
@@ -280,6 +292,7 @@ out:
         fuse_session_destroy(se);
     fuse_opt_free_args(&args);
     inode_table_free(fs.inodes);
+    names_free(&fs.names);
     plain_cache_free(fs.cache);
     pthread_rwlock_destroy(&fs.ns_lock);
     sem_destroy(&fs.codec_slots);

@@ -238,7 +238,15 @@ static int cmd_offline(int argc, char **argv, int direction)
     c.volume = cipherdir;
     exit_code = open_volume(cmd, &c, &profile, &ks, &lock_fd, &keys);
     if (exit_code == 0) {
-        offline_volume v = {cipherdir, keys, ks};
+        ks_volume_info info = {0};
+        pxc_names names = {0};
+        if (keystore_volume_info(ks, &info) != KS_OK ||
+            names_init(&names, keys->master, info.names == KS_NAMES_ENCRYPTED) != 0) {
+            fprintf(stderr, "pixcrypt %s: %s: cannot read the volume settings\n", cmd, cipherdir);
+            exit_code = PXC_EXIT_ERROR;
+            goto out;
+        }
+        offline_volume v = {cipherdir, keys, ks, &names};
         offline_summary sum;
         size_t n = (size_t)(argc - optind) - (c.o.in_place ? 0 : 1);
         const char *dest = c.o.in_place ? NULL : argv[argc - 1];
@@ -246,7 +254,9 @@ static int cmd_offline(int argc, char **argv, int direction)
         if (rc != 2 && !c.quiet)
             print_summary(cmd, direction, &sum);
         exit_code = rc == 2 ? PXC_EXIT_USAGE : rc ? PXC_EXIT_ERROR : PXC_EXIT_OK;
+        names_free(&names);
     }
+out:
     fflush(stdout);
     pxc_keys_free(keys);
     keystore_close(ks);

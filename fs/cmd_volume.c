@@ -1,11 +1,16 @@
 /* `pixcrypt init` and `pixcrypt passwd`: creating a volume and changing its passphrase. */
+#include <errno.h>
 #include <getopt.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include "fs/cli.h"
+#include "fs/namepath.h"
 #include "fs/passphrase.h"
 
 int exit_for_keystore(int status)
@@ -57,20 +62,21 @@ int parse_kdf_level(const char *s)
 
 static const char init_usage[] =
     "usage: pixcrypt init [--kdf interactive|moderate|sensitive] [--profile default|chaos]\n"
-    "                     [--passfile FILE] CIPHERDIR\n"
+    "                     [--plaintext-names] [--passfile FILE] CIPHERDIR\n"
+    "  --plaintext-names: store file names, symlink targets and directory names as they\n"
+    "                   are (new volumes encrypt them)\n"
     "  --profile chaos: the logistic/Henon research cipher for PNG pixels, for comparison\n"
     "                   only; it is not secure and mount refuses it without\n"
     "                   --allow-weak-profile\n";
 
 int cmd_init(int argc, char **argv)
 {
-    static const struct option opts[] = {{"kdf", required_argument, NULL, 'k'},
-                                         {"passfile", required_argument, NULL, 'p'},
-                                         {"profile", required_argument, NULL, 'P'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"kdf", required_argument, NULL, 'k'},     {"passfile", required_argument, NULL, 'p'},
+        {"profile", required_argument, NULL, 'P'}, {"plaintext-names", no_argument, NULL, 'N'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     const char *passfile = NULL;
-    int level = KS_KDF_MODERATE, profile = KS_PROFILE_DEFAULT, c;
+    int level = KS_KDF_MODERATE, profile = KS_PROFILE_DEFAULT, names = KS_NAMES_ENCRYPTED, c;
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -94,6 +100,9 @@ int cmd_init(int argc, char **argv)
                 return PXC_EXIT_USAGE;
             }
             break;
+        case 'N':
+            names = KS_NAMES_PLAIN;
+            break;
         case 'h':
             fputs(init_usage, stdout);
             return PXC_EXIT_OK;
@@ -111,8 +120,19 @@ int cmd_init(int argc, char **argv)
     size_t len;
     if (passphrase_read(passfile, "New passphrase: ", 1, &pass, &len) != 0)
         return PXC_EXIT_ERROR;
-    int rc = keystore_create(dir, pass, len, level, profile, NULL);
+    int rc = keystore_create_names(dir, pass, len, level, profile, names, NULL);
     passphrase_free(pass);
+    if (rc == KS_OK && names == KS_NAMES_ENCRYPTED) {
+        /* The root directory's name IV (fs/namepath.h). */
+        int fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        int ivrc = fd < 0 ? -errno : names_dir_create_iv(fd);
+        if (fd >= 0)
+            close(fd);
+        if (ivrc != 0 && ivrc != -EEXIST) {
+            fprintf(stderr, "pixcrypt init: %s/" DIRIV_FILE ": %s\n", dir, strerror(-ivrc));
+            return PXC_EXIT_ERROR;
+        }
+    }
     if (rc != KS_OK) {
         fprintf(stderr, "pixcrypt init: %s: %s\n", dir, keystore_strerror(rc));
         return PXC_EXIT_ERROR;

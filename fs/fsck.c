@@ -20,12 +20,14 @@
 #include "codec/stored.h"
 #include "fs/content.h"
 #include "fs/fdio.h"
+#include "fs/namepath.h"
 
 #define DAMAGED_DIR "damaged" /* in .pixcrypt: where --move-damaged puts files */
 #define DETAIL_MAX 256
 
 typedef struct entry {
-    char *path; /* relative to the cipher dir */
+    char *path;  /* relative to the cipher dir */
+    char *shown; /* the same with names decrypted (as far as they decrypt), for reports */
     dev_t dev;
     ino_t ino;
     int link; /* another name of a file listed before */
@@ -43,6 +45,7 @@ typedef struct fsck_state {
     keystore *ks;
     const fsck_options *opt;
     fsck_summary *sum;
+    pxc_names names;
     entry *e;
     size_t ne, ecap;
     seen *s;
@@ -64,7 +67,7 @@ const char *fsck_kind_name(fsck_kind kind)
     static const char *const names[FSCK_KINDS_] = {
         [FSCK_DAMAGED] = "damaged",   [FSCK_ORPHANED] = "orphaned", [FSCK_MISSING] = "missing",
         [FSCK_MISMATCH] = "mismatch", [FSCK_ROLLBACK] = "rollback", [FSCK_DUPLICATE] = "duplicate",
-        [FSCK_TEMP] = "temp",
+        [FSCK_TEMP] = "temp",         [FSCK_NAME] = "name",
     };
     return kind >= 0 && kind < FSCK_KINDS_ ? names[kind] : "?";
 }
@@ -87,9 +90,11 @@ static const char *failed(fsck_state *st, char *buf, size_t size, const char *wh
     return buf;
 }
 
+static int move_aside(fsck_state *st, const char *path, char *dest, size_t size);
+
 /* ---- listing ---------------------------------------------------------------------------- */
 
-static int add_entry(fsck_state *st, const char *path, const struct stat *sb)
+static int add_entry(fsck_state *st, const char *path, const char *shown, const struct stat *sb)
 {
     if (st->ne == st->ecap) {
         size_t cap = st->ecap ? 2 * st->ecap : 256;
@@ -101,8 +106,12 @@ static int add_entry(fsck_state *st, const char *path, const struct stat *sb)
     }
     entry *e = &st->e[st->ne];
     e->path = strdup(path);
-    if (!e->path)
+    e->shown = strdup(shown);
+    if (!e->path || !e->shown) {
+        free(e->path);
+        free(e->shown);
         return -ENOMEM;
+    }
     e->dev = sb->st_dev;
     e->ino = sb->st_ino;
     e->link = 0;
@@ -110,42 +119,102 @@ static int add_entry(fsck_state *st, const char *path, const struct stat *sb)
     return 0;
 }
 
-/* Every regular file under dir (relative path `rel`, "" for the root), without following
- * symlinks; the volume's own .pixcrypt at the root is not part of it. */
-static int list_dir(fsck_state *st, int fd, const char *rel)
+/* A name that does not decrypt: reported, and with --move-damaged moved aside (its
+ * keystore rows are then missing ones).  1 if it was moved. */
+static int bad_name(fsck_state *st, const char *path, const char *shown, const char *what)
+{
+    char detail[DETAIL_MAX], dest[PATH_MAX], buf[PATH_MAX + 64];
+    if (what && strcmp(what, "symlink") == 0)
+        snprintf(detail, sizeof detail, "the stored symlink target does not decrypt");
+    else
+        snprintf(detail, sizeof detail,
+                 "the stored name does not decrypt (changed or made in the cipher dir)%s",
+                 what ? "; the directory and what is in it are not visible through the mount" : "");
+    if (!st->opt->move_damaged) {
+        problem(st, FSCK_NAME, shown, detail, NULL, 0);
+        return 0;
+    }
+    int rc = move_aside(st, path, dest, sizeof dest);
+    const char *action = buf;
+    if (rc)
+        action = failed(st, buf, sizeof buf, "move it aside", rc);
+    else
+        snprintf(buf, sizeof buf, "moved to %s", dest);
+    problem(st, FSCK_NAME, shown, detail, action, rc == 0);
+    return rc == 0;
+}
+
+static int link_decrypts(fsck_state *st, int dirfd, const char *name)
+{
+    char stored[PATH_MAX + 1], plain[PATH_MAX];
+    ssize_t len = readlinkat(dirfd, name, stored, sizeof stored - 1);
+    if (len < 0)
+        return 1; /* removed meanwhile */
+    stored[len] = '\0';
+    return pxc_link_decrypt(st->names.keys, stored, plain, sizeof plain) >= 0;
+}
+
+/* Every regular file under dir (stored path `rel`, "" for the root; `shown` the same with
+ * names decrypted), without following symlinks; the volume's own .pixcrypt at the root,
+ * directory IVs and long names' files are not part of it.  Every name must decrypt. */
+static int list_dir(fsck_state *st, int fd, const char *rel, const char *shown)
 {
     DIR *d = fdopendir(fd);
     struct dirent *de;
-    int rc = 0;
+    pxc_dirkey dk;
+    int rc = 0, have_key = 1;
 
     if (!d) {
         rc = -errno;
         close(fd);
         return rc;
     }
+    if (names_dirkey_load(&st->names, dirfd(d), &dk) != 0) {
+        have_key = 0;
+        problem(st, FSCK_NAME, rel[0] ? shown : "/",
+                "the directory's name key (" DIRIV_FILE ") is missing or damaged: no name in it "
+                "decrypts",
+                NULL, 0);
+    }
     while (rc == 0 && (errno = 0, de = readdir(d)) != NULL) {
-        char path[PATH_MAX];
+        char path[PATH_MAX], plainpath[PATH_MAX], plain[PXC_NAME_MAX + 1];
+        const char *name = de->d_name;
         struct stat sb;
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
             (rel[0] == '\0' && strcmp(de->d_name, KS_DIR) == 0))
             continue;
+        if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0)
+            continue; /* removed meanwhile */
+        int named =
+            content_is_temp_name(de->d_name) || !have_key
+                ? 0
+                : names_from_stored(&st->names, &dk, dirfd(d), de->d_name, plain, sizeof plain);
+        if (named == 1)
+            continue; /* IV, long names' files */
+        if (named == 0 && !content_is_temp_name(de->d_name) && have_key)
+            name = plain;
         if (snprintf(path, sizeof path, "%s%s%s", rel, rel[0] ? "/" : "", de->d_name) >=
-            (int)sizeof path) {
+                (int)sizeof path ||
+            snprintf(plainpath, sizeof plainpath, "%s%s%s", shown, shown[0] ? "/" : "", name) >=
+                (int)sizeof plainpath) {
             rc = -ENAMETOOLONG;
             break;
         }
-        if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0)
-            continue; /* removed meanwhile */
+        if (named < 0 && bad_name(st, path, plainpath, S_ISDIR(sb.st_mode) ? "directory" : NULL))
+            continue;
+        if (S_ISLNK(sb.st_mode) && st->names.encrypted && !link_decrypts(st, dirfd(d), de->d_name))
+            bad_name(st, path, plainpath, "symlink");
         if (S_ISREG(sb.st_mode)) {
-            rc = add_entry(st, path, &sb);
+            rc = add_entry(st, path, plainpath, &sb);
         } else if (S_ISDIR(sb.st_mode)) {
             int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (sub >= 0)
-                rc = list_dir(st, sub, path);
+                rc = list_dir(st, sub, path, plainpath);
         }
     }
     if (rc == 0 && errno != 0)
         rc = -errno;
+    sodium_memzero(&dk, sizeof dk);
     closedir(d);
     return rc;
 }
@@ -335,7 +404,7 @@ static void repair_empty(fsck_state *st, const entry *e, file_check *fc)
     const char *detail = "empty: its create was interrupted before its header was written";
     memset(fc, 0, sizeof *fc);
     if (!st->opt->repair) {
-        problem(st, FSCK_DAMAGED, e->path, detail, NULL, 0);
+        problem(st, FSCK_DAMAGED, e->shown, detail, NULL, 0);
         return;
     }
     opaque_file of;
@@ -354,7 +423,7 @@ static void repair_empty(fsck_state *st, const entry *e, file_check *fc)
     }
     if (fd >= 0)
         close(fd);
-    problem(st, FSCK_DAMAGED, e->path, detail,
+    problem(st, FSCK_DAMAGED, e->shown, detail,
             rc ? failed(st, buf, sizeof buf, "initialise it", rc) : "made an empty stored file",
             rc == 0);
 }
@@ -380,14 +449,14 @@ static int handle_damaged(fsck_state *st, const entry *e, file_check *fc)
             if (fstat(fd, &sb) == 0)
                 check_file(st, fd, (uint64_t)sb.st_size, fc);
             close(fd);
-            problem(st, FSCK_DAMAGED, e->path, detail, action, !fc->damaged);
+            problem(st, FSCK_DAMAGED, e->shown, detail, action, !fc->damaged);
             return fc->header_ok;
         }
         if (fd >= 0)
             close(fd);
     }
     if (!st->opt->move_damaged) {
-        problem(st, FSCK_DAMAGED, e->path, fc->detail, NULL, 0);
+        problem(st, FSCK_DAMAGED, e->shown, fc->detail, NULL, 0);
         return fc->header_ok;
     }
     rc = move_aside(st, e->path, dest, sizeof dest);
@@ -395,7 +464,7 @@ static int handle_damaged(fsck_state *st, const entry *e, file_check *fc)
         rc = EIO;
     if (rc == 0)
         snprintf(action, sizeof action, "moved to %s, its row dropped", dest);
-    problem(st, FSCK_DAMAGED, e->path, fc->detail,
+    problem(st, FSCK_DAMAGED, e->shown, fc->detail,
             rc ? failed(st, action, sizeof action, "move it aside", rc) : action, rc == 0);
     return 0;
 }
@@ -420,7 +489,7 @@ static void check_row(fsck_state *st, const entry *e, const file_check *fc)
     rc = keystore_file_get(st->ks, fc->info.file_id, &row);
     if (rc == KS_ERR_NOTFOUND) {
         rc = st->opt->repair ? put_row(st, fc) : 0;
-        problem(st, FSCK_ORPHANED, e->path, "no keystore row",
+        problem(st, FSCK_ORPHANED, e->shown, "no keystore row",
                 !st->opt->repair ? NULL
                 : rc             ? failed(st, buf, sizeof buf, "add its row", rc)
                                  : "row added from its header",
@@ -428,7 +497,7 @@ static void check_row(fsck_state *st, const entry *e, const file_check *fc)
         return;
     }
     if (rc != KS_OK) {
-        problem(st, FSCK_MISMATCH, e->path, "its keystore row cannot be read",
+        problem(st, FSCK_MISMATCH, e->shown, "its keystore row cannot be read",
                 failed(st, buf, sizeof buf, "read the row", EIO), 0);
         return;
     }
@@ -438,7 +507,7 @@ static void check_row(fsck_state *st, const entry *e, const file_check *fc)
                  "copy was put back)",
                  (unsigned long long)fc->version, (unsigned long long)row.version);
         rc = st->opt->accept_rollback ? put_row(st, fc) : 0;
-        problem(st, FSCK_ROLLBACK, e->path, detail,
+        problem(st, FSCK_ROLLBACK, e->shown, detail,
                 !st->opt->accept_rollback ? NULL
                 : rc                      ? failed(st, buf, sizeof buf, "accept it", rc)
                                           : "accepted: the keystore row now has this version",
@@ -461,7 +530,7 @@ static void check_row(fsck_state *st, const entry *e, const file_check *fc)
              what, row.kind, (unsigned long long)row.plain_size, (unsigned long long)row.version,
              want.kind, (unsigned long long)want.plain_size, (unsigned long long)want.version);
     rc = st->opt->repair ? put_row(st, fc) : 0;
-    problem(st, FSCK_MISMATCH, e->path, detail,
+    problem(st, FSCK_MISMATCH, e->shown, detail,
             !st->opt->repair ? NULL
             : rc             ? failed(st, buf, sizeof buf, "update the row", rc)
                              : "row updated from the header",
@@ -494,7 +563,7 @@ static int check_entry(fsck_state *st, size_t i)
     base = base ? base + 1 : e->path;
     if (content_is_temp_name(base)) {
         int rc = st->opt->repair && unlinkat(st->root_fd, e->path, 0) != 0 ? errno : 0;
-        problem(st, FSCK_TEMP, e->path, "left by an interrupted conversion",
+        problem(st, FSCK_TEMP, e->shown, "left by an interrupted conversion",
                 !st->opt->repair ? NULL
                 : rc             ? failed(st, buf, sizeof buf, "remove it", rc)
                                  : "removed",
@@ -508,7 +577,7 @@ static int check_entry(fsck_state *st, size_t i)
             close(fd);
         snprintf(buf, sizeof buf, "cannot open it: %s", strerror(err));
         st->sum->errors++;
-        problem(st, FSCK_DAMAGED, e->path, buf, NULL, 0);
+        problem(st, FSCK_DAMAGED, e->shown, buf, NULL, 0);
         return 0;
     }
     if (sb.st_size == 0) {
@@ -600,8 +669,8 @@ static void check_duplicates(fsck_state *st)
         sodium_bin2hex(id, sizeof id, st->s[i].id, PXC_FILE_ID_BYTES);
         snprintf(detail, sizeof detail,
                  "has the file id %s of %s: a copy made in the cipher dir, not through the mount",
-                 id, st->e[st->s[i - 1].entry].path);
-        problem(st, FSCK_DUPLICATE, st->e[st->s[i].entry].path, detail, NULL, 0);
+                 id, st->e[st->s[i - 1].entry].shown);
+        problem(st, FSCK_DUPLICATE, st->e[st->s[i].entry].shown, detail, NULL, 0);
     }
 }
 
@@ -616,7 +685,14 @@ int fsck_run(const char *cipherdir, const pxc_keys *keys, keystore *ks, const fs
     if (st.root_fd < 0)
         return -errno;
     int top = dup(st.root_fd);
-    rc = top < 0 ? -errno : list_dir(&st, top, "");
+    ks_volume_info info;
+    rc = keystore_volume_info(ks, &info) != KS_OK ? -EIO : 0;
+    if (rc == 0 && names_init(&st.names, keys->master, info.names == KS_NAMES_ENCRYPTED) != 0)
+        rc = -ENOMEM;
+    if (rc == 0)
+        rc = top < 0 ? -errno : list_dir(&st, top, "", "");
+    else if (top >= 0)
+        close(top);
     if (rc == 0)
         rc = mark_links(&st);
     for (size_t i = 0; rc == 0 && i < st.ne; i++) {
@@ -633,9 +709,10 @@ int fsck_run(const char *cipherdir, const pxc_keys *keys, keystore *ks, const fs
     }
     sum->rows = keystore_file_count(ks);
     for (size_t i = 0; i < st.ne; i++)
-        free(st.e[i].path);
+        free(st.e[i].path), free(st.e[i].shown);
     free(st.e);
     free(st.s);
+    names_free(&st.names);
     close(st.root_fd);
     return rc;
 }

@@ -17,6 +17,9 @@
  *   duplicate  several stored files with one file id (copies made in the cipher dir, not
  *              through the mount): reported only.
  *   temp       a temp file of an interrupted conversion: --repair removes it.
+ *   name       (encrypted names) an entry whose stored name does not decrypt, or a
+ *              directory without its name key: --move-damaged moves the entry to
+ *              .pixcrypt/damaged/ (its rows then show as missing, --repair drops them).
  *
  * With `rebuild` the keystore is a new, empty one (keystore_rebuild_begin): every stored
  * file whose header authenticates gets its row, and nothing is orphaned or missing. */
@@ -37,6 +40,7 @@ typedef enum fsck_kind {
     FSCK_ROLLBACK,
     FSCK_DUPLICATE,
     FSCK_TEMP,
+    FSCK_NAME,
     FSCK_KINDS_
 } fsck_kind;
 

@@ -19,6 +19,7 @@
 
 #include "fs/content.h"
 #include "fs/log.h"
+#include "fs/xattr_ops.h"
 
 /* Kernel cache lifetimes, in seconds.  Every change made through the mount goes through
  * the one kernel inode of the file it changes (hard links included), and the kernel
@@ -28,18 +29,6 @@
  * entries are not cached, so a file put into the cipher dir shows up at once. */
 #define ENTRY_TIMEOUT 1.0
 #define ATTR_TIMEOUT 1.0
-
-static pxc_fs *req_fs(fuse_req_t req)
-{
-    return fuse_req_userdata(req);
-}
-
-static pxc_inode *inode_of(fuse_req_t req, fuse_ino_t ino)
-{
-    if (ino == FUSE_ROOT_ID)
-        return inode_table_root(req_fs(req)->inodes);
-    return (pxc_inode *)(uintptr_t)ino;
-}
 
 static fuse_ino_t id_of(pxc_fs *fs, pxc_inode *n)
 {
@@ -59,9 +48,62 @@ static int is_keystore_name(pxc_fs *fs, pxc_inode *parent, const char *name)
                                           (strcmp(name, KS_DIR) == 0 || strcmp(name, "..") == 0));
 }
 
-static void reply_err(fuse_req_t req, int err)
+/* ---- names -------------------------------------------------------------- */
+
+/* The name key of directory `dir` (NULL with plaintext names), loaded on first use. */
+static int dir_key(pxc_fs *fs, pxc_inode *dir, const pxc_dirkey **out)
 {
-    fuse_reply_err(req, err < 0 ? -err : err);
+    *out = NULL;
+    if (!fs->names.encrypted)
+        return 0;
+    pxc_dirkey *dk = __atomic_load_n(&dir->dirkey, __ATOMIC_ACQUIRE);
+    if (!dk) {
+        pxc_dirkey *fresh = malloc(sizeof *fresh);
+        if (!fresh)
+            return -ENOMEM;
+        int rc = names_dirkey_load(&fs->names, dir->fd, fresh);
+        if (rc) {
+            char where[512];
+            free(fresh);
+            inode_name(fs->inodes, dir, where, sizeof where);
+            pxc_log(LOG_ERR, "%s: the directory's name key (" DIRIV_FILE ") is %s", where,
+                    rc == -EIO ? "missing or damaged" : strerror(-rc));
+            return rc;
+        }
+        pxc_dirkey *expected = NULL;
+        if (__atomic_compare_exchange_n(&dir->dirkey, &expected, fresh, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE)) {
+            dk = fresh;
+        } else {
+            free(fresh);
+            dk = expected;
+        }
+    }
+    *out = dk;
+    return 0;
+}
+
+/* The stored name of the plain name `name` in dir. */
+static int stored_of(pxc_fs *fs, pxc_inode *dir, const char *name, stored_name *s)
+{
+    const pxc_dirkey *dk;
+    int rc = dir_key(fs, dir, &dk);
+    return rc ? rc : names_to_stored(&fs->names, dk, name, s);
+}
+
+/* A symlink's st_size is the length of its plain target. */
+static void link_size(pxc_fs *fs, int fd, struct stat *st)
+{
+    char stored[PATH_MAX + 1], plain[PATH_MAX];
+    if (!fs->names.encrypted || !S_ISLNK(st->st_mode))
+        return;
+    ssize_t len = readlinkat(fd, "", stored, sizeof stored - 1);
+    if (len < 0)
+        return;
+    stored[len] = '\0';
+    int n = pxc_link_decrypt(fs->names.keys, stored, plain, sizeof plain);
+    if (n >= 0)
+        st->st_size = n;
 }
 
 /* ---- attributes and entries --------------------------------------------- */
@@ -73,6 +115,7 @@ static int inode_attr(pxc_fs *fs, pxc_inode *n, struct stat *st)
         return -errno;
     if (S_ISREG(st->st_mode))
         content_stat_size(fs, n, -1, NULL, st);
+    link_size(fs, n->fd, st);
     return 0;
 }
 
@@ -94,16 +137,17 @@ static int entry_from_fd(pxc_fs *fs, int fd, int dirfd, const char *name,
         return errno == ESTALE ? -ESTALE : -ENOMEM;
     if (S_ISREG(e->attr.st_mode))
         content_stat_size(fs, n, dirfd, name, &e->attr);
+    link_size(fs, n->fd, &e->attr);
     e->ino = id_of(fs, n);
     e->attr_timeout = ATTR_TIMEOUT;
     e->entry_timeout = ENTRY_TIMEOUT;
     return 0;
 }
 
-static int do_lookup(pxc_fs *fs, pxc_inode *parent, const char *name, struct fuse_entry_param *e)
+/* Looks up an entry by its stored name. */
+static int lookup_stored(pxc_fs *fs, pxc_inode *parent, const char *name,
+                         struct fuse_entry_param *e)
 {
-    if (is_keystore_name(fs, parent, name))
-        return -ENOENT;
     for (int tries = 0;; tries++) {
         int fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0) {
@@ -118,6 +162,15 @@ static int do_lookup(pxc_fs *fs, pxc_inode *parent, const char *name, struct fus
         if (rc != -ESTALE || tries == 8)
             return rc;
     }
+}
+
+static int do_lookup(pxc_fs *fs, pxc_inode *parent, const char *name, struct fuse_entry_param *e)
+{
+    stored_name s;
+    if (is_keystore_name(fs, parent, name))
+        return -ENOENT;
+    int rc = stored_of(fs, parent, name, &s);
+    return rc ? rc : lookup_stored(fs, parent, s.name, e);
 }
 
 /* The kernel did not take the entry we replied with (the request was interrupted). */
@@ -254,15 +307,26 @@ static void pxc_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int v
 
 static void pxc_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-    char buf[PATH_MAX + 1];
-    ssize_t len = readlinkat(inode_of(req, ino)->fd, "", buf, sizeof buf);
+    pxc_fs *fs = req_fs(req);
+    pxc_inode *n = inode_of(req, ino);
+    char buf[PATH_MAX + 1], plain[PATH_MAX];
+    ssize_t len = readlinkat(n->fd, "", buf, sizeof buf);
     if (len < 0) {
         reply_err(req, errno);
     } else if ((size_t)len >= sizeof buf) {
         reply_err(req, ENAMETOOLONG);
     } else {
         buf[len] = '\0';
-        fuse_reply_readlink(req, buf);
+        if (!fs->names.encrypted) {
+            fuse_reply_readlink(req, buf);
+        } else if (pxc_link_decrypt(fs->names.keys, buf, plain, sizeof plain) >= 0) {
+            fuse_reply_readlink(req, plain);
+        } else {
+            char where[512];
+            inode_name(fs->inodes, n, where, sizeof where);
+            pxc_log(LOG_ERR, "%s: the stored symlink target does not decrypt", where);
+            reply_err(req, EIO);
+        }
     }
 }
 
@@ -309,10 +373,11 @@ static void own_by_caller(pxc_fs *fs, fuse_req_t req, pxc_inode *parent, int fd,
 
 /* After creating `name` in parent (not a stored regular file): give it to the caller
  * and reply with its entry. */
-static void reply_new_entry(fuse_req_t req, pxc_fs *fs, pxc_inode *parent, const char *name)
+static void reply_new_entry(fuse_req_t req, pxc_fs *fs, pxc_inode *parent, const stored_name *s,
+                            const char *name)
 {
     struct fuse_entry_param e;
-    int fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    int fd = openat(parent->fd, s->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
         reply_err(req, errno);
         return;
@@ -325,40 +390,82 @@ static void reply_new_entry(fuse_req_t req, pxc_fs *fs, pxc_inode *parent, const
         reply_entry(req, fs, &e);
 }
 
+/* The stored name for a new entry `name` in p, with a long name's ".name" file in place
+ * (*made: this call wrote it, undo_new_name removes it if the entry is not made). */
+static int new_name(pxc_fs *fs, pxc_inode *p, const char *name, stored_name *s, int *made)
+{
+    *made = 0;
+    if (is_keystore_name(fs, p, name))
+        return -EPERM;
+    int rc = stored_of(fs, p, name, s);
+    return rc ? rc : names_long_put(p->fd, s, made);
+}
+
+static void undo_new_name(pxc_inode *p, const stored_name *s, int made)
+{
+    if (made)
+        names_long_drop(p->fd, s);
+}
+
 static void pxc_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
     pxc_fs *fs = req_fs(req);
     pxc_inode *p = inode_of(req, parent);
-    if (is_keystore_name(fs, p, name)) {
-        reply_err(req, EPERM);
+    stored_name s;
+    int made, rc = new_name(fs, p, name, &s, &made);
+    if (rc) {
+        reply_err(req, rc);
         return;
     }
     pthread_rwlock_rdlock(&fs->ns_lock);
-    int made = mkdirat(p->fd, name, mode), err = errno;
+    rc = mkdirat(p->fd, s.name, mode) ? -errno : 0;
+    if (rc == 0 && fs->names.encrypted) {
+        /* Its IV, so that its entries' names have their own key. */
+        int fd = openat(p->fd, s.name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        rc = fd < 0 ? -errno : names_dir_create_iv(fd);
+        if (fd >= 0)
+            close(fd);
+        if (rc)
+            unlinkat(p->fd, s.name, AT_REMOVEDIR);
+    }
+    if (rc)
+        undo_new_name(p, &s, made);
     pthread_rwlock_unlock(&fs->ns_lock);
-    if (made != 0) {
-        reply_err(req, err);
+    if (rc) {
+        reply_err(req, rc);
         return;
     }
-    reply_new_entry(req, fs, p, name);
+    reply_new_entry(req, fs, p, &s, name);
 }
 
 static void pxc_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name)
 {
     pxc_fs *fs = req_fs(req);
     pxc_inode *p = inode_of(req, parent);
-    if (is_keystore_name(fs, p, name)) {
-        reply_err(req, EPERM);
+    char stored_target[PATH_MAX];
+    stored_name s;
+    int made, rc = new_name(fs, p, name, &s, &made);
+    if (rc == 0 && fs->names.encrypted) {
+        int n = pxc_link_encrypt(fs->names.keys, target, stored_target, sizeof stored_target);
+        rc = n < 0 ? n : 0;
+        target = stored_target;
+        if (rc)
+            undo_new_name(p, &s, made);
+    }
+    if (rc) {
+        reply_err(req, rc);
         return;
     }
     pthread_rwlock_rdlock(&fs->ns_lock);
-    int made = symlinkat(target, p->fd, name), err = errno;
+    rc = symlinkat(target, p->fd, s.name) ? -errno : 0;
+    if (rc)
+        undo_new_name(p, &s, made);
     pthread_rwlock_unlock(&fs->ns_lock);
-    if (made != 0) {
-        reply_err(req, err);
+    if (rc) {
+        reply_err(req, rc);
         return;
     }
-    reply_new_entry(req, fs, p, name);
+    reply_new_entry(req, fs, p, &s, name);
 }
 
 /* A new regular file: its stored form, its keystore row, its owner.  On success *fd is
@@ -367,9 +474,15 @@ static int create_file(fuse_req_t req, pxc_fs *fs, pxc_inode *p, const char *nam
                        int *fd, opaque_file *fresh, struct fuse_entry_param *e)
 {
     char proc[32];
-    int rc = content_create(fs, p->fd, name, mode, fd, fresh);
+    stored_name s;
+    int made, rc = new_name(fs, p, name, &s, &made);
     if (rc)
         return rc;
+    rc = content_create(fs, p->fd, s.name, mode, fd, fresh);
+    if (rc) {
+        undo_new_name(p, &s, made);
+        return rc;
+    }
     own_by_caller(fs, req, p, *fd, name);
     snprintf(proc, sizeof proc, "/proc/self/fd/%d", *fd);
     int pfd = open(proc, O_PATH | O_CLOEXEC);
@@ -385,10 +498,6 @@ static void pxc_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 {
     pxc_fs *fs = req_fs(req);
     pxc_inode *p = inode_of(req, parent);
-    if (is_keystore_name(fs, p, name)) {
-        reply_err(req, EPERM);
-        return;
-    }
     if (S_ISREG(mode)) {
         struct fuse_entry_param e;
         opaque_file fresh;
@@ -403,14 +512,22 @@ static void pxc_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
         reply_entry(req, fs, &e);
         return;
     }
-    pthread_rwlock_rdlock(&fs->ns_lock);
-    int made = mknodat(p->fd, name, mode, rdev), err = errno;
-    pthread_rwlock_unlock(&fs->ns_lock);
-    if (made != 0) {
-        reply_err(req, err);
+    stored_name s;
+    int made, rc = new_name(fs, p, name, &s, &made);
+    if (rc) {
+        reply_err(req, rc);
         return;
     }
-    reply_new_entry(req, fs, p, name);
+    pthread_rwlock_rdlock(&fs->ns_lock);
+    rc = mknodat(p->fd, s.name, mode, rdev) ? -errno : 0;
+    if (rc)
+        undo_new_name(p, &s, made);
+    pthread_rwlock_unlock(&fs->ns_lock);
+    if (rc) {
+        reply_err(req, rc);
+        return;
+    }
+    reply_new_entry(req, fs, p, &s, name);
 }
 
 static void pxc_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
@@ -419,20 +536,23 @@ static void pxc_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const
     pxc_inode *n = inode_of(req, ino), *p = inode_of(req, newparent);
     struct fuse_entry_param e;
     char proc[32];
-    if (is_keystore_name(fs, p, newname)) {
-        reply_err(req, EPERM);
+    stored_name s;
+    int made, rc = new_name(fs, p, newname, &s, &made);
+    if (rc) {
+        reply_err(req, rc);
         return;
     }
     pthread_rwlock_rdlock(&fs->ns_lock);
-    int linked = linkat(AT_FDCWD, inode_proc_path(n, proc), p->fd, newname, AT_SYMLINK_FOLLOW);
-    int err = errno;
+    rc = linkat(AT_FDCWD, inode_proc_path(n, proc), p->fd, s.name, AT_SYMLINK_FOLLOW) ? -errno : 0;
+    if (rc)
+        undo_new_name(p, &s, made);
     pthread_rwlock_unlock(&fs->ns_lock);
-    if (linked != 0) {
-        reply_err(req, err);
+    if (rc) {
+        reply_err(req, rc);
         return;
     }
     memset(&e, 0, sizeof e);
-    int rc = inode_attr(fs, n, &e.attr);
+    rc = inode_attr(fs, n, &e.attr);
     if (rc) {
         reply_err(req, rc);
         return;
@@ -444,21 +564,33 @@ static void pxc_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const
     reply_entry(req, fs, &e);
 }
 
+/* The stored name of an existing entry `name` in p. */
+static int old_name(pxc_fs *fs, pxc_inode *p, const char *name, stored_name *s)
+{
+    if (is_keystore_name(fs, p, name))
+        return -ENOENT;
+    return stored_of(fs, p, name, s);
+}
+
 static void pxc_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     pxc_fs *fs = req_fs(req);
     pxc_inode *p = inode_of(req, parent);
     uint8_t id[16];
-    if (is_keystore_name(fs, p, name)) {
-        reply_err(req, ENOENT);
+    stored_name s;
+    int rc = old_name(fs, p, name, &s);
+    if (rc) {
+        reply_err(req, rc);
         return;
     }
     pthread_rwlock_rdlock(&fs->ns_lock);
-    int doomed = content_doomed(p->fd, name, NULL, id);
-    int gone = unlinkat(p->fd, name, 0), err = errno;
+    int doomed = content_doomed(p->fd, s.name, NULL, id);
+    rc = unlinkat(p->fd, s.name, 0) ? -errno : 0;
+    if (rc == 0)
+        names_long_drop(p->fd, &s);
     pthread_rwlock_unlock(&fs->ns_lock);
-    if (gone != 0) {
-        reply_err(req, err);
+    if (rc) {
+        reply_err(req, rc);
         return;
     }
     if (doomed)
@@ -470,14 +602,18 @@ static void pxc_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     pxc_fs *fs = req_fs(req);
     pxc_inode *p = inode_of(req, parent);
-    if (is_keystore_name(fs, p, name)) {
-        reply_err(req, ENOENT);
+    stored_name s;
+    int rc = old_name(fs, p, name, &s);
+    if (rc) {
+        reply_err(req, rc);
         return;
     }
     pthread_rwlock_rdlock(&fs->ns_lock);
-    int err = unlinkat(p->fd, name, AT_REMOVEDIR) ? errno : 0;
+    rc = names_dir_remove(&fs->names, p->fd, s.name);
+    if (rc == 0)
+        names_long_drop(p->fd, &s);
     pthread_rwlock_unlock(&fs->ns_lock);
-    reply_err(req, err);
+    reply_err(req, rc);
 }
 
 static void pxc_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
@@ -487,22 +623,36 @@ static void pxc_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse
     pxc_inode *p = inode_of(req, parent), *np = inode_of(req, newparent);
     struct stat src;
     uint8_t id[16];
-    if (is_keystore_name(fs, p, name)) {
-        reply_err(req, ENOENT);
+    stored_name from, to;
+    int made = 0, rc = old_name(fs, p, name, &from);
+    if (rc == 0)
+        rc = new_name(fs, np, newname, &to, &made);
+    if (rc) {
+        reply_err(req, rc);
         return;
     }
-    if (is_keystore_name(fs, np, newname)) {
-        reply_err(req, EPERM);
-        return;
-    }
-    int doomed = 0;
+    int doomed = 0, iv_taken = 0;
+    uint8_t iv[PXC_DIRIV_BYTES];
     pthread_rwlock_rdlock(&fs->ns_lock);
-    if (!(flags & RENAME_EXCHANGE) && fstatat(p->fd, name, &src, AT_SYMLINK_NOFOLLOW) == 0)
-        doomed = content_doomed(np->fd, newname, &src, id);
-    int moved = renameat2(p->fd, name, np->fd, newname, flags), err = errno;
+    if (!(flags & RENAME_EXCHANGE) && fstatat(p->fd, from.name, &src, AT_SYMLINK_NOFOLLOW) == 0) {
+        doomed = content_doomed(np->fd, to.name, &src, id);
+        /* A directory may replace an empty one, whose IV is all it still holds. */
+        struct stat dst;
+        if (S_ISDIR(src.st_mode) && !(flags & RENAME_NOREPLACE) &&
+            fstatat(np->fd, to.name, &dst, AT_SYMLINK_NOFOLLOW) == 0 &&
+            (dst.st_ino != src.st_ino || dst.st_dev != src.st_dev))
+            iv_taken = names_dir_take_iv(&fs->names, np->fd, to.name, iv);
+    }
+    rc = iv_taken < 0 ? iv_taken : renameat2(p->fd, from.name, np->fd, to.name, flags) ? -errno : 0;
+    if (rc && iv_taken > 0)
+        names_dir_put_iv(np->fd, to.name, iv);
+    if (rc)
+        undo_new_name(np, &to, made);
+    else if (!(flags & RENAME_EXCHANGE))
+        names_long_drop(p->fd, &from);
     pthread_rwlock_unlock(&fs->ns_lock);
-    if (moved != 0) {
-        reply_err(req, err);
+    if (rc) {
+        reply_err(req, rc);
         return;
     }
     if (doomed)
@@ -574,12 +724,14 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         reply_err(req, ENOMEM);
         return;
     }
+    const pxc_dirkey *dk = NULL;
+    err = -dir_key(fs, dir, &dk);
     pthread_mutex_lock(&d->mutex);
     if (off != d->offset) {
         seekdir(d->dp, off);
         d->offset = off;
     }
-    for (;;) {
+    while (err == 0) {
         errno = 0;
         struct dirent *ent = readdir(d->dp);
         if (!ent) {
@@ -589,14 +741,28 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         /* Consumed from the stream: a later call that does not continue from here
          * (this entry did not fit) seeks back. */
         d->offset = ent->d_off;
-        if ((d->at_root && strcmp(ent->d_name, KS_DIR) == 0) || content_is_temp_name(ent->d_name))
+        if (d->at_root && strcmp(ent->d_name, KS_DIR) == 0)
             continue;
+        char plain[PXC_NAME_MAX + 1];
+        const char *name = ent->d_name;
+        if (!is_dot_or_dotdot(name)) {
+            int rc = names_from_stored(&fs->names, dk, dirfd(d->dp), name, plain, sizeof plain);
+            if (rc == 1)
+                continue; /* the volume's own: IVs, long names' files, temp files */
+            if (rc < 0) {
+                char where[512];
+                inode_name(fs->inodes, dir, where, sizeof where);
+                pxc_log(LOG_ERR, "%s: stored name %s does not decrypt: left out", where, name);
+                continue;
+            }
+            name = plain;
+        }
         struct fuse_entry_param e;
         size_t entsize;
         int looked_up = 0;
         memset(&e, 0, sizeof e);
-        if (plus && !is_dot_or_dotdot(ent->d_name)) {
-            int rc = do_lookup(fs, dir, ent->d_name, &e);
+        if (plus && !is_dot_or_dotdot(name)) {
+            int rc = lookup_stored(fs, dir, ent->d_name, &e);
             if (rc == -ENOENT)
                 continue; /* removed since readdir saw it */
             if (rc) {
@@ -608,8 +774,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
             e.attr.st_ino = ent->d_ino;
             e.attr.st_mode = (mode_t)DTTOIF(ent->d_type);
         }
-        entsize = plus ? fuse_add_direntry_plus(req, p, rem, ent->d_name, &e, ent->d_off)
-                       : fuse_add_direntry(req, p, rem, ent->d_name, &e.attr, ent->d_off);
+        entsize = plus ? fuse_add_direntry_plus(req, p, rem, name, &e, ent->d_off)
+                       : fuse_add_direntry(req, p, rem, name, &e.attr, ent->d_off);
         if (entsize > rem) {
             if (looked_up)
                 undo_lookup(fs, &e);
@@ -855,6 +1021,10 @@ static const struct fuse_lowlevel_ops operations = {
     .statfs = pxc_statfs,
     .access = pxc_access,
     .create = pxc_create,
+    .setxattr = pxc_setxattr,
+    .getxattr = pxc_getxattr,
+    .listxattr = pxc_listxattr,
+    .removexattr = pxc_removexattr,
 };
 
 const struct fuse_lowlevel_ops *pxcfs_operations(void)

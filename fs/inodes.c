@@ -1,11 +1,14 @@
 #include "fs/inodes.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "fs/namepath.h"
 
 #define MIN_BUCKETS 1024
 
@@ -17,6 +20,7 @@ struct inode_table {
     pxc_inode *root;
     char *root_path;
     size_t root_len;
+    const pxc_names *names; /* NULL: log stored paths as they are */
 };
 
 static size_t bucket_of(const inode_table *t, dev_t dev, ino_t ino)
@@ -83,6 +87,10 @@ static void entry_free(pxc_inode *n)
     }
     free(n->head);
     free(n->tail.data);
+    if (n->dirkey) {
+        sodium_memzero(n->dirkey, sizeof *n->dirkey);
+        free(n->dirkey);
+    }
     if (n->fd >= 0)
         close(n->fd);
     pthread_rwlock_destroy(&n->lock);
@@ -292,5 +300,24 @@ void inode_name(inode_table *t, const pxc_inode *n, char *buf, size_t size)
     if (strncmp(target, t->root_path, t->root_len) == 0 &&
         (target[t->root_len] == '/' || target[t->root_len] == '\0'))
         rel = target + t->root_len;
+    if (t->names && t->names->encrypted && *rel) {
+        static const char deleted[] = " (deleted)";
+        char plain[4096];
+        size_t rlen = strlen(rel), dl = sizeof deleted - 1;
+        int gone = rlen > dl && strcmp(rel + rlen - dl, deleted) == 0;
+        if (gone)
+            target[rel - target + rlen - dl] = '\0';
+        if (names_path_decrypt(t->names, t->root->fd, rel + 1, plain, sizeof plain) == 0) {
+            snprintf(buf, size, "/%s%s", plain, gone ? deleted : "");
+            return;
+        }
+        if (gone)
+            target[rel - target + rlen - dl] = ' ';
+    }
     snprintf(buf, size, "%s", *rel ? rel : "/");
+}
+
+void inode_table_set_names(inode_table *t, const pxc_names *names)
+{
+    t->names = names;
 }

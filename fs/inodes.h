@@ -22,6 +22,8 @@
 #include "codec/preview.h"
 
 struct plain_buf;
+struct pxc_dirkey;
+struct pxc_names;
 
 typedef struct pxc_inode {
     /* identity: changed only by inode_rekey, under the table mutex and with `lock`
@@ -53,6 +55,10 @@ typedef struct pxc_inode {
     size_t head_len;
     pxc_plain_tail tail;
     int head_tried;
+
+    /* a directory's name key (fs/namepath.h), loaded on first use and never changed:
+     * set once with an atomic compare-and-swap, freed with the entry */
+    struct pxc_dirkey *dirkey;
 
     struct pxc_inode *next; /* hash chain */
 } pxc_inode;
@@ -88,6 +94,9 @@ void inode_forget(inode_table *t, pxc_inode *n, uint64_t nlookup);
 /* Open handles (files and directories) keep an entry alive. */
 void inode_open_ref(inode_table *t, pxc_inode *n);
 void inode_open_unref(inode_table *t, pxc_inode *n);
+
+/* With encrypted names, inode_name shows plain paths. */
+void inode_table_set_names(inode_table *t, const struct pxc_names *names);
 
 /* Number of entries, for tests and stats. */
 size_t inode_table_count(inode_table *t);

@@ -12,7 +12,8 @@ static const char usage[] =
     "usage: pixcrypt COMMAND [OPTIONS] ARGS\n"
     "\n"
     "commands:\n"
-    "  init    [--kdf interactive|moderate|sensitive] [--passfile FILE] CIPHERDIR\n"
+    "  init    [--kdf interactive|moderate|sensitive] [--plaintext-names] [--passfile FILE]\n"
+    "          CIPHERDIR\n"
     "  mount   [-f] [-d] [-o ro,allow_other,...] [--passfile FILE] CIPHERDIR MOUNTPOINT\n"
     "  passwd  [--kdf LEVEL] [--passfile OLD] [--new-passfile NEW] CIPHERDIR\n"
     "  fsck    [--passfile FILE] [--repair] [--move-damaged] [--accept-rollback]\n"
@@ -22,6 +23,8 @@ static const char usage[] =
     "  decrypt --volume CIPHERDIR [--passfile FILE] [-r] [-f] [-j N] [-q] [-v]\n"
     "          (SOURCE... DEST | --in-place PATH...)\n"
     "  analyze [--profile default|chaos|all] [--json FILE] [--report FILE.html] IMAGE|DIR...\n"
+    "  encrypt-name [--passfile FILE] CIPHERDIR PLAIN-PATH...\n"
+    "  decrypt-name [--passfile FILE] CIPHERDIR STORED-PATH...\n"
     "\n"
     "Unmount with: fusermount3 -u MOUNTPOINT\n"
     "Exit codes: 0 ok, 1 error, 2 usage, 3 wrong passphrase, 4 already mounted,\n"
@@ -62,6 +65,10 @@ int main(int argc, char **argv)
         return cmd_decrypt(argc - 1, argv + 1);
     if (strcmp(cmd, "analyze") == 0)
         return cmd_analyze(argc - 1, argv + 1);
+    if (strcmp(cmd, "encrypt-name") == 0)
+        return cmd_encrypt_name(argc - 1, argv + 1);
+    if (strcmp(cmd, "decrypt-name") == 0)
+        return cmd_decrypt_name(argc - 1, argv + 1);
     fprintf(stderr, "pixcrypt: unknown command '%s'\n%s", cmd, usage);
     return PXC_EXIT_USAGE;
 }

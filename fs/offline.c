@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,18 +51,30 @@ typedef struct run {
     pthread_mutex_t lock; /* sum */
 } run;
 
-/* Names are stored as they are today; with name encryption these two become the
- * volume's name mapping (the directory is where a per-directory value would live). */
 int offline_stored_name(const char *out_dir, const char *plain, char *out, size_t size)
 {
     (void)out_dir;
     return (size_t)snprintf(out, size, "%s", plain) < size ? 0 : -ENAMETOOLONG;
 }
 
-int offline_plain_name(const char *in_dir, const char *stored, char *out, size_t size)
+int offline_plain_name(const pxc_names *names, const char *in_dir, const char *stored, char *out,
+                       size_t size)
 {
-    (void)in_dir;
-    return (size_t)snprintf(out, size, "%s", stored) < size ? 0 : -ENAMETOOLONG;
+    int dirfd = names && names->encrypted ? open(in_dir, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
+    struct stat st;
+    if (dirfd < 0 || fstatat(dirfd, DIRIV_FILE, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        /* plaintext names, or no directory of the volume: names are what they are */
+        if (dirfd >= 0)
+            close(dirfd);
+        return (size_t)snprintf(out, size, "%s", stored) < size ? 0 : -ENAMETOOLONG;
+    }
+    pxc_dirkey dk;
+    int rc = names_dirkey_load(names, dirfd, &dk);
+    if (rc == 0)
+        rc = names_from_stored(names, &dk, dirfd, stored, out, size);
+    sodium_memzero(&dk, sizeof dk);
+    close(dirfd);
+    return rc < 0 ? -EBADMSG : rc;
 }
 
 static const char *cmd_name(const run *r)
@@ -124,6 +137,7 @@ static int join(char *out, size_t size, const char *dir, const char *name)
 }
 
 static int plan_path(run *r, const char *src, const char *dst, const struct stat *st);
+static void split_path(const char *path, char *dir, size_t dsize, char *base, size_t bsize);
 
 /* The entries of directory src, planned into dst. */
 static int plan_dir(run *r, const char *src, const char *dst)
@@ -158,7 +172,13 @@ static int plan_dir(run *r, const char *src, const char *dst)
             continue;
         int m = r->o->direction == OFFLINE_ENCRYPT
                     ? offline_stored_name(dst, de->d_name, name, sizeof name)
-                    : offline_plain_name(src, de->d_name, name, sizeof name);
+                    : offline_plain_name(r->v->names, src, de->d_name, name, sizeof name);
+        if (m == 1)
+            continue; /* a directory IV or a long name's file */
+        if (m == -EBADMSG) {
+            fail(r, s, "the stored name does not decrypt");
+            continue;
+        }
         if (m != 0 || join(t, sizeof t, dst, name) != 0) {
             fail(r, s, "output name too long");
             continue;
@@ -190,18 +210,6 @@ static int plan_path(run *r, const char *src, const char *dst, const struct stat
                  cmd_name(r), src);
     r->sum->skipped++;
     return 0;
-}
-
-/* The last component of path, trailing slashes ignored, into out. */
-static void base_name(const char *path, char *out, size_t size)
-{
-    size_t end = strlen(path);
-    while (end > 1 && path[end - 1] == '/')
-        end--;
-    size_t start = end;
-    while (start > 0 && path[start - 1] != '/')
-        start--;
-    snprintf(out, size, "%.*s", (int)(end - start), path + start);
 }
 
 static int by_devino(const void *a, const void *b)
@@ -253,12 +261,14 @@ static int plan(run *r, char *const *srcs, size_t n, const char *dest)
             src = real;
         const char *target = r->o->in_place ? src : dest;
         if (!r->o->in_place && dest_is_dir) {
-            base_name(srcs[i], base, sizeof base);
+            char parent[PATH_MAX];
+            split_path(srcs[i], parent, sizeof parent, base, sizeof base);
             int m = r->o->direction == OFFLINE_ENCRYPT
                         ? offline_stored_name(dest, base, name, sizeof name)
-                        : offline_plain_name(srcs[i], base, name, sizeof name);
+                        : offline_plain_name(r->v->names, parent, base, name, sizeof name);
             if (m != 0 || join(t, sizeof t, dest, name) != 0) {
-                fail(r, srcs[i], "output name too long");
+                fail(r, srcs[i],
+                     m == -EBADMSG ? "the stored name does not decrypt" : "output name too long");
                 continue;
             }
             target = t;
@@ -324,6 +334,11 @@ static int output_in_volume(const run *r, const char *dir, const char *base, con
     }
     if (r->o->direction == OFFLINE_DECRYPT) {
         *why = "would put plaintext into the volume's cipher dir";
+        return -1;
+    }
+    if (r->v->names && r->v->names->encrypted) {
+        *why = "the volume encrypts file names: copy files in through the mount (encrypt "
+               "writes into volumes made with --plaintext-names)";
         return -1;
     }
     return 1;

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "codec/keys.h"
+#include "fs/namepath.h"
 #include "keystore/keystore.h"
 
 enum offline_direction { OFFLINE_ENCRYPT, OFFLINE_DECRYPT };
@@ -39,6 +40,7 @@ typedef struct offline_volume {
     const char *cipherdir;
     const pxc_keys *keys;
     keystore *ks;
+    const pxc_names *names; /* the volume's names mode (NULL: plaintext names) */
 } offline_volume;
 
 typedef struct offline_summary {
@@ -55,9 +57,14 @@ typedef struct offline_summary {
 int offline_run(const offline_options *o, const offline_volume *v, char *const *srcs, size_t n,
                 const char *dest, offline_summary *sum);
 
-/* The stored name of plain name `plain` in the stored directory out_dir (today the same
- * name), and the plain name of stored name `stored` in in_dir.  0, or -ENAMETOOLONG. */
+/* The stored name of plain name `plain` in the stored directory out_dir (the same name:
+ * outputs inside a volume with encrypted names are refused, see offline.c), and the plain
+ * name of stored name `stored` in in_dir: decrypted when the volume encrypts names and
+ * in_dir holds a directory IV (a directory of the volume, or a copy of one), else the
+ * same.  0; 1 for the volume's own files (IVs, long names' files), which are no outputs;
+ * -ENAMETOOLONG; -EBADMSG for a name that does not decrypt. */
 int offline_stored_name(const char *out_dir, const char *plain, char *out, size_t size);
-int offline_plain_name(const char *in_dir, const char *stored, char *out, size_t size);
+int offline_plain_name(const pxc_names *names, const char *in_dir, const char *stored, char *out,
+                       size_t size);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include "codec/keys.h"
 #include "fs/inodes.h"
+#include "fs/namepath.h"
 #include "fs/plaincache.h"
 #include "keystore/keystore.h"
 
@@ -28,7 +29,28 @@ typedef struct pxc_fs {
     /* Image reads: plaintexts decoded whole, and reads served from sealed headers alone
      * (logged at unmount; the tests read them). */
     _Atomic uint64_t whole_decodes, header_reads;
+    pxc_names names; /* how names are stored (plaintext or encrypted) */
+    int no_xattr;    /* -o noxattr: xattr requests get ENOSYS, so the kernel stops asking */
 } pxc_fs;
+
+/* For the operations: the filesystem of a request, the inode table entry a FUSE inode id
+ * stands for, and an error reply (err: an errno, either sign). */
+static inline pxc_fs *req_fs(fuse_req_t req)
+{
+    return fuse_req_userdata(req);
+}
+
+static inline pxc_inode *inode_of(fuse_req_t req, fuse_ino_t ino)
+{
+    if (ino == FUSE_ROOT_ID)
+        return inode_table_root(req_fs(req)->inodes);
+    return (pxc_inode *)(uintptr_t)ino;
+}
+
+static inline void reply_err(fuse_req_t req, int err)
+{
+    fuse_reply_err(req, err < 0 ? -err : err);
+}
 
 /* The low-level operation table; pass a pxc_fs as fuse_session_new's userdata. */
 const struct fuse_lowlevel_ops *pxcfs_operations(void);

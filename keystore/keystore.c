@@ -57,7 +57,10 @@ static const char schema_sql[] =
     "  master_sealed BLOB NOT NULL,"
     "  created INTEGER NOT NULL," /* unix time */
     /* cipher profile of new images: 0 the default, 1 the chaos research profile */
-    "  profile INTEGER NOT NULL DEFAULT 0"
+    "  profile INTEGER NOT NULL DEFAULT 0,"
+    /* file names: 0 plaintext, 1 encrypted; keystores made before it have no such column,
+     * and plaintext names */
+    "  names INTEGER NOT NULL DEFAULT 0"
     ");"
     /* One row per stored file.  The file headers are authoritative: fsck can rebuild this. */
     "CREATE TABLE files ("
@@ -102,7 +105,8 @@ static const char *const stmt_sql[ST_COUNT_] = {
 
 static const char insert_volume_sql[] =
     "INSERT INTO volume (format_version, volume_id, kdf_alg, kdf_opslimit, kdf_memlimit,"
-    " kdf_salt, master_sealed, created, profile) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+    " kdf_salt, master_sealed, created, profile, names)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 
 /* ---- types --------------------------------------------------------------------------------- */
 
@@ -376,6 +380,28 @@ static int parse_volume_row(sqlite3_stmt *stmt, volume_row *v)
     return KS_OK;
 }
 
+/* The names mode, from a column that keystores made before it lack (plaintext names). */
+static int read_names_mode(sqlite3 *db, volume_row *v)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc = sqlite3_prepare_v2(db, "SELECT names FROM volume", -1, &stmt, NULL);
+    int st = KS_OK;
+    v->names = KS_NAMES_PLAIN;
+    if ((rc & 0xff) == SQLITE_ERROR) /* no such column */
+        return KS_OK;
+    if (rc != SQLITE_OK)
+        return status_from_sqlite(rc);
+    rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+        if (column_int64(stmt, 0, &v->names) != 0 || v->names < 0 || v->names > KS_NAMES_MAX)
+            st = KS_ERR_CORRUPT;
+    } else if (rc != SQLITE_DONE) {
+        st = status_from_sqlite(rc);
+    }
+    sqlite3_finalize(stmt);
+    return st;
+}
+
 /* Reads and checks the one volume row.  Caller holds the lock. */
 static int read_volume(keystore *ks, volume_row *v)
 {
@@ -394,6 +420,8 @@ static int read_volume(keystore *ks, volume_row *v)
         st = rc == SQLITE_DONE ? KS_ERR_CORRUPT : status_from_sqlite(rc);
     }
     sqlite3_reset(stmt);
+    if (st == KS_OK)
+        st = read_names_mode(ks->db, v);
     return st;
 }
 
@@ -506,7 +534,8 @@ static int insert_volume(sqlite3 *db, const volume_row *v)
                                           SQLITE_STATIC) != SQLITE_OK ||
                         bind_volume_kdf(stmt, 3, v) != KS_OK ||
                         sqlite3_bind_int64(stmt, 8, v->created) != SQLITE_OK ||
-                        sqlite3_bind_int64(stmt, 9, v->profile) != SQLITE_OK))
+                        sqlite3_bind_int64(stmt, 9, v->profile) != SQLITE_OK ||
+                        sqlite3_bind_int64(stmt, 10, v->names) != SQLITE_OK))
         st = KS_ERR_IO;
     if (st == KS_OK)
         st = step_done(stmt);
@@ -606,6 +635,14 @@ static int write_keystore_file(const ks_paths *p, const volume_row *v)
 int keystore_create(const char *cipherdir, const char *pass, size_t passlen,
                     enum ks_kdf_level level, int profile, uint8_t master_out[KS_MASTER_KEY_BYTES])
 {
+    return keystore_create_names(cipherdir, pass, passlen, level, profile, KS_NAMES_PLAIN,
+                                 master_out);
+}
+
+int keystore_create_names(const char *cipherdir, const char *pass, size_t passlen,
+                          enum ks_kdf_level level, int profile, int names,
+                          uint8_t master_out[KS_MASTER_KEY_BYTES])
+{
     uint8_t master[KS_MASTER_KEY_BYTES];
     unsigned long long opslimit;
     size_t memlimit;
@@ -615,7 +652,7 @@ int keystore_create(const char *cipherdir, const char *pass, size_t passlen,
 
     if (cipherdir == NULL || !passphrase_ok(pass, passlen) ||
         kdf_limits(level, &opslimit, &memlimit) != 0 || profile < 0 || profile > KS_PROFILE_MAX ||
-        sodium_init() < 0)
+        names < 0 || names > KS_NAMES_MAX || sodium_init() < 0)
         return KS_ERR_IO;
     st = paths_init(&p, cipherdir);
     if (st == KS_OK)
@@ -627,6 +664,7 @@ int keystore_create(const char *cipherdir, const char *pass, size_t passlen,
     v.format_version = KS_FORMAT_VERSION;
     v.created = unix_now();
     v.profile = profile;
+    v.names = names;
     randombytes_buf(v.volume_id, sizeof v.volume_id);
     randombytes_buf(master, sizeof master);
     st = seal_under_passphrase(&v, master, pass, passlen, level);
@@ -1009,6 +1047,7 @@ int keystore_volume_info(keystore *ks, ks_volume_info *info)
     info->kdf_memlimit = v.memlimit;
     info->created = v.created;
     info->profile = (int)v.profile;
+    info->names = (int)v.names;
     return KS_OK;
 }
 

@@ -51,12 +51,22 @@ const char *keystore_strerror(int status);
 #define KS_PROFILE_CHAOS 1
 #define KS_PROFILE_MAX 1
 
+/* How a volume stores file names (fs/namepath.h).  Keystores made before names were
+ * encrypted have no such setting: their volumes have plaintext names. */
+#define KS_NAMES_PLAIN 0
+#define KS_NAMES_ENCRYPTED 1
+#define KS_NAMES_MAX 1
+
 /* Creates CIPHERDIR/.pixcrypt/ (mode 0700) and a new keystore.db in it: random
  * volume id, random 32-byte master key sealed under Argon2id(passphrase) at the given
  * level, the given cipher profile (KS_PROFILE_*).  If master_out is not NULL the new
  * master key is copied there. */
 int keystore_create(const char *cipherdir, const char *pass, size_t passlen,
                     enum ks_kdf_level level, int profile, uint8_t master_out[KS_MASTER_KEY_BYTES]);
+/* The same with a names mode (KS_NAMES_*); keystore_create makes plaintext names. */
+int keystore_create_names(const char *cipherdir, const char *pass, size_t passlen,
+                          enum ks_kdf_level level, int profile, int names,
+                          uint8_t master_out[KS_MASTER_KEY_BYTES]);
 
 /* Opens an existing keystore and validates its schema and volume row. */
 int keystore_open(keystore **out, const char *cipherdir);
@@ -82,6 +92,7 @@ typedef struct ks_volume_info {
     size_t kdf_memlimit;
     long long created; /* unix time */
     int profile;       /* KS_PROFILE_* */
+    int names;         /* KS_NAMES_* */
 } ks_volume_info;
 int keystore_volume_info(keystore *ks, ks_volume_info *info);
 

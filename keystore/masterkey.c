@@ -30,7 +30,7 @@ int masterkey_same(const ks_volume_record *a, const ks_volume_record *b)
            a->opslimit == b->opslimit && a->memlimit == b->memlimit &&
            memcmp(a->salt, b->salt, sizeof a->salt) == 0 &&
            memcmp(a->master_sealed, b->master_sealed, sizeof a->master_sealed) == 0 &&
-           a->created == b->created && a->profile == b->profile;
+           a->created == b->created && a->profile == b->profile && a->names == b->names;
 }
 
 /* ---- text form ----------------------------------------------------------------------------- */
@@ -56,6 +56,9 @@ static size_t format_record(char *out, size_t cap, const ks_volume_record *v)
                                 "master_sealed %s\ncreated %lld\nprofile %lld\n",
                      v->format_version, id, v->opslimit, v->memlimit, salt, sealed, v->created,
                      v->profile);
+    /* Only volumes with encrypted names say so: older readers keep reading the others. */
+    if (n >= 0 && (size_t)n < cap && v->names != KS_NAMES_PLAIN)
+        n += snprintf(out + n, cap - (size_t)n, "names %lld\n", v->names);
     if (n < 0 || (size_t)n >= cap)
         return 0;
     crypto_generichash(sum, sizeof sum, (const uint8_t *)out, (size_t)n, NULL, 0);
@@ -129,6 +132,10 @@ static int parse_record(char *text, size_t len, ks_volume_record *v)
     v->profile = KS_PROFILE_DEFAULT; /* files written before profiles existed */
     if (strncmp(text + pos, "profile ", 8) == 0 &&
         (take_number(text, &pos, "profile", &v->profile) != 0 || v->profile > KS_PROFILE_MAX))
+        return KS_ERR_CORRUPT;
+    v->names = KS_NAMES_PLAIN; /* files written before names were encrypted */
+    if (strncmp(text + pos, "names ", 6) == 0 &&
+        (take_number(text, &pos, "names", &v->names) != 0 || v->names > KS_NAMES_MAX))
         return KS_ERR_CORRUPT;
     body = pos;
     if (take_hex(text, &pos, "checksum", want, sizeof want) != 0 || pos != len)

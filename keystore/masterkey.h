@@ -18,6 +18,8 @@
  *   created <decimal>          unix time
  *   profile <decimal>          cipher profile of new images (KS_PROFILE_*); a file
  *                              without this line is a volume of the default profile
+ *   names <decimal>            KS_NAMES_*; only written for encrypted names, a file
+ *                              without this line is a volume of plaintext names
  *   checksum <32 hex>          BLAKE2b-128 of every byte before this line
  *
  * The checksum tells a damaged file from a wrong passphrase; the sealed key is
@@ -48,6 +50,7 @@ typedef struct ks_volume_record {
     uint8_t master_sealed[KS_SEALED_MASTER_BYTES];
     long long created;
     long long profile; /* KS_PROFILE_* */
+    long long names;   /* KS_NAMES_*: how file names are stored */
 } ks_volume_record;
 
 /* Whether Argon2id accepts these limits (values read from disk may be anything). */

@@ -294,6 +294,13 @@ pxc_init() {
     tmo 60 "$PXC_BIN" init --kdf interactive --passfile "$PXC_PASSFILE" "$@" "$_dir"
 }
 
+# pxc_stored CIPHER PLAIN-PATH: where PLAIN-PATH (relative to the mount) is stored, as
+# CIPHER/STORED-PATH (names are encrypted unless the volume has plaintext names).
+pxc_stored() {
+    _s=$(tmo 60 "$PXC_BIN" encrypt-name --passfile "$PXC_PASSFILE" "$1" "$2") || return 1
+    printf '%s/%s\n' "$1" "$_s"
+}
+
 _pxc_abs() {
     case $1 in
     /*) echo "$1" ;;

@@ -30,12 +30,15 @@ ok "read back the 10000-byte file" tmo 20 cmp "$T/rand.bin" "$M/rand.bin"
 is "$(stat -c %s "$M/hello.txt")" "$(stat -c %s "$T/small.txt")" "st_size through the mount"
 is "$(cd "$M" && ls -A | sort | tr '\n' ' ')" "hello.txt rand.bin " "listing shows the two files"
 
-# ---- at rest
-ok "stored file exists at the same relative path" test -f "$C/hello.txt"
-ok "stored file starts with the pixcrypt magic" has_magic "$C/hello.txt"
-is "$(fsize "$C/hello.txt")" "$(pxc_stored_size "$(fsize "$T/small.txt")")" "stored size of the small file"
-is "$(fsize "$C/rand.bin")" "$(pxc_stored_size 10000)" "stored size of the 10000-byte file"
-ok_fails "plaintext does not appear in the stored file" grep -q secret-marker-7f3a "$C/hello.txt"
+# ---- at rest (under encrypted names: pxc_stored finds them)
+SH=$(pxc_stored "$C" hello.txt)
+SR=$(pxc_stored "$C" rand.bin)
+ok_fails "the stored name is not the plain name" test -e "$C/hello.txt"
+ok "the stored file exists under its encrypted name" test -f "$SH"
+ok "stored file starts with the pixcrypt magic" has_magic "$SH"
+is "$(fsize "$SH")" "$(pxc_stored_size "$(fsize "$T/small.txt")")" "stored size of the small file"
+is "$(fsize "$SR")" "$(pxc_stored_size 10000)" "stored size of the 10000-byte file"
+ok_fails "plaintext does not appear in the stored file" grep -q secret-marker-7f3a "$SH"
 ok_fails "no stored file contains the plaintext" grep -rq secret-marker-7f3a "$C"
 
 # ---- remount

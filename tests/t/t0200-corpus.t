@@ -9,7 +9,7 @@ need_pixcrypt
 C=$T/cipher
 M=$T/mnt
 mkdir -p "$C" "$M"
-ok "init" pxc_init "$C"
+ok "init (plaintext names: the test reads stored files by name)" pxc_init "$C" --plaintext-names
 ok "mount" pxc_mount "$C" "$M" || done_testing
 
 nfiles=$(find "$PXC_CORPUS" -type f | wc -l)

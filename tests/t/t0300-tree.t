@@ -8,7 +8,7 @@ C=$T/cipher
 M=$T/mnt
 R=$T/ref
 mkdir -p "$C" "$M" "$R"
-ok "init" pxc_init "$C"
+ok "init (plaintext names: the test reads stored files by name)" pxc_init "$C" --plaintext-names
 ok "mount" pxc_mount "$C" "$M" || done_testing
 
 # ---- a tree of 3000 small files in 30 directories, built on the host, copied in

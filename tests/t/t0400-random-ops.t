@@ -32,7 +32,7 @@ run_fsrandom() { # DESC fsrandom-args...
     fi
 }
 
-ok "init" pxc_init "$C"
+ok "init (plaintext names: the test reads stored files by name)" pxc_init "$C" --plaintext-names
 ok "mount" pxc_mount "$C" "$M" || { done_testing; }
 
 run_fsrandom "$HALF random operations match the shadow directory (seed $SEED)" \

@@ -14,7 +14,7 @@ U=65534 # nobody
 G=65534
 as_user() { setpriv --reuid=$U --regid=$G --clear-groups -- "$@"; }
 
-ok "init" pxc_init "$C"
+ok "init (plaintext names: the test reads stored files by name)" pxc_init "$C" --plaintext-names
 
 # ---- without allow_other, another user cannot even look
 ok "mount without allow_other" pxc_mount "$C" "$M"

@@ -8,7 +8,7 @@ C=$T/cipher
 M=$T/mnt
 LOG=$T/daemon.log
 mkdir -p "$C" "$M"
-ok "init" pxc_init "$C"
+ok "init (plaintext names: the test reads stored files by name)" pxc_init "$C" --plaintext-names
 ok "mount" pxc_mount "$C" "$M" || done_testing
 
 # Victims: 3 blocks and a bit (so first, middle and last block exist), plus donors.

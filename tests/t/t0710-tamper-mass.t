@@ -57,8 +57,8 @@ done
 nfiles=$(find "$P" -type f | wc -l)
 note "$nfiles plaintext files"
 
-ok "init the volume" pxc_init "$A"
-ok "init a second volume (chaos profile) with the same content" pxc_init "$F" --profile chaos
+ok "init the volume (plaintext names: the test reads stored files by name)" pxc_init "$A" --plaintext-names
+ok "init a second volume (chaos profile) with the same content" pxc_init "$F" --profile chaos --plaintext-names
 ok "mount" pxc_mount "$A" "$M" || done_testing
 ok "copy the set in" cp -r "$P/." "$M/"
 ok "unmount" pxc_umount "$M"
@@ -310,7 +310,7 @@ is "$n" "$all" "fsck reports every other changed file as damaged"
 # its own copy.
 E=$T/every
 mkdir -p "$E"
-ok "init a volume for single-byte flips" pxc_init "$E"
+ok "init a volume for single-byte flips (plaintext names)" pxc_init "$E" --plaintext-names
 ok "mount it" pxc_mount "$E" "$M"
 EP=$PXC_CORPUS/png/testpngs/gray-2-1.8.png
 EJ=$PXC_CORPUS/jpeg/exiftool/Writer.jpg

@@ -52,7 +52,7 @@ else
     done
 fi
 
-ok "init" pxc_init "$C"
+ok "init (plaintext names: the test reads stored files by name)" pxc_init "$C" --plaintext-names
 ok "mount" pxc_mount "$C" "$M" || done_testing
 ok "copy the files in" cp -a "$O/." "$M/"
 ok "unmount" pxc_umount "$M"

@@ -17,7 +17,7 @@ seq 1 5000 >"$S/notes.txt"
 profile_byte() { od -An -tu1 -j 52 -N 1 "$1" | tr -d ' '; } # header at 41, byte 11
 
 expect_exit 2 "init --profile bogus is a usage error" pxc_init "$C" --profile bogus
-ok "init --profile chaos" pxc_init "$C" --profile chaos
+ok "init --profile chaos (plaintext names: the test reads stored files by name)" pxc_init "$C" --profile chaos --plaintext-names
 expect_exit 2 "mount refuses a chaos volume without --allow-weak-profile" pxc_mount "$C" "$M"
 like "$("$PXC_BIN" mount --passfile "$PXC_PASSFILE" "$C" "$M" 2>&1)" "not secure" \
     "... and says why"

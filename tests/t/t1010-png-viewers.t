@@ -13,7 +13,7 @@ M=$T/mnt
 S=$T/src
 W=$T/web
 mkdir -p "$C" "$M" "$S" "$W"
-ok "init" pxc_init "$C"
+ok "init (plaintext names: the test reads stored files by name)" pxc_init "$C" --plaintext-names
 ok "mount" pxc_mount "$C" "$M" || done_testing
 
 convert -seed 5 -size 300x200 plasma:fractal -depth 8 "$S/rgb8.png"

@@ -16,7 +16,7 @@ M=$T/mnt
 S=$T/src
 LOG=$T/daemon.log
 mkdir -p "$C" "$M" "$S"
-ok "init" pxc_init "$C"
+ok "init (plaintext names: the test reads stored files by name)" pxc_init "$C" --plaintext-names
 
 # Large images (over 1 MiB, where the copies are kept) with camera metadata.
 convert -seed 7 -size 2400x1600 plasma:fractal -depth 8 "$S/src.ppm"

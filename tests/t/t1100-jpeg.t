@@ -14,7 +14,7 @@ M=$T/mnt
 S=$T/src
 LOG=$T/daemon.log
 mkdir -p "$C" "$M" "$S"
-ok "init" pxc_init "$C"
+ok "init (plaintext names: the test reads stored files by name)" pxc_init "$C" --plaintext-names
 ok "mount" pxc_mount_fg "$C" "$M" "$LOG" || done_testing
 
 is_stored_jpeg() { # SOI, then our APP15 segment

@@ -30,7 +30,7 @@ convert -seed 4 -size 400x300 plasma:fractal -quality 90 "$S/photo.jpg"
 head -c 1000000 /dev/urandom >"$S/data.bin"
 convert -seed 5 -size 700x500 plasma:fractal -depth 8 "$S/late.png"
 
-ok "init on a 24 MiB tmpfs" pxc_init "$C"
+ok "init on a 24 MiB tmpfs (plaintext names: the test reads stored files by name)" pxc_init "$C" --plaintext-names
 ok "mount" pxc_mount "$C" "$M"
 ok "copy three files in" cp "$S/photo.png" "$S/photo.jpg" "$S/data.bin" "$M/"
 ok "unmount" pxc_umount "$M"

@@ -100,7 +100,7 @@ done < <(find "$S" -type f -print0)
 note "first version: ${#CUR[@]} files ($(find "$S" -name '*.png' | wc -l) PNG, $(find "$S" -name '*.jpg' | wc -l) JPEG)"
 ok "at least 200 files" test "${#CUR[@]}" -ge 200
 
-ok "init" pxc_init "$C"
+ok "init (plaintext names: the test reads stored files by name)" pxc_init "$C" --plaintext-names
 ok "mount" pxc_mount "$C" "$M" || done_testing
 ok "copy the first version in" cp -r "$S/." "$M/"
 ok "unmount" pxc_umount "$M"

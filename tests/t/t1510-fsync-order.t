@@ -22,7 +22,7 @@ ls "$PXC_CORPUS"/png/pngsuite/*.png | head -n 20 | xargs -I{} cp {} "$S/"
 ls "$PXC_CORPUS"/jpeg/exiftool/*.jpg | head -n 10 | xargs -I{} cp {} "$S/"
 for s in 0 100 4096 9000 50000; do random_file "$S/blob$s.bin" $s; done
 
-ok "init" pxc_init "$C"
+ok "init (plaintext names: the test reads stored files by name)" pxc_init "$C" --plaintext-names
 strace -f -qq -o "$TRACE" \
     -e trace=open,openat,write,pwrite64,fsync,fdatasync,rename,renameat,renameat2,linkat,close \
     "$PXC_BIN" mount -f --passfile "$PXC_PASSFILE" "$C" "$M" </dev/null >"$T/daemon.log" 2>&1 &

@@ -97,7 +97,7 @@ complete_words() {
         _pixcrypt; printf "%s\n" "${COMPREPLY[@]}"' _ "$PXC_ROOT/contrib/pixcrypt.bash-completion" "$@" |
         sort | tr '\n' ' ' | sed 's/ $//'
 }
-is "$(complete_words pixcrypt en)" "encrypt" "subcommand: en -> encrypt"
+is "$(complete_words pixcrypt en)" "encrypt encrypt-name" "subcommand: en -> encrypt, encrypt-name"
 like "$(complete_words pixcrypt '')" "decrypt .*encrypt .*fsck .*init .*mount .*passwd" "every subcommand"
 is "$(complete_words pixcrypt encrypt --vo)" "--volume" "option: encrypt --vo -> --volume"
 like "$(complete_words pixcrypt decrypt --)" "--force .*--in-place .*--passfile .*--recursive .*--volume" "decrypt's options"
