@@ -11,7 +11,7 @@
 
 PREFIX   ?= /usr/local
 CC       ?= cc
-PKGS      = fuse3 libsodium sqlite3 libpng libjpeg zlib
+PKGS      = fuse3 libsodium sqlite3 libpng libjpeg zlib libqrencode
 # Lazy (=) so that `make check` can install missing packages before these are evaluated.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS))

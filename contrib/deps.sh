@@ -78,6 +78,10 @@ check_test() {
 	need_cmd unshare util-linux
 	need_cmd systemd-analyze systemd
 	need_cmd strace strace
+	need_cmd zbarimg zbar-tools
+	need_cmd mandoc mandoc
+	need_cmd man man-db
+	need_cmd groff groff-base
 	# By package: /usr/local/bin/convert may be a stand-in, and some of
 	# these commands exist in more than one package.
 	need_pkgs imagemagick libjpeg-turbo-progs pngcheck libimage-exiftool-perl \

@@ -24,6 +24,17 @@ int cmd_fsck(int argc, char **argv);
 int cmd_encrypt(int argc, char **argv);
 int cmd_decrypt(int argc, char **argv);
 int cmd_analyze(int argc, char **argv);
+int cmd_recovery(int argc, char **argv);
+
+/* Prints the recovery code of a master key on stdout (a warning on stderr) and, if qr_path
+ * is not NULL, writes it as a QR code PNG there.  Returns an exit code. */
+int recovery_code_show(const char *cmd, const char *dir, const uint8_t master[KS_MASTER_KEY_BYTES],
+                       const char *qr_path);
+/* Reads a recovery code (first line of codefile, else a prompt or standard input) and
+ * checks it against the volume: PXC_EXIT_OK with the master key, or the exit code after
+ * saying what is wrong (the mistyped group, or a code of another volume). */
+int recovery_code_unlock(keystore *ks, const char *cmd, const char *dir, const char *codefile,
+                         uint8_t master[KS_MASTER_KEY_BYTES]);
 
 /* Exit code for a keystore status. */
 int exit_for_keystore(int status);

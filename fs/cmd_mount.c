@@ -20,14 +20,16 @@
 
 static const char mount_usage[] =
     "usage: pixcrypt mount [-f] [-d] [-o OPTIONS] [--passfile FILE] [--allow-weak-profile]\n"
-    "                      CIPHERDIR MOUNTPOINT\n"
+    "                      [--recovery-code [FILE]] CIPHERDIR MOUNTPOINT\n"
     "  -f            stay in the foreground, log to stderr\n"
     "  -d            debug: log every FUSE request (implies -f)\n"
     "  -o OPTIONS    mount options, e.g. ro,allow_other\n"
     "                cache_mb=N: plaintext cache for decoded images, in MiB (default 256)\n"
     "                allow_rollback: read files older than the keystore says (logged)\n"
     "                codec_slots=N: images decoded or converted at once (default: CPUs)\n"
-    "  --allow-weak-profile  mount a volume made with init --profile chaos (not secure)\n";
+    "  --allow-weak-profile  mount a volume made with init --profile chaos (not secure)\n"
+    "  --recovery-code [FILE]  unlock with the recovery code (from FILE, or asked for)\n"
+    "                          instead of the passphrase\n";
 
 #define DEFAULT_CACHE_MB 256
 
@@ -103,11 +105,12 @@ int cmd_mount(int argc, char **argv)
 {
     static const struct option opts[] = {{"passfile", required_argument, NULL, 'p'},
                                          {"allow-weak-profile", no_argument, NULL, 'W'},
+                                         {"recovery-code", optional_argument, NULL, 'R'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-    const char *passfile = NULL;
-    int foreground = 0, debug = 0, allow_weak = 0, c;
+    const char *passfile = NULL, *codefile = NULL;
+    int foreground = 0, debug = 0, allow_weak = 0, use_code = 0, c;
 
     fuse_opt_add_arg(&args, "pixcrypt");
     while ((c = getopt_long(argc, argv, "fdo:h", opts, NULL)) != -1) {
@@ -128,6 +131,10 @@ int cmd_mount(int argc, char **argv)
         case 'W':
             allow_weak = 1;
             break;
+        case 'R':
+            use_code = 1;
+            codefile = optarg;
+            break;
         case 'h':
             fputs(mount_usage, stdout);
             fuse_opt_free_args(&args);
@@ -138,6 +145,9 @@ int cmd_mount(int argc, char **argv)
             return PXC_EXIT_USAGE;
         }
     }
+    /* `--recovery-code FILE CIPHERDIR MOUNTPOINT`: the file is the first of three. */
+    if (use_code && !codefile && optind + 3 == argc)
+        codefile = argv[optind++];
     if (optind + 2 != argc) {
         fputs(mount_usage, stderr);
         fuse_opt_free_args(&args);
@@ -225,9 +235,19 @@ int cmd_mount(int argc, char **argv)
         goto out;
     read_only = lock_fd == VOLUME_LOCK_READ_ONLY;
     master = sodium_malloc(KS_MASTER_KEY_BYTES);
-    if (!master || passphrase_read(passfile, "Passphrase: ", 0, &pass, &passlen) != 0)
+    if (!master)
         goto out;
-    rc = keystore_unlock(ks, pass, passlen, master);
+    if (use_code) {
+        exit_code = recovery_code_unlock(ks, "mount", cipherdir, codefile, master);
+        if (exit_code != PXC_EXIT_OK)
+            goto out;
+        exit_code = PXC_EXIT_ERROR;
+        rc = KS_OK;
+    } else if (passphrase_read(passfile, "Passphrase: ", 0, &pass, &passlen) != 0) {
+        goto out;
+    } else {
+        rc = keystore_unlock(ks, pass, passlen, master);
+    }
     if (rc != KS_OK) {
         fprintf(stderr, "pixcrypt mount: %s: %s\n", cipherdir, keystore_strerror(rc));
         exit_code = exit_for_keystore(rc);

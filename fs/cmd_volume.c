@@ -3,7 +3,9 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "fs/cli.h"
 #include "fs/passphrase.h"
@@ -14,6 +16,7 @@ int exit_for_keystore(int status)
     case KS_OK:
         return PXC_EXIT_OK;
     case KS_ERR_PASSPHRASE:
+    case KS_ERR_WRONG_KEY:
         return PXC_EXIT_PASSPHRASE;
     case KS_ERR_MISSING:
     case KS_ERR_CORRUPT:
@@ -55,9 +58,23 @@ int parse_kdf_level(const char *s)
     return -1;
 }
 
+/* A yes/no question on the terminal; anything but y or yes is no. */
+static int ask_yes_no(const char *question)
+{
+    char answer[16];
+    fputs(question, stderr);
+    fflush(stderr);
+    if (!fgets(answer, sizeof answer, stdin))
+        return 0;
+    answer[strcspn(answer, "\r\n")] = '\0';
+    return strcasecmp(answer, "y") == 0 || strcasecmp(answer, "yes") == 0;
+}
+
 static const char init_usage[] =
     "usage: pixcrypt init [--kdf interactive|moderate|sensitive] [--profile default|chaos]\n"
-    "                     [--passfile FILE] CIPHERDIR\n"
+    "                     [--passfile FILE] [--print-recovery-code [--qr FILE.png]] CIPHERDIR\n"
+    "  --print-recovery-code: print the recovery code (without asking, as a terminal would)\n"
+    "  --qr FILE.png: with it, also write the code as a QR code\n"
     "  --profile chaos: the logistic/Henon research cipher for PNG pixels, for comparison\n"
     "                   only; it is not secure and mount refuses it without\n"
     "                   --allow-weak-profile\n";
@@ -67,10 +84,12 @@ int cmd_init(int argc, char **argv)
     static const struct option opts[] = {{"kdf", required_argument, NULL, 'k'},
                                          {"passfile", required_argument, NULL, 'p'},
                                          {"profile", required_argument, NULL, 'P'},
+                                         {"print-recovery-code", no_argument, NULL, 'R'},
+                                         {"qr", required_argument, NULL, 'q'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    const char *passfile = NULL;
-    int level = KS_KDF_MODERATE, profile = KS_PROFILE_DEFAULT, c;
+    const char *passfile = NULL, *qr_path = NULL;
+    int level = KS_KDF_MODERATE, profile = KS_PROFILE_DEFAULT, print_code = 0, c;
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -94,6 +113,12 @@ int cmd_init(int argc, char **argv)
                 return PXC_EXIT_USAGE;
             }
             break;
+        case 'R':
+            print_code = 1;
+            break;
+        case 'q':
+            qr_path = optarg;
+            break;
         case 'h':
             fputs(init_usage, stdout);
             return PXC_EXIT_OK;
@@ -106,17 +131,34 @@ int cmd_init(int argc, char **argv)
         fputs(init_usage, stderr);
         return PXC_EXIT_USAGE;
     }
+    if (qr_path && !print_code) {
+        fputs("pixcrypt init: --qr goes with --print-recovery-code\n", stderr);
+        return PXC_EXIT_USAGE;
+    }
     const char *dir = argv[optind];
     char *pass;
     size_t len;
-    if (passphrase_read(passfile, "New passphrase: ", 1, &pass, &len) != 0)
+    uint8_t *master = sodium_malloc(KS_MASTER_KEY_BYTES);
+    if (!master || passphrase_read(passfile, "New passphrase: ", 1, &pass, &len) != 0) {
+        if (master)
+            sodium_free(master);
         return PXC_EXIT_ERROR;
-    int rc = keystore_create(dir, pass, len, level, profile, NULL);
+    }
+    int rc = keystore_create(dir, pass, len, level, profile, master);
     passphrase_free(pass);
     if (rc != KS_OK) {
+        sodium_free(master);
         fprintf(stderr, "pixcrypt init: %s: %s\n", dir, keystore_strerror(rc));
         return PXC_EXIT_ERROR;
     }
+    if (!print_code && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO))
+        print_code = ask_yes_no("Print a recovery code now? It unlocks the volume without the "
+                                "passphrase (later: pixcrypt recovery). [y/N] ");
+    if (print_code && recovery_code_show("init", dir, master, qr_path) != PXC_EXIT_OK) {
+        sodium_free(master);
+        return PXC_EXIT_ERROR;
+    }
+    sodium_free(master);
     printf("Created a pixcrypt volume in %s.\nMount it with: pixcrypt mount %s%s MOUNTPOINT\n", dir,
            profile == KS_PROFILE_CHAOS ? "--allow-weak-profile " : "", dir);
     if (profile == KS_PROFILE_CHAOS)
@@ -125,17 +167,21 @@ int cmd_init(int argc, char **argv)
 }
 
 static const char passwd_usage[] =
-    "usage: pixcrypt passwd [--kdf LEVEL] [--passfile OLD] [--new-passfile NEW] CIPHERDIR\n";
+    "usage: pixcrypt passwd [--kdf LEVEL] [--passfile OLD | --recovery-code [FILE]]\n"
+    "                       [--new-passfile NEW] CIPHERDIR\n"
+    "  --recovery-code [FILE]  prove the volume with its recovery code (from FILE, or\n"
+    "                          asked for) instead of the current passphrase\n";
 
 int cmd_passwd(int argc, char **argv)
 {
     static const struct option opts[] = {{"kdf", required_argument, NULL, 'k'},
                                          {"passfile", required_argument, NULL, 'p'},
                                          {"new-passfile", required_argument, NULL, 'n'},
+                                         {"recovery-code", optional_argument, NULL, 'R'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    const char *passfile = NULL, *new_passfile = NULL;
-    int level = KS_KDF_MODERATE, c;
+    const char *passfile = NULL, *new_passfile = NULL, *codefile = NULL;
+    int level = KS_KDF_MODERATE, use_code = 0, c;
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -153,6 +199,10 @@ int cmd_passwd(int argc, char **argv)
         case 'n':
             new_passfile = optarg;
             break;
+        case 'R':
+            use_code = 1;
+            codefile = optarg;
+            break;
         case 'h':
             fputs(passwd_usage, stdout);
             return PXC_EXIT_OK;
@@ -161,7 +211,9 @@ int cmd_passwd(int argc, char **argv)
             return PXC_EXIT_USAGE;
         }
     }
-    if (optind + 1 != argc) {
+    if (use_code && !codefile && optind + 2 == argc)
+        codefile = argv[optind++];
+    if (optind + 1 != argc || (use_code && passfile)) {
         fputs(passwd_usage, stderr);
         return PXC_EXIT_USAGE;
     }
@@ -177,9 +229,19 @@ int cmd_passwd(int argc, char **argv)
     uint8_t *master = sodium_malloc(KS_MASTER_KEY_BYTES);
     int exit_code = PXC_EXIT_ERROR;
 
-    if (!master || passphrase_read(passfile, "Current passphrase: ", 0, &old, &oldlen) != 0)
+    if (!master)
         goto out;
-    rc = keystore_unlock(ks, old, oldlen, master);
+    if (use_code) {
+        exit_code = recovery_code_unlock(ks, "passwd", dir, codefile, master);
+        if (exit_code != PXC_EXIT_OK)
+            goto out;
+        exit_code = PXC_EXIT_ERROR;
+        rc = KS_OK;
+    } else if (passphrase_read(passfile, "Current passphrase: ", 0, &old, &oldlen) != 0) {
+        goto out;
+    } else {
+        rc = keystore_unlock(ks, old, oldlen, master);
+    }
     if (rc != KS_OK) {
         fprintf(stderr, "pixcrypt passwd: %s: %s\n", dir, keystore_strerror(rc));
         exit_code = exit_for_keystore(rc);

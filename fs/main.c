@@ -22,6 +22,7 @@ static const char usage[] =
     "  decrypt --volume CIPHERDIR [--passfile FILE] [-r] [-f] [-j N] [-q] [-v]\n"
     "          (SOURCE... DEST | --in-place PATH...)\n"
     "  analyze [--profile default|chaos|all] [--json FILE] [--report FILE.html] IMAGE|DIR...\n"
+    "  recovery [--passfile FILE] [--qr FILE.png] CIPHERDIR\n"
     "\n"
     "Unmount with: fusermount3 -u MOUNTPOINT\n"
     "Exit codes: 0 ok, 1 error, 2 usage, 3 wrong passphrase, 4 already mounted,\n"
@@ -62,6 +63,8 @@ int main(int argc, char **argv)
         return cmd_decrypt(argc - 1, argv + 1);
     if (strcmp(cmd, "analyze") == 0)
         return cmd_analyze(argc - 1, argv + 1);
+    if (strcmp(cmd, "recovery") == 0)
+        return cmd_recovery(argc - 1, argv + 1);
     fprintf(stderr, "pixcrypt: unknown command '%s'\n%s", cmd, usage);
     return PXC_EXIT_USAGE;
 }
