@@ -26,6 +26,7 @@ int cmd_decrypt(int argc, char **argv);
 int cmd_analyze(int argc, char **argv);
 int cmd_recovery(int argc, char **argv);
 int cmd_stego(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
 
 /* Prints the recovery code of a master key on stdout (a warning on stderr) and, if qr_path
  * is not NULL, writes it as a QR code PNG there.  Returns an exit code. */

@@ -23,6 +23,7 @@ static const char usage[] =
     "          (SOURCE... DEST | --in-place PATH...)\n"
     "  analyze [--profile default|chaos|all] [--json FILE] [--report FILE.html] IMAGE|DIR...\n"
     "  recovery [--passfile FILE] [--qr FILE.png] CIPHERDIR\n"
+    "  stats   [--passfile FILE] [--no-unlock] [--quick] CIPHERDIR\n"
     "  stego   hide|reveal|capacity [--passfile FILE] COVER.png MESSAGE OUT.png | STEGO.png [OUT]\n"
     "\n"
     "Unmount with: fusermount3 -u MOUNTPOINT\n"
@@ -68,6 +69,8 @@ int main(int argc, char **argv)
         return cmd_recovery(argc - 1, argv + 1);
     if (strcmp(cmd, "stego") == 0)
         return cmd_stego(argc - 1, argv + 1);
+    if (strcmp(cmd, "stats") == 0)
+        return cmd_stats(argc - 1, argv + 1);
     fprintf(stderr, "pixcrypt: unknown command '%s'\n%s", cmd, usage);
     return PXC_EXIT_USAGE;
 }

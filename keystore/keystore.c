@@ -1223,6 +1223,34 @@ int keystore_check(keystore *ks)
     return st;
 }
 
+int keystore_integrity_check(keystore *ks, char *msg, size_t cap)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc, st;
+
+    if (ks == NULL)
+        return KS_ERR_IO;
+    if (cap > 0)
+        msg[0] = '\0';
+    pthread_mutex_lock(&ks->lock);
+    rc = sqlite3_prepare_v2(ks->db, "PRAGMA integrity_check(1)", -1, &stmt, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+        const char *text = (const char *)sqlite3_column_text(stmt, 0);
+        st = text != NULL && strcmp(text, "ok") == 0 ? KS_OK : KS_ERR_CORRUPT;
+        if (cap > 0)
+            snprintf(msg, cap, "%s", text ? text : "no answer");
+    } else {
+        st = status_from_sqlite(rc) == KS_OK ? KS_ERR_CORRUPT : status_from_sqlite(rc);
+        if (cap > 0)
+            snprintf(msg, cap, "%s", sqlite3_errmsg(ks->db));
+    }
+    sqlite3_finalize(stmt);
+    pthread_mutex_unlock(&ks->lock);
+    return st;
+}
+
 /* ---- rebuild ------------------------------------------------------------------------------- */
 
 /* The volume row of the existing keystore.db, if it still opens. */

@@ -120,6 +120,9 @@ int keystore_file_foreach(keystore *ks, int (*fn)(const ks_file_row *row, void *
 
 /* SQLite's own consistency check of the database file: KS_OK or KS_ERR_CORRUPT. */
 int keystore_check(keystore *ks);
+/* The full check (PRAGMA integrity_check, which also checks indexes and constraints):
+ * KS_OK, or KS_ERR_CORRUPT with SQLite's first complaint in msg. */
+int keystore_integrity_check(keystore *ks, char *msg, size_t cap);
 
 /* Recreating keystore.db (`fsck --rebuild-keystore`).  keystore_rebuild_begin builds a
  * new keystore without file rows in a temporary file, from the volume's key record: the
