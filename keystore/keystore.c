@@ -1241,6 +1241,8 @@ int keystore_integrity_check(keystore *ks, char *msg, size_t cap)
         st = text != NULL && strcmp(text, "ok") == 0 ? KS_OK : KS_ERR_CORRUPT;
         if (cap > 0)
             snprintf(msg, cap, "%s", text ? text : "no answer");
+        for (char *p = msg; cap > 0 && (p = strchr(p, '\n')) != NULL;)
+            *p = ' '; /* one line */
     } else {
         st = status_from_sqlite(rc) == KS_OK ? KS_ERR_CORRUPT : status_from_sqlite(rc);
         if (cap > 0)
