@@ -229,7 +229,7 @@ static uint64_t next_random(positions *p)
             p->buf[i] = get_le(raw + 8 * i, 8);
         p->have = RAND_BLOCK / 8;
     }
-    return p->buf[--p->have];
+    return p->buf[RAND_BLOCK / 8 - p->have--]; /* in stream order */
 }
 
 static uint64_t next_position(positions *p)
