@@ -151,19 +151,17 @@ int cmd_init(int argc, char **argv)
         fprintf(stderr, "pixcrypt init: %s: %s\n", dir, keystore_strerror(rc));
         return PXC_EXIT_ERROR;
     }
-    if (!print_code && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO))
-        print_code = ask_yes_no("Print a recovery code now? It unlocks the volume without the "
-                                "passphrase (later: pixcrypt recovery). [y/N] ");
-    if (print_code && recovery_code_show("init", dir, master, qr_path) != PXC_EXIT_OK) {
-        sodium_free(master);
-        return PXC_EXIT_ERROR;
-    }
-    sodium_free(master);
     printf("Created a pixcrypt volume in %s.\nMount it with: pixcrypt mount %s%s MOUNTPOINT\n", dir,
            profile == KS_PROFILE_CHAOS ? "--allow-weak-profile " : "", dir);
     if (profile == KS_PROFILE_CHAOS)
         printf("Its PNG pixels use the chaos research profile, which is NOT secure.\n");
-    return PXC_EXIT_OK;
+    fflush(stdout);
+    if (!print_code && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO))
+        print_code = ask_yes_no("Print a recovery code now? It unlocks the volume without the "
+                                "passphrase (later: pixcrypt recovery). [y/N] ");
+    int exit_code = print_code ? recovery_code_show("init", dir, master, qr_path) : PXC_EXIT_OK;
+    sodium_free(master);
+    return exit_code;
 }
 
 static const char passwd_usage[] =

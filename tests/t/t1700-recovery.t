@@ -136,6 +136,29 @@ else
     skip "no key check" "no sqlite3 command"
 fi
 
+# ---- init on a terminal asks whether to print the code (script(1) gives it a terminal;
+# the pauses let each prompt come first, as a terminal prompt flushes typed-ahead input)
+if command -v script >/dev/null; then
+    for answer in y n; do
+        (sleep 1; echo tty-pass; sleep 1; echo tty-pass; sleep 2; echo $answer; sleep 1) |
+            timeout 60 script -qec "'$PXC_BIN' init --kdf interactive '$T/tty-$answer'" /dev/null |
+            tr -d '\r' >"$T/tty-$answer.out"
+    done
+    like "$(cat "$T/tty-y.out")" "Print a recovery code now\?" "init on a terminal asks"
+    ttycode=$(grep -E '^PXC1-' "$T/tty-y.out")
+    like "$ttycode" '^PXC1(-[0-9A-HJKMNP-TV-Z]{5}){14}$' "answered y: it prints the code"
+    echo tty-pass >"$T/tty-pass"
+    "$PXC_BIN" recovery --passfile "$T/tty-pass" "$T/tty-y" >"$T/tty-y.code" 2>/dev/null
+    is "$(cat "$T/tty-y.code")" "$ttycode" "the volume's code"
+    ok_fails "answered n: no code" grep -qE '^PXC1-' "$T/tty-n.out"
+    ok "and the volume was made" test -f "$T/tty-n/.pixcrypt/keystore.db"
+else
+    skip "init on a terminal asks" "no script(1)"
+fi
+expect_exit 0 "init without a terminal does not ask" \
+    tmo 60 "$PXC_BIN" init --kdf interactive --passfile "$PXC_PASSFILE" "$T/quiet"
+ok_fails "and prints no code" grep -qE 'PXC1-|recovery code' "$T/last.out" "$T/last.err"
+
 expect_exit 2 "mount --recovery-code with too many arguments: usage, exit 2" \
     tmo 60 "$PXC_BIN" mount --recovery-code "$T/qr.txt" "$C" "$M" extra
 expect_exit 2 "init --qr without --print-recovery-code: exit 2" \
