@@ -43,6 +43,21 @@ int exit_for_keystore(int status);
 /* "pixcrypt CMD: DIR: reason" on stderr for a keystore that does not open; when the
  * masterkey file survives, the reason says how to rebuild the keystore from it. */
 void report_keystore_error(const char *cmd, const char *dir, int status);
+/* Opens dir's keystore: PXC_EXIT_OK, or the exit code after saying why. */
+int cli_open_keystore(const char *cmd, const char *dir, keystore **ks);
+
+/* How a command proves the volume: the passphrase (from passfile, else asked with
+ * prompt) or, with use_code, the recovery code (from codefile, else asked). */
+typedef struct unlock_source {
+    const char *passfile;
+    const char *prompt;
+    int use_code;
+    const char *codefile;
+} unlock_source;
+/* Unlocks the volume into master: PXC_EXIT_OK, or the exit code after saying why. */
+int cli_unlock_volume(keystore *ks, const char *cmd, const char *dir, const unlock_source *src,
+                      uint8_t master[KS_MASTER_KEY_BYTES]);
+
 /* Parses interactive|moderate|sensitive; -1 if unknown. */
 int parse_kdf_level(const char *s);
 

@@ -14,7 +14,6 @@
 
 #include "fs/cli.h"
 #include "fs/log.h"
-#include "fs/passphrase.h"
 #include "fs/pxcfs.h"
 #include "fs/volume_lock.h"
 
@@ -186,8 +185,6 @@ int cmd_mount(int argc, char **argv)
     keystore *ks = NULL;
     pxc_keys *keys = NULL;
     uint8_t *master = NULL;
-    char *pass = NULL;
-    size_t passlen;
     struct fuse_session *se = NULL;
     int handlers = 0, mounted = 0;
     struct stat st;
@@ -235,24 +232,11 @@ int cmd_mount(int argc, char **argv)
         goto out;
     read_only = lock_fd == VOLUME_LOCK_READ_ONLY;
     master = sodium_malloc(KS_MASTER_KEY_BYTES);
-    if (!master)
+    unlock_source how = {passfile, "Passphrase: ", use_code, codefile};
+    if (!master ||
+        (exit_code = cli_unlock_volume(ks, "mount", cipherdir, &how, master)) != PXC_EXIT_OK)
         goto out;
-    if (use_code) {
-        exit_code = recovery_code_unlock(ks, "mount", cipherdir, codefile, master);
-        if (exit_code != PXC_EXIT_OK)
-            goto out;
-        exit_code = PXC_EXIT_ERROR;
-        rc = KS_OK;
-    } else if (passphrase_read(passfile, "Passphrase: ", 0, &pass, &passlen) != 0) {
-        goto out;
-    } else {
-        rc = keystore_unlock(ks, pass, passlen, master);
-    }
-    if (rc != KS_OK) {
-        fprintf(stderr, "pixcrypt mount: %s: %s\n", cipherdir, keystore_strerror(rc));
-        exit_code = exit_for_keystore(rc);
-        goto out;
-    }
+    exit_code = PXC_EXIT_ERROR;
     keys = pxc_keys_new(master);
     if (keys && vinfo.profile == KS_PROFILE_CHAOS) {
         keys->profile = PXC_PROFILE_CHAOS;
@@ -308,7 +292,6 @@ out:
     pxc_keys_free(keys);
     if (master)
         sodium_free(master);
-    passphrase_free(pass);
     keystore_close(ks);
     if (lock_fd >= 0)
         close(lock_fd);

@@ -102,32 +102,23 @@ int cmd_recovery(int argc, char **argv)
     }
     const char *dir = argv[optind];
     keystore *ks;
-    int rc = keystore_open(&ks, dir);
-    if (rc != KS_OK) {
-        report_keystore_error("recovery", dir, rc);
-        return exit_for_keystore(rc);
-    }
+    int exit_code = cli_open_keystore("recovery", dir, &ks);
+    if (exit_code != PXC_EXIT_OK)
+        return exit_code;
     if (qr_path && access(qr_path, F_OK) == 0) {
         fprintf(stderr, "pixcrypt recovery: %s already exists; it is not replaced\n", qr_path);
         keystore_close(ks);
         return PXC_EXIT_ERROR;
     }
-    char *pass = NULL;
-    size_t passlen;
     uint8_t *master = sodium_malloc(KS_MASTER_KEY_BYTES);
-    int exit_code = PXC_EXIT_ERROR;
+    unlock_source how = {passfile, "Passphrase: ", 0, NULL};
 
-    if (!master || passphrase_read(passfile, "Passphrase: ", 0, &pass, &passlen) != 0)
+    exit_code = PXC_EXIT_ERROR;
+    if (!master ||
+        (exit_code = cli_unlock_volume(ks, "recovery", dir, &how, master)) != PXC_EXIT_OK)
         goto out;
-    rc = keystore_unlock(ks, pass, passlen, master);
-    if (rc != KS_OK) {
-        fprintf(stderr, "pixcrypt recovery: %s: %s\n", dir, keystore_strerror(rc));
-        exit_code = exit_for_keystore(rc);
-        goto out;
-    }
     exit_code = recovery_code_show("recovery", dir, master, qr_path);
 out:
-    passphrase_free(pass);
     if (master)
         sodium_free(master);
     keystore_close(ks);

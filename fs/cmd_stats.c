@@ -8,7 +8,6 @@
 
 #include "codec/opaque.h"
 #include "fs/cli.h"
-#include "fs/passphrase.h"
 #include "fs/stats.h"
 
 static const char stats_usage[] =
@@ -115,37 +114,29 @@ int cmd_stats(int argc, char **argv)
     }
     const char *dir = argv[optind];
     keystore *ks;
-    int rc = keystore_open(&ks, dir);
-    if (rc != KS_OK) {
-        report_keystore_error("stats", dir, rc);
-        return exit_for_keystore(rc);
-    }
+    int exit_code = cli_open_keystore("stats", dir, &ks);
+    if (exit_code != PXC_EXIT_OK)
+        return exit_code;
     ks_volume_info vi = {0};
     uint8_t *master = sodium_malloc(KS_MASTER_KEY_BYTES);
+    unlock_source how = {passfile, "Passphrase: ", 0, NULL};
     pxc_keys *keys = NULL;
-    char *pass = NULL;
-    size_t passlen;
-    int exit_code = PXC_EXIT_ERROR;
     volume_stats st;
 
+    exit_code = PXC_EXIT_ERROR;
     if (!master || keystore_volume_info(ks, &vi) != KS_OK)
         goto out;
     if (unlock) {
-        if (passphrase_read(passfile, "Passphrase: ", 0, &pass, &passlen) != 0)
+        if ((exit_code = cli_unlock_volume(ks, "stats", dir, &how, master)) != PXC_EXIT_OK)
             goto out;
-        rc = keystore_unlock(ks, pass, passlen, master);
-        if (rc != KS_OK) {
-            fprintf(stderr, "pixcrypt stats: %s: %s\n", dir, keystore_strerror(rc));
-            exit_code = exit_for_keystore(rc);
-            goto out;
-        }
+        exit_code = PXC_EXIT_ERROR;
         if (!(keys = pxc_keys_new(master))) {
             fprintf(stderr, "pixcrypt stats: out of memory\n");
             goto out;
         }
     }
     stats_options opt = {keys, quick};
-    rc = stats_collect(dir, ks, &opt, &st);
+    int rc = stats_collect(dir, ks, &opt, &st);
     if (rc != 0) {
         fprintf(stderr, "pixcrypt stats: %s: %s\n", dir, strerror(-rc));
         goto out;
@@ -154,7 +145,6 @@ int cmd_stats(int argc, char **argv)
     exit_code = PXC_EXIT_OK;
 out:
     pxc_keys_free(keys);
-    passphrase_free(pass);
     if (master)
         sodium_free(master);
     keystore_close(ks);

@@ -47,6 +47,34 @@ void report_keystore_error(const char *cmd, const char *dir, int status)
             cmd, dir, status == KS_ERR_MISSING ? "missing" : "corrupt", dir);
 }
 
+int cli_open_keystore(const char *cmd, const char *dir, keystore **ks)
+{
+    int rc = keystore_open(ks, dir);
+    if (rc == KS_OK)
+        return PXC_EXIT_OK;
+    report_keystore_error(cmd, dir, rc);
+    return exit_for_keystore(rc);
+}
+
+int cli_unlock_volume(keystore *ks, const char *cmd, const char *dir, const unlock_source *src,
+                      uint8_t master[KS_MASTER_KEY_BYTES])
+{
+    char *pass;
+    size_t len;
+
+    if (src->use_code)
+        return recovery_code_unlock(ks, cmd, dir, src->codefile, master);
+    if (passphrase_read(src->passfile, src->prompt, 0, &pass, &len) != 0)
+        return PXC_EXIT_ERROR;
+    int rc = keystore_unlock(ks, pass, len, master);
+    passphrase_free(pass);
+    if (rc != KS_OK) {
+        fprintf(stderr, "pixcrypt %s: %s: %s\n", cmd, dir, keystore_strerror(rc));
+        return exit_for_keystore(rc);
+    }
+    return PXC_EXIT_OK;
+}
+
 int parse_kdf_level(const char *s)
 {
     if (strcmp(s, "interactive") == 0)
@@ -217,37 +245,21 @@ int cmd_passwd(int argc, char **argv)
     }
     const char *dir = argv[optind];
     keystore *ks;
-    int rc = keystore_open(&ks, dir);
-    if (rc != KS_OK) {
-        report_keystore_error("passwd", dir, rc);
-        return exit_for_keystore(rc);
-    }
-    char *old = NULL, *fresh = NULL;
-    size_t oldlen, freshlen;
+    int exit_code = cli_open_keystore("passwd", dir, &ks);
+    if (exit_code != PXC_EXIT_OK)
+        return exit_code;
+    char *fresh = NULL;
+    size_t freshlen;
     uint8_t *master = sodium_malloc(KS_MASTER_KEY_BYTES);
-    int exit_code = PXC_EXIT_ERROR;
+    unlock_source how = {passfile, "Current passphrase: ", use_code, codefile};
 
-    if (!master)
+    exit_code = PXC_EXIT_ERROR;
+    if (!master || (exit_code = cli_unlock_volume(ks, "passwd", dir, &how, master)) != PXC_EXIT_OK)
         goto out;
-    if (use_code) {
-        exit_code = recovery_code_unlock(ks, "passwd", dir, codefile, master);
-        if (exit_code != PXC_EXIT_OK)
-            goto out;
-        exit_code = PXC_EXIT_ERROR;
-        rc = KS_OK;
-    } else if (passphrase_read(passfile, "Current passphrase: ", 0, &old, &oldlen) != 0) {
-        goto out;
-    } else {
-        rc = keystore_unlock(ks, old, oldlen, master);
-    }
-    if (rc != KS_OK) {
-        fprintf(stderr, "pixcrypt passwd: %s: %s\n", dir, keystore_strerror(rc));
-        exit_code = exit_for_keystore(rc);
-        goto out;
-    }
+    exit_code = PXC_EXIT_ERROR;
     if (passphrase_read(new_passfile, "New passphrase: ", 1, &fresh, &freshlen) != 0)
         goto out;
-    rc = keystore_rewrap(ks, master, fresh, freshlen, level);
+    int rc = keystore_rewrap(ks, master, fresh, freshlen, level);
     if (rc != KS_OK) {
         fprintf(stderr, "pixcrypt passwd: %s: %s\n", dir, keystore_strerror(rc));
         exit_code = exit_for_keystore(rc);
@@ -256,7 +268,6 @@ int cmd_passwd(int argc, char **argv)
     printf("Passphrase changed for %s.\n", dir);
     exit_code = PXC_EXIT_OK;
 out:
-    passphrase_free(old);
     passphrase_free(fresh);
     if (master)
         sodium_free(master);

@@ -5,7 +5,6 @@
  * seen, and the file ids seen more than once. */
 #include "fs/fsck.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -18,6 +17,7 @@
 
 #include "codec/opaque.h"
 #include "codec/stored.h"
+#include "fs/cipherdir_walk.h"
 #include "fs/content.h"
 #include "fs/fdio.h"
 
@@ -110,44 +110,9 @@ static int add_entry(fsck_state *st, const char *path, const struct stat *sb)
     return 0;
 }
 
-/* Every regular file under dir (relative path `rel`, "" for the root), without following
- * symlinks; the volume's own .pixcrypt at the root is not part of it. */
-static int list_dir(fsck_state *st, int fd, const char *rel)
+static int add_listed(const char *path, const struct stat *sb, void *arg)
 {
-    DIR *d = fdopendir(fd);
-    struct dirent *de;
-    int rc = 0;
-
-    if (!d) {
-        rc = -errno;
-        close(fd);
-        return rc;
-    }
-    while (rc == 0 && (errno = 0, de = readdir(d)) != NULL) {
-        char path[PATH_MAX];
-        struct stat sb;
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
-            (rel[0] == '\0' && strcmp(de->d_name, KS_DIR) == 0))
-            continue;
-        if (snprintf(path, sizeof path, "%s%s%s", rel, rel[0] ? "/" : "", de->d_name) >=
-            (int)sizeof path) {
-            rc = -ENAMETOOLONG;
-            break;
-        }
-        if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0)
-            continue; /* removed meanwhile */
-        if (S_ISREG(sb.st_mode)) {
-            rc = add_entry(st, path, &sb);
-        } else if (S_ISDIR(sb.st_mode)) {
-            int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (sub >= 0)
-                rc = list_dir(st, sub, path);
-        }
-    }
-    if (rc == 0 && errno != 0)
-        rc = -errno;
-    closedir(d);
-    return rc;
+    return add_entry(arg, path, sb);
 }
 
 static int by_path(const void *a, const void *b)
@@ -616,7 +581,7 @@ int fsck_run(const char *cipherdir, const pxc_keys *keys, keystore *ks, const fs
     if (st.root_fd < 0)
         return -errno;
     int top = dup(st.root_fd);
-    rc = top < 0 ? -errno : list_dir(&st, top, "");
+    rc = top < 0 ? -errno : cipherdir_walk(top, "", add_listed, &st);
     if (rc == 0)
         rc = mark_links(&st);
     for (size_t i = 0; rc == 0 && i < st.ne; i++) {

@@ -1,6 +1,5 @@
 #include "fs/stats.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -13,6 +12,7 @@
 
 #include "codec/opaque.h"
 #include "codec/stored.h"
+#include "fs/cipherdir_walk.h"
 #include "fs/fdio.h"
 
 /* One stored file found in the cipher dir. */
@@ -55,42 +55,9 @@ static int add_found(walk *w, const char *path, const struct stat *sb)
     return 0;
 }
 
-/* Every regular file under the directory fd (rel: its path, "" at the root), symlinks
- * not followed, the root's .pixcrypt left out. */
-static int list_files(walk *w, int fd, const char *rel)
+static int add_listed(const char *path, const struct stat *sb, void *arg)
 {
-    DIR *d = fdopendir(fd);
-    struct dirent *de;
-    int rc = 0;
-
-    if (!d) {
-        rc = -errno;
-        close(fd);
-        return rc;
-    }
-    while (rc == 0 && (errno = 0, de = readdir(d)) != NULL) {
-        char path[PATH_MAX];
-        struct stat sb;
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
-            (rel[0] == '\0' && strcmp(de->d_name, KS_DIR) == 0))
-            continue;
-        if (snprintf(path, sizeof path, "%s%s%s", rel, rel[0] ? "/" : "", de->d_name) >=
-            (int)sizeof path)
-            return closedir(d), -ENAMETOOLONG;
-        if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0)
-            continue; /* removed meanwhile */
-        if (S_ISREG(sb.st_mode)) {
-            rc = add_found(w, path, &sb);
-        } else if (S_ISDIR(sb.st_mode)) {
-            int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (sub >= 0)
-                rc = list_files(w, sub, path);
-        }
-    }
-    if (rc == 0 && errno != 0)
-        rc = -errno;
-    closedir(d);
-    return rc;
+    return add_found(arg, path, sb);
 }
 
 static int by_inode(const void *a, const void *b)
@@ -266,7 +233,7 @@ int stats_collect(const char *cipherdir, keystore *ks, const stats_options *opt,
     if (root < 0)
         return -errno;
     int dup = fcntl(root, F_DUPFD_CLOEXEC, 0);
-    rc = dup < 0 ? -errno : list_files(&w, dup, "");
+    rc = dup < 0 ? -errno : cipherdir_walk(dup, "", add_listed, &w);
     if (rc != 0)
         goto out;
 
