@@ -254,13 +254,40 @@ static uint8_t *sample_lsb(const stego_image *img, uint64_t c)
            (uint64_t)(bps - 1);
 }
 
+/* Sets a sample's last bit by LSB matching: a sample whose bit differs moves up or down
+ * by one at random (inward at the ends of the range), so that the pairs of values
+ * 2k, 2k+1 keep their histogram shape, which plain bit replacement evens out and the
+ * chi-square and RS steganalysis detect. */
+static void set_last_bit(const stego_image *img, uint64_t c, unsigned bit, uint8_t *coin,
+                         unsigned *coins)
+{
+    uint8_t *lsb = sample_lsb(img, c);
+    if ((*lsb & 1u) == bit)
+        return;
+    if (*coins == 0) {
+        randombytes_buf(coin, 1);
+        *coins = 8;
+    }
+    int up = (*coin >> --*coins) & 1;
+    if (img->bit_depth == 8) {
+        up = *lsb == 0 ? 1 : *lsb == 255 ? 0 : up;
+        *lsb = (uint8_t)(up ? *lsb + 1 : *lsb - 1);
+        return;
+    }
+    unsigned v = (unsigned)lsb[-1] << 8 | *lsb; /* 16-bit, big-endian */
+    up = v == 0 ? 1 : v == 65535 ? 0 : up;
+    v = up ? v + 1 : v - 1;
+    lsb[-1] = (uint8_t)(v >> 8);
+    *lsb = (uint8_t)v;
+}
+
 static void put_bytes(stego_image *img, positions *p, const uint8_t *in, size_t n)
 {
+    uint8_t coin = 0;
+    unsigned coins = 0;
     for (size_t i = 0; i < n; i++)
-        for (int b = 7; b >= 0; b--) {
-            uint8_t *s = sample_lsb(img, next_position(p));
-            *s = (uint8_t)((*s & ~1u) | ((in[i] >> b) & 1u));
-        }
+        for (int b = 7; b >= 0; b--)
+            set_last_bit(img, next_position(p), (in[i] >> b) & 1u, &coin, &coins);
 }
 
 static void get_bytes(const stego_image *img, positions *p, uint8_t *out, size_t n)

@@ -12,9 +12,12 @@
  *      salt || level || masked length; nonce 0, the key being new with every salt) go into
  *      samples picked by the position stream, each sample used at most once.
  *
- * Colour samples only (alpha stays as it was), each its last bit: for 16-bit images the
- * low byte's.  Positions are drawn without replacement from all samples, and at most
- * half of them are used, which bounds the capacity (stego_capacity).  Palette and
+ * Colour samples only (alpha stays as it was), each its last bit (of the 16-bit value for
+ * 16-bit images), set by LSB matching: a sample whose last bit must change moves by +1
+ * or -1 at random (inward at 0 and the maximum) rather than having the bit flipped,
+ * which would even out the counts of each pair of values 2k, 2k+1 (what the chi-square
+ * and RS steganalysis detect).  Positions are drawn without replacement from all samples, and at
+ * most half of them are used, which bounds the capacity (stego_capacity).  Palette and
  * low-bit-depth images are expanded to 8-bit RGB / gray first, so the output PNG may be of
  * another colour type than the cover; ancillary chunks (text, ICC, ...) are not kept.
  *

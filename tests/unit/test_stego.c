@@ -61,22 +61,26 @@ static void test_kind(const char *name, int color_type, int depth)
     ok(cap > 500, "%s: capacity %zu bytes", name, cap);
     ok(stego_hide(&img, msg, cap, pass, sizeof pass - 1, STEGO_KDF_INTERACTIVE) == 0,
        "%s: a message of exactly the capacity is hidden", name);
-    int only_lsb = 1, alpha_kept = 1;
+    int by_one = 1, alpha_kept = 1;
     size_t changed = 0, changed_first_half = 0;
     int bps = depth / 8;
-    for (size_t i = 0; i < total; i++) {
-        if (img.pixels[i] == before[i])
+    for (size_t i = 0; i < total; i += (size_t)bps) {
+        unsigned was = before[i], now = img.pixels[i];
+        if (bps == 2) {
+            was = was << 8 | before[i + 1];
+            now = now << 8 | img.pixels[i + 1];
+        }
+        if (was == now)
             continue;
         changed++;
         changed_first_half += i < total / 2;
-        size_t sample = i / (size_t)bps;
-        if ((img.pixels[i] ^ before[i]) != 1 || i % (size_t)bps != (size_t)bps - 1)
-            only_lsb = 0;
+        if (now != was + 1 && now + 1 != was)
+            by_one = 0;
         if (img.channels != img.color_channels &&
-            sample % (size_t)img.channels == (size_t)img.channels - 1)
+            (i / (size_t)bps) % (size_t)img.channels == (size_t)img.channels - 1)
             alpha_kept = 0;
     }
-    ok(only_lsb, "%s: only the last bit of samples changed", name);
+    ok(by_one, "%s: every changed sample moved by one", name);
     ok(alpha_kept, "%s: no alpha sample changed", name);
     /* About half the embedded bits differ from the cover's; both halves of the image hold some. */
     ok(changed > cap * 8 / 3 && changed_first_half > changed / 3 &&
@@ -92,6 +96,42 @@ static void test_kind(const char *name, int color_type, int depth)
     ok(stego_reveal(&img, "wrong", 5, &out, &outlen) == -EBADMSG,
        "%s: a wrong passphrase: -EBADMSG", name);
     free(before);
+    free(msg);
+    stego_image_free(&img);
+}
+
+/* LSB matching: a flat cover of even value 100 gets both 99 and 101 (bit flipping would
+ * give 101 only); at the ends of the range samples move inward. */
+static void test_matching(void)
+{
+    stego_image img = make_image(100, 100, PNG_COLOR_TYPE_GRAY, 8);
+    size_t total = img.rowbytes * img.height, cap = stego_capacity(&img), count[256] = {0};
+    uint8_t *msg = malloc(cap);
+
+    randombytes_buf(msg, cap);
+    memset(img.pixels, 100, total);
+    ok(stego_hide(&img, msg, cap, pass, sizeof pass - 1, STEGO_KDF_INTERACTIVE) == 0,
+       "hide in a flat gray cover of value 100");
+    for (size_t i = 0; i < total; i++)
+        count[img.pixels[i]]++;
+    ok(count[99] + count[100] + count[101] == total, "only 99, 100 and 101 occur");
+    ok(count[99] > total / 20 && count[101] > total / 20,
+       "both 99 (%zu) and 101 (%zu): moved up and down at random", count[99], count[101]);
+    memset(img.pixels, 255, total / 2);
+    memset(img.pixels + total / 2, 0, total - total / 2);
+    ok(stego_hide(&img, msg, cap, pass, sizeof pass - 1, STEGO_KDF_INTERACTIVE) == 0,
+       "hide in a cover of 255 and 0");
+    memset(count, 0, sizeof count);
+    for (size_t i = 0; i < total; i++)
+        count[img.pixels[i]]++;
+    ok(count[0] + count[1] + count[254] + count[255] == total && count[1] && count[254],
+       "255 moves to 254 and 0 to 1, never out of range");
+    uint8_t *out = NULL;
+    size_t outlen = 0;
+    ok(stego_reveal(&img, pass, sizeof pass - 1, &out, &outlen) == 0 && outlen == cap &&
+           memcmp(out, msg, cap) == 0,
+       "and the message reads back");
+    free(out);
     free(msg);
     stego_image_free(&img);
 }
@@ -161,6 +201,7 @@ int main(void)
     test_kind("RGBA 8-bit", PNG_COLOR_TYPE_RGBA, 8);
     test_kind("gray 16-bit", PNG_COLOR_TYPE_GRAY, 16);
     test_kind("gray+alpha 16-bit", PNG_COLOR_TYPE_GA, 16);
+    test_matching();
     test_refusals();
     return tap_done();
 }
