@@ -104,6 +104,11 @@ int stego_image_read(const uint8_t *data, size_t n, stego_image *img, const char
     }
     png_set_read_fn(png, &r, read_mem);
     png_set_user_limits(png, 1u << 16, 1u << 16);
+    /* Ancillary chunks are not kept, so not read either: one claiming a huge size (text,
+     * ICC) is skipped rather than read into memory.  tRNS stays: it becomes alpha. */
+    static const png_byte skipped[] = "bKGD\0cHRM\0eXIf\0gAMA\0hIST\0iCCP\0iTXt\0oFFs\0"
+                                      "pCAL\0pHYs\0sBIT\0sCAL\0sPLT\0sRGB\0tEXt\0tIME\0zTXt";
+    png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, skipped, 17);
     png_read_info(png, info);
     png_set_expand(png); /* palette -> RGB, gray < 8 bits -> 8, tRNS -> alpha */
     png_set_interlace_handling(png);
@@ -118,6 +123,12 @@ int stego_image_read(const uint8_t *data, size_t n, stego_image *img, const char
     if ((img->bit_depth != 8 && img->bit_depth != 16) || img->color_channels < 1 ||
         img->rowbytes == 0 || img->height == 0 || img->rowbytes > MAX_IMAGE_BYTES / img->height) {
         *why = "unsupported or too large PNG image";
+        goto out;
+    }
+    /* Deflate expands at most 1032:1: more pixels than that are a lie of IHDR (a
+     * decompression bomb or a truncated file), refused before allocating them. */
+    if (img->rowbytes * img->height / 1032 > n) {
+        *why = "damaged PNG file (its data cannot hold the image it declares)";
         goto out;
     }
     img->pixels = malloc(img->rowbytes * img->height);
