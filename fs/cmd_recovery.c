@@ -53,10 +53,25 @@ int recovery_code_unlock(keystore *ks, const char *cmd, const char *dir, const c
     size_t len;
     rc_error err;
 
-    if (passphrase_read(codefile, "Recovery code: ", 0, &text, &len) != 0)
-        return PXC_EXIT_ERROR;
-    int st = recovery_code_parse(text, master, &err);
-    passphrase_free(text);
+    int st;
+    if (!codefile && isatty(STDIN_FILENO)) {
+        /* Typed from paper: shown as it is typed (88 characters typed blind would be
+         * mistyped), so the prompt is not the no-echo passphrase one. */
+        char line[256];
+        fputs("Recovery code: ", stderr);
+        fflush(stderr);
+        if (!fgets(line, sizeof line, stdin)) {
+            fputs("pixcrypt: no recovery code given\n", stderr);
+            return PXC_EXIT_ERROR;
+        }
+        st = recovery_code_parse(line, master, &err);
+        sodium_memzero(line, sizeof line);
+    } else {
+        if (passphrase_read(codefile, "Recovery code: ", 0, &text, &len) != 0)
+            return PXC_EXIT_ERROR;
+        st = recovery_code_parse(text, master, &err);
+        passphrase_free(text);
+    }
     if (st != RC_OK) {
         recovery_code_explain(st, &err, why, sizeof why);
         fprintf(stderr, "pixcrypt %s: recovery code: %s\n", cmd, why);

@@ -150,6 +150,14 @@ if command -v script >/dev/null; then
     echo tty-pass >"$T/tty-pass"
     "$PXC_BIN" recovery --passfile "$T/tty-pass" "$T/tty-y" >"$T/tty-y.code" 2>/dev/null
     is "$(cat "$T/tty-y.code")" "$ttycode" "the volume's code"
+    # typed on a terminal: shown as typed, then the new passphrase asked (twice)
+    echo tty-new >"$T/tty-new"
+    (sleep 1; echo "$ttycode"; sleep 2) |
+        timeout 60 script -qec "'$PXC_BIN' passwd --recovery-code --new-passfile '$T/tty-new' '$T/tty-y'" /dev/null |
+        tr -d '\r' >"$T/tty-passwd.out"
+    like "$(cat "$T/tty-passwd.out")" "^Recovery code: $ttycode" "passwd --recovery-code on a terminal: the code is shown as typed"
+    like "$(cat "$T/tty-passwd.out")" "Passphrase changed" "and the passphrase changed"
+    expect_exit 0 "the new passphrase unlocks" tmo 60 "$PXC_BIN" recovery --passfile "$T/tty-new" "$T/tty-y"
     ok_fails "answered n: no code" grep -qE '^PXC1-' "$T/tty-n.out"
     ok "and the volume was made" test -f "$T/tty-n/.pixcrypt/keystore.db"
 else
