@@ -75,7 +75,22 @@ fail:
     return -1;
 }
 
-/* Writes buf to path through a temporary file renamed into place, with the given mode. */
+/* Moves tmp to path; without force, never over an existing file (even one created since
+ * it was checked for). */
+static int install(const char *tmp, const char *path, int force)
+{
+    if (force)
+        return rename(tmp, path) == 0 ? 0 : -errno;
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno != EINVAL && errno != ENOSYS)
+        return -errno;
+    if (access(path, F_OK) == 0) /* a filesystem without RENAME_NOREPLACE */
+        return -EEXIST;
+    return rename(tmp, path) == 0 ? 0 : -errno;
+}
+
+/* Writes buf to path through a temporary file moved into place, with the given mode. */
 static int write_whole(const char *path, const uint8_t *buf, size_t n, int force, mode_t mode)
 {
     if (!force && access(path, F_OK) == 0) {
@@ -96,8 +111,8 @@ static int write_whole(const char *path, const uint8_t *buf, size_t n, int force
         rc = -errno;
     if (fd >= 0)
         close(fd);
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = -errno;
+    if (rc == 0)
+        rc = install(tmp, path, force);
     if (rc != 0) {
         if (fd >= 0)
             unlink(tmp);
@@ -246,17 +261,7 @@ int cmd_stego(int argc, char **argv)
     const char *passfile = NULL;
     int level = STEGO_KDF_MODERATE, force = 0, c;
 
-    if (argc < 2) {
-        fputs(stego_usage, stderr);
-        return PXC_EXIT_USAGE;
-    }
-    const char *action = argv[1];
-    if (strcmp(action, "-h") == 0 || strcmp(action, "--help") == 0) {
-        fputs(stego_usage, stdout);
-        return PXC_EXIT_OK;
-    }
-    argc--;
-    argv++;
+    /* Options may come before or after the action (getopt moves them first). */
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'p':
@@ -281,8 +286,13 @@ int cmd_stego(int argc, char **argv)
             return PXC_EXIT_USAGE;
         }
     }
-    int nargs = argc - optind;
-    char **args = argv + optind;
+    if (optind >= argc) {
+        fputs(stego_usage, stderr);
+        return PXC_EXIT_USAGE;
+    }
+    const char *action = argv[optind];
+    int nargs = argc - optind - 1;
+    char **args = argv + optind + 1;
     if (strcmp(action, "hide") == 0 && nargs == 3)
         return stego_hide_cmd(passfile, level, force, args);
     if (strcmp(action, "reveal") == 0 && (nargs == 1 || nargs == 2))

@@ -98,6 +98,9 @@ for bad in "$PXC_CORPUS"/png/malformed/*.png; do
     [ $rc -ge 1 ] && [ $rc -le 3 ] || { fail "malformed $(basename "$bad"): exit $rc"; continue; }
 done
 pass "malformed corpus PNGs give errors, never a crash"
+expect_exit 0 "options before the action work too" \
+    S --passfile "$T/pass" reveal "$T/pipe.png" "$T/before-action.out"
+ok "with the same result" cmp "$T/msg" "$T/before-action.out"
 expect_exit 2 "stego without an action: usage, exit 2" S
 expect_exit 2 "stego hide with two arguments: exit 2" S hide "$T/cover.png" "$T/msg"
 done_testing
