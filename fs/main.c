@@ -33,8 +33,8 @@ static const char usage[] =
     "Unmount with: fusermount3 -u MOUNTPOINT\n"
     "Exit codes: 0 ok, 1 error, 2 usage, 3 wrong passphrase, 4 already mounted,\n"
     "            5 not a volume (keystore missing or corrupt), 6 mount failed,\n"
-    "            (3 also: a mistyped recovery code, no stego message for a passphrase)\n"
-    "            7 fsck: problems left, 8 fsck: problems found and all repaired\n";
+    "            7 fsck: problems left, 8 fsck: problems found and all repaired;\n"
+    "            3 also for a mistyped recovery code, and no stego message for a passphrase\n";
 
 int main(int argc, char **argv)
 {
