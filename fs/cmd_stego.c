@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include "codec/stego.h"
 #include "fs/cli.h"
 #include "fs/fdio.h"
+#include "fs/outfile.h"
 #include "fs/passphrase.h"
 
 #define STEGO_MAX_INPUT ((size_t)1 << 30)
@@ -75,34 +77,20 @@ fail:
     return -1;
 }
 
-/* Moves tmp to path; without force, never over an existing file (even one created since
- * it was checked for). */
-static int install(const char *tmp, const char *path, int force)
-{
-    if (force)
-        return rename(tmp, path) == 0 ? 0 : -errno;
-    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0)
-        return 0;
-    if (errno != EINVAL && errno != ENOSYS)
-        return -errno;
-    if (access(path, F_OK) == 0) /* a filesystem without RENAME_NOREPLACE */
-        return -EEXIST;
-    return rename(tmp, path) == 0 ? 0 : -errno;
-}
-
-/* Writes buf to path through a temporary file moved into place, with the given mode. */
+/* Writes buf to path through a temp file beside it moved into place (fs/outfile.h),
+ * with the given mode; an existing path is replaced only with force. */
 static int write_whole(const char *path, const uint8_t *buf, size_t n, int force, mode_t mode)
 {
+    char dir[4096], tmp[4096];
     if (!force && access(path, F_OK) == 0) {
         fprintf(stderr, "pixcrypt stego: %s exists (use --force to replace it)\n", path);
         return -1;
     }
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= (int)sizeof tmp) {
+    if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir) {
         fprintf(stderr, "pixcrypt stego: %s: name too long\n", path);
         return -1;
     }
-    int fd = mkstemp(tmp), rc = fd < 0 ? -errno : 0;
+    int fd = outfile_create(dirname(dir), tmp, sizeof tmp), rc = fd < 0 ? fd : 0;
     if (rc == 0 && fchmod(fd, mode) != 0)
         rc = -errno;
     if (rc == 0)
@@ -112,7 +100,7 @@ static int write_whole(const char *path, const uint8_t *buf, size_t n, int force
     if (fd >= 0)
         close(fd);
     if (rc == 0)
-        rc = install(tmp, path, force);
+        rc = outfile_place(tmp, path, force);
     if (rc != 0) {
         if (fd >= 0)
             unlink(tmp);
