@@ -11,7 +11,7 @@
 
 PREFIX   ?= /usr/local
 CC       ?= cc
-PKGS      = fuse3 libsodium sqlite3 libpng libjpeg zlib
+PKGS      = fuse3 libsodium sqlite3 libpng libjpeg zlib libqrencode
 # Lazy (=) so that `make check` can install missing packages before these are evaluated.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
@@ -120,6 +120,8 @@ install: pixcrypt install-contrib
 	install -m 0755 pixcrypt $(DESTDIR)$(PREFIX)/bin/pixcrypt
 	if ls man/*.1 >/dev/null 2>&1; then install -d $(DESTDIR)$(PREFIX)/share/man/man1 && \
 	  install -m 0644 man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/; fi
+	if ls man/*.5 >/dev/null 2>&1; then install -d $(DESTDIR)$(PREFIX)/share/man/man5 && \
+	  install -m 0644 man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/; fi
 
 # contrib/: bash completion, the systemd user unit and the fstab mount helper, each
 # pointed at the installed binary.  mount(8) looks for mount.TYPE helpers in /sbin
@@ -139,7 +141,8 @@ install-contrib:
 	chmod 0755 $(DESTDIR)$(SBINDIR)/mount.fuse.pixcrypt
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/pixcrypt $(DESTDIR)$(PREFIX)/share/man/man1/pixcrypt.1
+	rm -f $(DESTDIR)$(PREFIX)/bin/pixcrypt $(DESTDIR)$(PREFIX)/share/man/man1/pixcrypt.1 \
+	  $(DESTDIR)$(PREFIX)/share/man/man5/pixcrypt-format.5
 	rm -f $(addprefix $(DESTDIR),$(CONTRIB_INSTALLED))
 
 format:

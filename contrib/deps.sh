@@ -79,6 +79,10 @@ check_test() {
 	need_cmd systemd-analyze systemd
 	need_cmd strace strace
 	need_cmd python3 python3
+	need_cmd zbarimg zbar-tools
+	need_cmd mandoc mandoc
+	need_cmd man man-db
+	need_cmd groff groff-base
 	# By package: /usr/local/bin/convert may be a stand-in, and some of
 	# these commands exist in more than one package.
 	need_pkgs imagemagick libjpeg-turbo-progs pngcheck libimage-exiftool-perl \

@@ -26,12 +26,40 @@ int cmd_decrypt(int argc, char **argv);
 int cmd_analyze(int argc, char **argv);
 int cmd_encrypt_name(int argc, char **argv);
 int cmd_decrypt_name(int argc, char **argv);
+int cmd_recovery(int argc, char **argv);
+int cmd_stego(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
+
+/* Prints the recovery code of a master key on stdout (a warning on stderr) and, if qr_path
+ * is not NULL, writes it as a QR code PNG there.  Returns an exit code. */
+int recovery_code_show(const char *cmd, const char *dir, const uint8_t master[KS_MASTER_KEY_BYTES],
+                       const char *qr_path);
+/* Reads a recovery code (first line of codefile, else a prompt or standard input) and
+ * checks it against the volume: PXC_EXIT_OK with the master key, or the exit code after
+ * saying what is wrong (the mistyped group, or a code of another volume). */
+int recovery_code_unlock(keystore *ks, const char *cmd, const char *dir, const char *codefile,
+                         uint8_t master[KS_MASTER_KEY_BYTES]);
 
 /* Exit code for a keystore status. */
 int exit_for_keystore(int status);
 /* "pixcrypt CMD: DIR: reason" on stderr for a keystore that does not open; when the
  * masterkey file survives, the reason says how to rebuild the keystore from it. */
 void report_keystore_error(const char *cmd, const char *dir, int status);
+/* Opens dir's keystore: PXC_EXIT_OK, or the exit code after saying why. */
+int cli_open_keystore(const char *cmd, const char *dir, keystore **ks);
+
+/* How a command proves the volume: the passphrase (from passfile, else asked with
+ * prompt) or, with use_code, the recovery code (from codefile, else asked). */
+typedef struct unlock_source {
+    const char *passfile;
+    const char *prompt;
+    int use_code;
+    const char *codefile;
+} unlock_source;
+/* Unlocks the volume into master: PXC_EXIT_OK, or the exit code after saying why. */
+int cli_unlock_volume(keystore *ks, const char *cmd, const char *dir, const unlock_source *src,
+                      uint8_t master[KS_MASTER_KEY_BYTES]);
+
 /* Parses interactive|moderate|sensitive; -1 if unknown. */
 int parse_kdf_level(const char *s);
 

@@ -14,13 +14,12 @@
 
 #include "fs/cli.h"
 #include "fs/log.h"
-#include "fs/passphrase.h"
 #include "fs/pxcfs.h"
 #include "fs/volume_lock.h"
 
 static const char mount_usage[] =
     "usage: pixcrypt mount [-f] [-d] [-o OPTIONS] [--passfile FILE] [--allow-weak-profile]\n"
-    "                      CIPHERDIR MOUNTPOINT\n"
+    "                      [--recovery-code [FILE]] CIPHERDIR MOUNTPOINT\n"
     "  -f            stay in the foreground, log to stderr\n"
     "  -d            debug: log every FUSE request (implies -f)\n"
     "  -o OPTIONS    mount options, e.g. ro,allow_other\n"
@@ -28,7 +27,9 @@ static const char mount_usage[] =
     "                allow_rollback: read files older than the keystore says (logged)\n"
     "                codec_slots=N: images decoded or converted at once (default: CPUs)\n"
     "                noxattr: no extended attributes (saves a request per file for ls -l)\n"
-    "  --allow-weak-profile  mount a volume made with init --profile chaos (not secure)\n";
+    "  --allow-weak-profile  mount a volume made with init --profile chaos (not secure)\n"
+    "  --recovery-code [FILE]  unlock with the recovery code (from FILE, or asked for)\n"
+    "                          instead of the passphrase\n";
 
 #define DEFAULT_CACHE_MB 256
 
@@ -106,11 +107,12 @@ int cmd_mount(int argc, char **argv)
 {
     static const struct option opts[] = {{"passfile", required_argument, NULL, 'p'},
                                          {"allow-weak-profile", no_argument, NULL, 'W'},
+                                         {"recovery-code", optional_argument, NULL, 'R'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-    const char *passfile = NULL;
-    int foreground = 0, debug = 0, allow_weak = 0, c;
+    const char *passfile = NULL, *codefile = NULL;
+    int foreground = 0, debug = 0, allow_weak = 0, use_code = 0, c;
 
     fuse_opt_add_arg(&args, "pixcrypt");
     while ((c = getopt_long(argc, argv, "fdo:h", opts, NULL)) != -1) {
@@ -131,6 +133,10 @@ int cmd_mount(int argc, char **argv)
         case 'W':
             allow_weak = 1;
             break;
+        case 'R':
+            use_code = 1;
+            codefile = optarg;
+            break;
         case 'h':
             fputs(mount_usage, stdout);
             fuse_opt_free_args(&args);
@@ -141,6 +147,9 @@ int cmd_mount(int argc, char **argv)
             return PXC_EXIT_USAGE;
         }
     }
+    /* `--recovery-code FILE CIPHERDIR MOUNTPOINT`: the file is the first of three. */
+    if (use_code && !codefile && optind + 3 == argc)
+        codefile = argv[optind++];
     if (optind + 2 != argc) {
         fputs(mount_usage, stderr);
         fuse_opt_free_args(&args);
@@ -179,8 +188,6 @@ int cmd_mount(int argc, char **argv)
     keystore *ks = NULL;
     pxc_keys *keys = NULL;
     uint8_t *master = NULL;
-    char *pass = NULL;
-    size_t passlen;
     struct fuse_session *se = NULL;
     int handlers = 0, mounted = 0;
     struct stat st;
@@ -234,14 +241,11 @@ int cmd_mount(int argc, char **argv)
         goto out;
     read_only = lock_fd == VOLUME_LOCK_READ_ONLY;
     master = sodium_malloc(KS_MASTER_KEY_BYTES);
-    if (!master || passphrase_read(passfile, "Passphrase: ", 0, &pass, &passlen) != 0)
+    unlock_source how = {passfile, "Passphrase: ", use_code, codefile};
+    if (!master ||
+        (exit_code = cli_unlock_volume(ks, "mount", cipherdir, &how, master)) != PXC_EXIT_OK)
         goto out;
-    rc = keystore_unlock(ks, pass, passlen, master);
-    if (rc != KS_OK) {
-        fprintf(stderr, "pixcrypt mount: %s: %s\n", cipherdir, keystore_strerror(rc));
-        exit_code = exit_for_keystore(rc);
-        goto out;
-    }
+    exit_code = PXC_EXIT_ERROR;
     keys = pxc_keys_new(master);
     if (keys && vinfo.profile == KS_PROFILE_CHAOS) {
         keys->profile = PXC_PROFILE_CHAOS;
@@ -301,7 +305,6 @@ out:
     pxc_keys_free(keys);
     if (master)
         sodium_free(master);
-    passphrase_free(pass);
     keystore_close(ks);
     if (lock_fd >= 0)
         close(lock_fd);

@@ -1,12 +1,12 @@
 /* `pixcrypt init` and `pixcrypt passwd`: creating a volume and changing its passphrase. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
-
-#include <fcntl.h>
 #include <unistd.h>
 
 #include "fs/cli.h"
@@ -19,6 +19,7 @@ int exit_for_keystore(int status)
     case KS_OK:
         return PXC_EXIT_OK;
     case KS_ERR_PASSPHRASE:
+    case KS_ERR_WRONG_KEY:
         return PXC_EXIT_PASSPHRASE;
     case KS_ERR_MISSING:
     case KS_ERR_CORRUPT:
@@ -49,6 +50,34 @@ void report_keystore_error(const char *cmd, const char *dir, int status)
             cmd, dir, status == KS_ERR_MISSING ? "missing" : "corrupt", dir);
 }
 
+int cli_open_keystore(const char *cmd, const char *dir, keystore **ks)
+{
+    int rc = keystore_open(ks, dir);
+    if (rc == KS_OK)
+        return PXC_EXIT_OK;
+    report_keystore_error(cmd, dir, rc);
+    return exit_for_keystore(rc);
+}
+
+int cli_unlock_volume(keystore *ks, const char *cmd, const char *dir, const unlock_source *src,
+                      uint8_t master[KS_MASTER_KEY_BYTES])
+{
+    char *pass;
+    size_t len;
+
+    if (src->use_code)
+        return recovery_code_unlock(ks, cmd, dir, src->codefile, master);
+    if (passphrase_read(src->passfile, src->prompt, 0, &pass, &len) != 0)
+        return PXC_EXIT_ERROR;
+    int rc = keystore_unlock(ks, pass, len, master);
+    passphrase_free(pass);
+    if (rc != KS_OK) {
+        fprintf(stderr, "pixcrypt %s: %s: %s\n", cmd, dir, keystore_strerror(rc));
+        return exit_for_keystore(rc);
+    }
+    return PXC_EXIT_OK;
+}
+
 int parse_kdf_level(const char *s)
 {
     if (strcmp(s, "interactive") == 0)
@@ -60,23 +89,43 @@ int parse_kdf_level(const char *s)
     return -1;
 }
 
+/* A yes/no question on the terminal; anything but y or yes is no. */
+static int ask_yes_no(const char *question)
+{
+    char answer[16];
+    fputs(question, stderr);
+    fflush(stderr);
+    if (!fgets(answer, sizeof answer, stdin))
+        return 0;
+    answer[strcspn(answer, "\r\n")] = '\0';
+    return strcasecmp(answer, "y") == 0 || strcasecmp(answer, "yes") == 0;
+}
+
 static const char init_usage[] =
     "usage: pixcrypt init [--kdf interactive|moderate|sensitive] [--profile default|chaos]\n"
-    "                     [--plaintext-names] [--passfile FILE] CIPHERDIR\n"
+    "                     [--plaintext-names] [--passfile FILE]\n"
+    "                     [--print-recovery-code [--qr FILE.png]] CIPHERDIR\n"
     "  --plaintext-names: store file names, symlink targets and directory names as they\n"
     "                   are (new volumes encrypt them)\n"
+    "  --print-recovery-code: print the recovery code (without asking, as a terminal would)\n"
+    "  --qr FILE.png: with it, also write the code as a QR code\n"
     "  --profile chaos: the logistic/Henon research cipher for PNG pixels, for comparison\n"
     "                   only; it is not secure and mount refuses it without\n"
     "                   --allow-weak-profile\n";
 
 int cmd_init(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"kdf", required_argument, NULL, 'k'},     {"passfile", required_argument, NULL, 'p'},
-        {"profile", required_argument, NULL, 'P'}, {"plaintext-names", no_argument, NULL, 'N'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
-    const char *passfile = NULL;
-    int level = KS_KDF_MODERATE, profile = KS_PROFILE_DEFAULT, names = KS_NAMES_ENCRYPTED, c;
+    static const struct option opts[] = {{"kdf", required_argument, NULL, 'k'},
+                                         {"passfile", required_argument, NULL, 'p'},
+                                         {"profile", required_argument, NULL, 'P'},
+                                         {"plaintext-names", no_argument, NULL, 'N'},
+                                         {"print-recovery-code", no_argument, NULL, 'R'},
+                                         {"qr", required_argument, NULL, 'q'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *passfile = NULL, *qr_path = NULL;
+    int level = KS_KDF_MODERATE, profile = KS_PROFILE_DEFAULT, names = KS_NAMES_ENCRYPTED;
+    int print_code = 0, c;
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -103,6 +152,12 @@ int cmd_init(int argc, char **argv)
         case 'N':
             names = KS_NAMES_PLAIN;
             break;
+        case 'R':
+            print_code = 1;
+            break;
+        case 'q':
+            qr_path = optarg;
+            break;
         case 'h':
             fputs(init_usage, stdout);
             return PXC_EXIT_OK;
@@ -115,12 +170,20 @@ int cmd_init(int argc, char **argv)
         fputs(init_usage, stderr);
         return PXC_EXIT_USAGE;
     }
+    if (qr_path && !print_code) {
+        fputs("pixcrypt init: --qr goes with --print-recovery-code\n", stderr);
+        return PXC_EXIT_USAGE;
+    }
     const char *dir = argv[optind];
     char *pass;
     size_t len;
-    if (passphrase_read(passfile, "New passphrase: ", 1, &pass, &len) != 0)
+    uint8_t *master = sodium_malloc(KS_MASTER_KEY_BYTES);
+    if (!master || passphrase_read(passfile, "New passphrase: ", 1, &pass, &len) != 0) {
+        if (master)
+            sodium_free(master);
         return PXC_EXIT_ERROR;
-    int rc = keystore_create_names(dir, pass, len, level, profile, names, NULL);
+    }
+    int rc = keystore_create_names(dir, pass, len, level, profile, names, master);
     passphrase_free(pass);
     if (rc == KS_OK && names == KS_NAMES_ENCRYPTED) {
         /* The root directory's name IV (fs/namepath.h). */
@@ -129,11 +192,13 @@ int cmd_init(int argc, char **argv)
         if (fd >= 0)
             close(fd);
         if (ivrc != 0 && ivrc != -EEXIST) {
+            sodium_free(master);
             fprintf(stderr, "pixcrypt init: %s/" DIRIV_FILE ": %s\n", dir, strerror(-ivrc));
             return PXC_EXIT_ERROR;
         }
     }
     if (rc != KS_OK) {
+        sodium_free(master);
         fprintf(stderr, "pixcrypt init: %s: %s\n", dir, keystore_strerror(rc));
         return PXC_EXIT_ERROR;
     }
@@ -141,21 +206,31 @@ int cmd_init(int argc, char **argv)
            profile == KS_PROFILE_CHAOS ? "--allow-weak-profile " : "", dir);
     if (profile == KS_PROFILE_CHAOS)
         printf("Its PNG pixels use the chaos research profile, which is NOT secure.\n");
-    return PXC_EXIT_OK;
+    fflush(stdout);
+    if (!print_code && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO))
+        print_code = ask_yes_no("Print a recovery code now? It unlocks the volume without the "
+                                "passphrase (later: pixcrypt recovery). [y/N] ");
+    int exit_code = print_code ? recovery_code_show("init", dir, master, qr_path) : PXC_EXIT_OK;
+    sodium_free(master);
+    return exit_code;
 }
 
 static const char passwd_usage[] =
-    "usage: pixcrypt passwd [--kdf LEVEL] [--passfile OLD] [--new-passfile NEW] CIPHERDIR\n";
+    "usage: pixcrypt passwd [--kdf LEVEL] [--passfile OLD | --recovery-code [FILE]]\n"
+    "                       [--new-passfile NEW] CIPHERDIR\n"
+    "  --recovery-code [FILE]  prove the volume with its recovery code (from FILE, or\n"
+    "                          asked for) instead of the current passphrase\n";
 
 int cmd_passwd(int argc, char **argv)
 {
     static const struct option opts[] = {{"kdf", required_argument, NULL, 'k'},
                                          {"passfile", required_argument, NULL, 'p'},
                                          {"new-passfile", required_argument, NULL, 'n'},
+                                         {"recovery-code", optional_argument, NULL, 'R'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    const char *passfile = NULL, *new_passfile = NULL;
-    int level = KS_KDF_MODERATE, c;
+    const char *passfile = NULL, *new_passfile = NULL, *codefile = NULL;
+    int level = KS_KDF_MODERATE, use_code = 0, c;
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -173,6 +248,10 @@ int cmd_passwd(int argc, char **argv)
         case 'n':
             new_passfile = optarg;
             break;
+        case 'R':
+            use_code = 1;
+            codefile = optarg;
+            break;
         case 'h':
             fputs(passwd_usage, stdout);
             return PXC_EXIT_OK;
@@ -181,33 +260,29 @@ int cmd_passwd(int argc, char **argv)
             return PXC_EXIT_USAGE;
         }
     }
-    if (optind + 1 != argc) {
+    if (use_code && !codefile && optind + 2 == argc)
+        codefile = argv[optind++];
+    if (optind + 1 != argc || (use_code && passfile)) {
         fputs(passwd_usage, stderr);
         return PXC_EXIT_USAGE;
     }
     const char *dir = argv[optind];
     keystore *ks;
-    int rc = keystore_open(&ks, dir);
-    if (rc != KS_OK) {
-        report_keystore_error("passwd", dir, rc);
-        return exit_for_keystore(rc);
-    }
-    char *old = NULL, *fresh = NULL;
-    size_t oldlen, freshlen;
+    int exit_code = cli_open_keystore("passwd", dir, &ks);
+    if (exit_code != PXC_EXIT_OK)
+        return exit_code;
+    char *fresh = NULL;
+    size_t freshlen;
     uint8_t *master = sodium_malloc(KS_MASTER_KEY_BYTES);
-    int exit_code = PXC_EXIT_ERROR;
+    unlock_source how = {passfile, "Current passphrase: ", use_code, codefile};
 
-    if (!master || passphrase_read(passfile, "Current passphrase: ", 0, &old, &oldlen) != 0)
+    exit_code = PXC_EXIT_ERROR;
+    if (!master || (exit_code = cli_unlock_volume(ks, "passwd", dir, &how, master)) != PXC_EXIT_OK)
         goto out;
-    rc = keystore_unlock(ks, old, oldlen, master);
-    if (rc != KS_OK) {
-        fprintf(stderr, "pixcrypt passwd: %s: %s\n", dir, keystore_strerror(rc));
-        exit_code = exit_for_keystore(rc);
-        goto out;
-    }
+    exit_code = PXC_EXIT_ERROR;
     if (passphrase_read(new_passfile, "New passphrase: ", 1, &fresh, &freshlen) != 0)
         goto out;
-    rc = keystore_rewrap(ks, master, fresh, freshlen, level);
+    int rc = keystore_rewrap(ks, master, fresh, freshlen, level);
     if (rc != KS_OK) {
         fprintf(stderr, "pixcrypt passwd: %s: %s\n", dir, keystore_strerror(rc));
         exit_code = exit_for_keystore(rc);
@@ -216,7 +291,6 @@ int cmd_passwd(int argc, char **argv)
     printf("Passphrase changed for %s.\n", dir);
     exit_code = PXC_EXIT_OK;
 out:
-    passphrase_free(old);
     passphrase_free(fresh);
     if (master)
         sodium_free(master);

@@ -13,9 +13,11 @@ static const char usage[] =
     "\n"
     "commands:\n"
     "  init    [--kdf interactive|moderate|sensitive] [--plaintext-names] [--passfile FILE]\n"
+    "          [--print-recovery-code [--qr FILE.png]] CIPHERDIR\n"
+    "  mount   [-f] [-d] [-o ro,allow_other,...] [--passfile FILE | --recovery-code [FILE]]\n"
+    "          CIPHERDIR MOUNTPOINT\n"
+    "  passwd  [--kdf LEVEL] [--passfile OLD | --recovery-code [FILE]] [--new-passfile NEW]\n"
     "          CIPHERDIR\n"
-    "  mount   [-f] [-d] [-o ro,allow_other,...] [--passfile FILE] CIPHERDIR MOUNTPOINT\n"
-    "  passwd  [--kdf LEVEL] [--passfile OLD] [--new-passfile NEW] CIPHERDIR\n"
     "  fsck    [--passfile FILE] [--repair] [--move-damaged] [--accept-rollback]\n"
     "          [--rebuild-keystore] [-q] CIPHERDIR\n"
     "  encrypt --volume CIPHERDIR [--passfile FILE] [-r] [-f] [-j N] [-q] [-v]\n"
@@ -25,11 +27,16 @@ static const char usage[] =
     "  analyze [--profile default|chaos|all] [--json FILE] [--report FILE.html] IMAGE|DIR...\n"
     "  encrypt-name [--passfile FILE] CIPHERDIR PLAIN-PATH...\n"
     "  decrypt-name [--passfile FILE] CIPHERDIR STORED-PATH...\n"
+    "  recovery [--passfile FILE] [--qr FILE.png] CIPHERDIR\n"
+    "  stats   [--passfile FILE] [--no-unlock] [--quick] CIPHERDIR\n"
+    "  stego   hide [--passfile FILE] [--kdf LEVEL] COVER.png MESSAGE OUT.png |\n"
+    "          reveal [--passfile FILE] STEGO.png [OUT] | capacity COVER.png\n"
     "\n"
     "Unmount with: fusermount3 -u MOUNTPOINT\n"
     "Exit codes: 0 ok, 1 error, 2 usage, 3 wrong passphrase, 4 already mounted,\n"
     "            5 not a volume (keystore missing or corrupt), 6 mount failed,\n"
-    "            7 fsck: problems left, 8 fsck: problems found and all repaired\n";
+    "            7 fsck: problems left, 8 fsck: problems found and all repaired;\n"
+    "            3 also for a mistyped recovery code, and no stego message for a passphrase\n";
 
 int main(int argc, char **argv)
 {
@@ -69,6 +76,12 @@ int main(int argc, char **argv)
         return cmd_encrypt_name(argc - 1, argv + 1);
     if (strcmp(cmd, "decrypt-name") == 0)
         return cmd_decrypt_name(argc - 1, argv + 1);
+    if (strcmp(cmd, "recovery") == 0)
+        return cmd_recovery(argc - 1, argv + 1);
+    if (strcmp(cmd, "stego") == 0)
+        return cmd_stego(argc - 1, argv + 1);
+    if (strcmp(cmd, "stats") == 0)
+        return cmd_stats(argc - 1, argv + 1);
     fprintf(stderr, "pixcrypt: unknown command '%s'\n%s", cmd, usage);
     return PXC_EXIT_USAGE;
 }

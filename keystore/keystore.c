@@ -41,6 +41,18 @@ _Static_assert(KEK_BYTES == KS_MASTER_KEY_BYTES, "the master key is an AEAD key"
 
 /* ---- schema ------------------------------------------------------------------------------ */
 
+/* Proof that a master key is this volume's, for unlocking with a recovery code (the key
+ * itself, no passphrase): BLAKE2b-256 keyed with the master key over KEY_CHECK_CONTEXT ||
+ * volume_id.  Added within schema version 1: created by create and by the first unlock of a
+ * volume made before it; readers that do not know it ignore it. */
+#define KEY_CHECK_TABLE_SQL                                                                        \
+    "CREATE TABLE IF NOT EXISTS key_check ("                                                       \
+    "  volume_id BLOB NOT NULL PRIMARY KEY CHECK (length(volume_id) = 16),"                        \
+    "  mac BLOB NOT NULL CHECK (length(mac) = 32)"                                                 \
+    ") WITHOUT ROWID;"
+#define KEY_CHECK_CONTEXT "pixcrypt-key-check-v1"
+#define KEY_CHECK_BYTES 32
+
 /* Schema version 1, also recorded as PRAGMA user_version = KS_SCHEMA_VERSION.  Integers are
  * SQLite's signed 64-bit values; unsigned sizes and counters are stored bit for bit. */
 static const char schema_sql[] =
@@ -71,7 +83,7 @@ static const char schema_sql[] =
     "  plain_size INTEGER NOT NULL," /* bytes */
     "  version INTEGER NOT NULL,"    /* the file header's version, 1 for a new file */
     "  updated INTEGER NOT NULL"     /* unix time of the last put */
-    ") WITHOUT ROWID;"
+    ") WITHOUT ROWID;" KEY_CHECK_TABLE_SQL
     "PRAGMA user_version = " STRINGIFY(KS_SCHEMA_VERSION) ";";
 
 enum stmt_id {
@@ -150,6 +162,11 @@ const char *keystore_strerror(int status)
         return "out of memory";
     case KS_ERR_NOTFOUND:
         return "no keystore row for this file";
+    case KS_ERR_WRONG_KEY:
+        return "the recovery code is well formed but is not this volume's key";
+    case KS_ERR_NOKEYCHECK:
+        return "the keystore has no key check for recovery codes yet (unlock the volume once "
+               "with its passphrase)";
     }
     return "unknown keystore error";
 }
@@ -549,7 +566,13 @@ static int exec_sql(sqlite3 *db, const char *sql)
 }
 
 /* Writes schema and volume row into the empty file at path, in one synced transaction. */
-static int build_database(const char *path, const volume_row *v)
+static void key_check_compute(uint8_t mac[KEY_CHECK_BYTES],
+                              const uint8_t master[KS_MASTER_KEY_BYTES],
+                              const uint8_t volume_id[VOLUME_ID_BYTES]);
+static int key_check_store(sqlite3 *db, const uint8_t volume_id[VOLUME_ID_BYTES],
+                           const uint8_t mac[KEY_CHECK_BYTES]);
+
+static int build_database(const char *path, const volume_row *v, const uint8_t *key_check)
 {
     sqlite3 *db = NULL;
     int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -561,6 +584,8 @@ static int build_database(const char *path, const volume_row *v)
         st = exec_sql(db, schema_sql);
     if (st == KS_OK)
         st = insert_volume(db, v);
+    if (st == KS_OK && key_check != NULL)
+        st = key_check_store(db, v->volume_id, key_check);
     if (st == KS_OK)
         st = exec_sql(db, "COMMIT;");
     /* Persistent: every later connection uses the write-ahead log. */
@@ -608,7 +633,7 @@ static int install_no_replace(const char *tmp, const char *dst)
 }
 
 /* Builds the keystore in a temporary file, syncs it and moves it into place. */
-static int write_keystore_file(const ks_paths *p, const volume_row *v)
+static int write_keystore_file(const ks_paths *p, const volume_row *v, const uint8_t *key_check)
 {
     char tmp[PATH_MAX];
     int fd, st;
@@ -619,7 +644,7 @@ static int write_keystore_file(const ks_paths *p, const volume_row *v)
     if (fd < 0)
         return KS_ERR_IO;
     close(fd); /* SQLite's locks must not share a descriptor we close */
-    st = build_database(tmp, v);
+    st = build_database(tmp, v, key_check);
     if (st == KS_OK)
         st = fsync_file(tmp);
     if (st == KS_OK)
@@ -643,7 +668,7 @@ int keystore_create_names(const char *cipherdir, const char *pass, size_t passle
                           enum ks_kdf_level level, int profile, int names,
                           uint8_t master_out[KS_MASTER_KEY_BYTES])
 {
-    uint8_t master[KS_MASTER_KEY_BYTES];
+    uint8_t master[KS_MASTER_KEY_BYTES], check[KEY_CHECK_BYTES];
     unsigned long long opslimit;
     size_t memlimit;
     volume_row v;
@@ -672,8 +697,10 @@ int keystore_create_names(const char *cipherdir, const char *pass, size_t passle
      * always has its second copy of the key. */
     if (st == KS_OK)
         st = masterkey_write(p.dir, &v);
-    if (st == KS_OK)
-        st = write_keystore_file(&p, &v);
+    if (st == KS_OK) {
+        key_check_compute(check, master, v.volume_id);
+        st = write_keystore_file(&p, &v, check);
+    }
     if (st == KS_OK && master_out != NULL)
         memcpy(master_out, master, sizeof master);
     sodium_memzero(master, sizeof master);
@@ -952,6 +979,9 @@ static int unlock_from_file(keystore *ks, const volume_row *v, const char *pass,
     return st;
 }
 
+static void sync_key_check(keystore *ks, const uint8_t master[KS_MASTER_KEY_BYTES],
+                           const uint8_t volume_id[VOLUME_ID_BYTES]);
+
 int keystore_unlock(keystore *ks, const char *pass, size_t passlen,
                     uint8_t master_out[KS_MASTER_KEY_BYTES])
 {
@@ -970,8 +1000,10 @@ int keystore_unlock(keystore *ks, const char *pass, size_t passlen,
         sync_masterkey_file(ks, &v);
     else if (st == KS_ERR_PASSPHRASE)
         st = unlock_from_file(ks, &v, pass, passlen, master);
-    if (st == KS_OK)
+    if (st == KS_OK) {
+        sync_key_check(ks, master, v.volume_id);
         memcpy(master_out, master, sizeof master);
+    }
     sodium_memzero(kek, sizeof kek);
     sodium_memzero(master, sizeof master);
     return st;
@@ -1230,6 +1262,36 @@ int keystore_check(keystore *ks)
     return st;
 }
 
+int keystore_integrity_check(keystore *ks, char *msg, size_t cap)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc, st;
+
+    if (ks == NULL)
+        return KS_ERR_IO;
+    if (cap > 0)
+        msg[0] = '\0';
+    pthread_mutex_lock(&ks->lock);
+    rc = sqlite3_prepare_v2(ks->db, "PRAGMA integrity_check(1)", -1, &stmt, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+        const char *text = (const char *)sqlite3_column_text(stmt, 0);
+        st = text != NULL && strcmp(text, "ok") == 0 ? KS_OK : KS_ERR_CORRUPT;
+        if (cap > 0)
+            snprintf(msg, cap, "%s", text ? text : "no answer");
+        for (char *p = msg; cap > 0 && (p = strchr(p, '\n')) != NULL;)
+            *p = ' '; /* one line */
+    } else {
+        st = status_from_sqlite(rc) == KS_OK ? KS_ERR_CORRUPT : status_from_sqlite(rc);
+        if (cap > 0)
+            snprintf(msg, cap, "%s", sqlite3_errmsg(ks->db));
+    }
+    sqlite3_finalize(stmt);
+    pthread_mutex_unlock(&ks->lock);
+    return st;
+}
+
 /* ---- rebuild ------------------------------------------------------------------------------- */
 
 /* The volume row of the existing keystore.db, if it still opens. */
@@ -1279,7 +1341,7 @@ int keystore_rebuild_begin(keystore **out, const char *cipherdir)
     if (fd < 0)
         return KS_ERR_IO;
     close(fd);
-    st = build_database(tmp, &v);
+    st = build_database(tmp, &v, NULL); /* the key check comes back with the first unlock */
     if (st == KS_OK)
         st = open_handle(out, &p, tmp, 0);
     /* Private until installed, and synced then: no need to sync each row. */
@@ -1351,4 +1413,100 @@ void keystore_rebuild_abort(keystore *ks)
     if (ks->rebuild_tmp != NULL)
         remove_db_files(ks->rebuild_tmp);
     free_handle(ks);
+}
+
+/* ---- key check (unlocking with the master key itself) -------------------------------------- */
+
+static void key_check_compute(uint8_t mac[KEY_CHECK_BYTES],
+                              const uint8_t master[KS_MASTER_KEY_BYTES],
+                              const uint8_t volume_id[VOLUME_ID_BYTES])
+{
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, master, KS_MASTER_KEY_BYTES, KEY_CHECK_BYTES);
+    crypto_generichash_update(&st, (const uint8_t *)KEY_CHECK_CONTEXT,
+                              sizeof KEY_CHECK_CONTEXT - 1);
+    crypto_generichash_update(&st, volume_id, VOLUME_ID_BYTES);
+    crypto_generichash_final(&st, mac, KEY_CHECK_BYTES);
+}
+
+static int key_check_store(sqlite3 *db, const uint8_t volume_id[VOLUME_ID_BYTES],
+                           const uint8_t mac[KEY_CHECK_BYTES])
+{
+    sqlite3_stmt *stmt = NULL;
+    int st = exec_sql(db, KEY_CHECK_TABLE_SQL);
+
+    if (st == KS_OK)
+        st = status_from_sqlite(sqlite3_prepare_v2(
+            db, "INSERT OR REPLACE INTO key_check (volume_id, mac) VALUES (?1, ?2)", -1, &stmt,
+            NULL));
+    if (st == KS_OK &&
+        (sqlite3_bind_blob(stmt, 1, volume_id, VOLUME_ID_BYTES, SQLITE_STATIC) != SQLITE_OK ||
+         sqlite3_bind_blob(stmt, 2, mac, KEY_CHECK_BYTES, SQLITE_STATIC) != SQLITE_OK))
+        st = KS_ERR_IO;
+    if (st == KS_OK)
+        st = step_done(stmt);
+    sqlite3_finalize(stmt);
+    return st;
+}
+
+/* KS_ERR_NOKEYCHECK when the keystore has none for this volume.  Caller holds the lock. */
+static int key_check_load(keystore *ks, const uint8_t volume_id[VOLUME_ID_BYTES],
+                          uint8_t mac[KEY_CHECK_BYTES])
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc = sqlite3_prepare_v2(ks->db, "SELECT mac FROM key_check WHERE volume_id = ?1", -1, &stmt,
+                                NULL);
+    int st;
+
+    if ((rc & 0xff) == SQLITE_ERROR) /* no such table: a volume from before key checks */
+        return KS_ERR_NOKEYCHECK;
+    st = status_from_sqlite(rc);
+    if (st == KS_OK &&
+        sqlite3_bind_blob(stmt, 1, volume_id, VOLUME_ID_BYTES, SQLITE_STATIC) != SQLITE_OK)
+        st = KS_ERR_IO;
+    if (st == KS_OK) {
+        rc = sqlite3_step(stmt);
+        if (rc == SQLITE_DONE)
+            st = KS_ERR_NOKEYCHECK;
+        else if (rc != SQLITE_ROW)
+            st = status_from_sqlite(rc) == KS_OK ? KS_ERR_IO : status_from_sqlite(rc);
+        else if (column_blob_exact(stmt, 0, mac, KEY_CHECK_BYTES) != 0)
+            st = KS_ERR_CORRUPT;
+    }
+    sqlite3_finalize(stmt);
+    return st;
+}
+
+/* After a passphrase unlock: the key check is written if missing or stale.  Best effort. */
+static void sync_key_check(keystore *ks, const uint8_t master[KS_MASTER_KEY_BYTES],
+                           const uint8_t volume_id[VOLUME_ID_BYTES])
+{
+    uint8_t want[KEY_CHECK_BYTES], have[KEY_CHECK_BYTES];
+
+    if (ks->readonly)
+        return;
+    key_check_compute(want, master, volume_id);
+    pthread_mutex_lock(&ks->lock);
+    if (key_check_load(ks, volume_id, have) != KS_OK || sodium_memcmp(want, have, sizeof want) != 0)
+        (void)key_check_store(ks->db, volume_id, want);
+    pthread_mutex_unlock(&ks->lock);
+}
+
+int keystore_unlock_master(keystore *ks, const uint8_t master[KS_MASTER_KEY_BYTES])
+{
+    uint8_t want[KEY_CHECK_BYTES], have[KEY_CHECK_BYTES];
+    volume_row v;
+    int st;
+
+    if (ks == NULL || master == NULL)
+        return KS_ERR_IO;
+    pthread_mutex_lock(&ks->lock);
+    st = read_volume(ks, &v);
+    if (st == KS_OK)
+        st = key_check_load(ks, v.volume_id, have);
+    pthread_mutex_unlock(&ks->lock);
+    if (st != KS_OK)
+        return st;
+    key_check_compute(want, master, v.volume_id);
+    return sodium_memcmp(want, have, sizeof want) == 0 ? KS_OK : KS_ERR_WRONG_KEY;
 }

@@ -40,7 +40,9 @@ enum ks_status {
     KS_ERR_PASSPHRASE = -5, /* wrong passphrase (master key does not unseal) */
     KS_ERR_VERSION = -6,    /* written by a newer, unknown format version */
     KS_ERR_NOMEM = -7,
-    KS_ERR_NOTFOUND = -8, /* no row for that file id */
+    KS_ERR_NOTFOUND = -8,    /* no row for that file id */
+    KS_ERR_WRONG_KEY = -9,   /* unlock_master: not this volume's master key */
+    KS_ERR_NOKEYCHECK = -10, /* unlock_master: no key check stored yet */
 };
 
 /* Human-readable message for a status. */
@@ -78,6 +80,12 @@ void keystore_close(keystore *ks);
  * is used and written back into the database. */
 int keystore_unlock(keystore *ks, const char *pass, size_t passlen,
                     uint8_t master_out[KS_MASTER_KEY_BYTES]);
+
+/* Unlocking with the master key itself (a recovery code): KS_OK if it is this volume's,
+ * by the key check the keystore keeps (BLAKE2b keyed with the master key over the volume
+ * id; written at create and by every passphrase unlock that finds it missing).
+ * KS_ERR_WRONG_KEY if not, KS_ERR_NOKEYCHECK if the volume has no key check yet. */
+int keystore_unlock_master(keystore *ks, const uint8_t master[KS_MASTER_KEY_BYTES]);
 
 /* Re-seals the given master key under a new passphrase with a fresh salt and the
  * given level, in one transaction.  No stored file is touched. */
@@ -123,6 +131,9 @@ int keystore_file_foreach(keystore *ks, int (*fn)(const ks_file_row *row, void *
 
 /* SQLite's own consistency check of the database file: KS_OK or KS_ERR_CORRUPT. */
 int keystore_check(keystore *ks);
+/* The full check (PRAGMA integrity_check, which also checks indexes and constraints):
+ * KS_OK, or KS_ERR_CORRUPT with SQLite's first complaint in msg. */
+int keystore_integrity_check(keystore *ks, char *msg, size_t cap);
 
 /* Recreating keystore.db (`fsck --rebuild-keystore`).  keystore_rebuild_begin builds a
  * new keystore without file rows in a temporary file, from the volume's key record: the
