@@ -51,10 +51,44 @@ typedef struct run {
     pthread_mutex_t lock; /* sum */
 } run;
 
-int offline_stored_name(const char *out_dir, const char *plain, char *out, size_t size)
+/* The path of dir (an existing directory) relative to the volume's cipher dir, in real
+ * (PATH_MAX bytes): "" for the cipher dir itself, NULL when dir is not in the volume. */
+static const char *volume_relative(const offline_volume *v, const char *dir, char *real)
 {
-    (void)out_dir;
-    return (size_t)snprintf(out, size, "%s", plain) < size ? 0 : -ENAMETOOLONG;
+    const char *vol = v->cipherdir;
+    size_t k = strlen(vol);
+    if (!realpath(dir, real) || strncmp(real, vol, k) != 0 || (real[k] != '\0' && real[k] != '/'))
+        return NULL;
+    return real + k + (real[k] == '/');
+}
+
+/* Whether names written into the existing directory dir are encrypted. */
+static int encrypts_names_in(const offline_volume *v, const char *dir)
+{
+    char real[PATH_MAX];
+    return v->names && v->names->encrypted && volume_relative(v, dir, real) != NULL;
+}
+
+int offline_stored_name(const offline_volume *v, const char *out_dir, const char *plain, char *out,
+                        size_t size)
+{
+    if (!encrypts_names_in(v, out_dir))
+        return (size_t)snprintf(out, size, "%s", plain) < size ? 0 : -ENAMETOOLONG;
+    int dirfd = open(out_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0)
+        return -errno;
+    pxc_dirkey dk;
+    stored_name sn;
+    int made = 0, rc = names_dirkey_load(v->names, dirfd, &dk);
+    if (rc == 0)
+        rc = names_to_stored(v->names, &dk, plain, &sn);
+    if (rc == 0)
+        rc = names_long_put(dirfd, &sn, &made);
+    if (rc == 0)
+        rc = (size_t)snprintf(out, size, "%s", sn.name) < size ? 0 : -ENAMETOOLONG;
+    sodium_memzero(&dk, sizeof dk);
+    close(dirfd);
+    return rc < 0 && rc != -ENAMETOOLONG && rc != -EIO ? -EIO : rc;
 }
 
 int offline_plain_name(const pxc_names *names, const char *in_dir, const char *stored, char *out,
@@ -171,12 +205,14 @@ static int plan_dir(run *r, const char *src, const char *dst)
         if (is_skipped(r, &st))
             continue;
         int m = r->o->direction == OFFLINE_ENCRYPT
-                    ? offline_stored_name(dst, de->d_name, name, sizeof name)
+                    ? offline_stored_name(r->v, dst, de->d_name, name, sizeof name)
                     : offline_plain_name(r->v->names, src, de->d_name, name, sizeof name);
         if (m == 1)
             continue; /* a directory IV or a long name's file */
-        if (m == -EBADMSG) {
-            fail(r, s, "the stored name does not decrypt");
+        if (m == -EBADMSG || m == -EIO) {
+            fail(r, s,
+                 m == -EIO ? "the output directory's name key is missing or damaged"
+                           : "the stored name does not decrypt");
             continue;
         }
         if (m != 0 || join(t, sizeof t, dst, name) != 0) {
@@ -191,6 +227,34 @@ static int plan_dir(run *r, const char *src, const char *dst)
     return rc;
 }
 
+/* In a volume with encrypted names, the names inside a new output directory are
+ * encrypted under its key, which comes from its IV: so the directory (and its IV) is
+ * made while planning, not with the other directories.  1 if dst is ready (or not in
+ * the volume). */
+static int make_named_dir(run *r, const char *dst)
+{
+    char dir[PATH_MAX], base[NAME_MAX + 1];
+    struct stat st;
+    split_path(dst, dir, sizeof dir, base, sizeof base);
+    if (!encrypts_names_in(r->v, dir))
+        return 1;
+    if (mkdir(dst, 0700) != 0 && !(errno == EEXIST && stat(dst, &st) == 0 && S_ISDIR(st.st_mode))) {
+        fail(r, dst, errno == EEXIST ? "exists and is not a directory" : strerror(errno));
+        return 0;
+    }
+    pxc_dirkey dk;
+    int fd = open(dst, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = fd < 0 ? -errno : names_dirkey_load(r->v->names, fd, &dk);
+    sodium_memzero(&dk, sizeof dk);
+    if (fd >= 0)
+        close(fd);
+    if (rc != 0) {
+        fail(r, dst, "cannot give the directory its name key");
+        return 0;
+    }
+    return 1;
+}
+
 static int plan_path(run *r, const char *src, const char *dst, const struct stat *st)
 {
     if (S_ISREG(st->st_mode))
@@ -202,6 +266,9 @@ static int plan_path(run *r, const char *src, const char *dst, const struct stat
         }
         /* In place too: its mode and times are put back once its files are replaced. */
         int rc = add_job(r, JOB_DIR, src, dst, st);
+        if (rc == 0 && r->o->direction == OFFLINE_ENCRYPT && !r->o->in_place && r->v->names &&
+            r->v->names->encrypted && !make_named_dir(r, dst))
+            return 0;
         return rc ? rc : plan_dir(r, src, dst);
     }
     if (S_ISLNK(st->st_mode))
@@ -237,6 +304,17 @@ static int plan(run *r, char *const *srcs, size_t n, const char *dest)
                 cmd_name(r), dest);
         return 2;
     }
+    if (r->o->direction == OFFLINE_ENCRYPT && !r->o->in_place && !dest_is_dir && dest) {
+        char dir[PATH_MAX], base[NAME_MAX + 1];
+        split_path(dest, dir, sizeof dir, base, sizeof base);
+        if (encrypts_names_in(r->v, dir)) {
+            fprintf(stderr,
+                    "pixcrypt %s: %s: the volume encrypts file names: name one of its existing "
+                    "directories as the destination\n",
+                    cmd_name(r), dest);
+            return 2;
+        }
+    }
     if (join(ksdir, sizeof ksdir, r->v->cipherdir, KS_DIR) == 0 && stat(ksdir, &ks_st) == 0)
         r->skip[0] = (devino){ks_st.st_dev, ks_st.st_ino};
     if (dest_is_dir)
@@ -264,11 +342,13 @@ static int plan(run *r, char *const *srcs, size_t n, const char *dest)
             char parent[PATH_MAX];
             split_path(srcs[i], parent, sizeof parent, base, sizeof base);
             int m = r->o->direction == OFFLINE_ENCRYPT
-                        ? offline_stored_name(dest, base, name, sizeof name)
+                        ? offline_stored_name(r->v, dest, base, name, sizeof name)
                         : offline_plain_name(r->v->names, parent, base, name, sizeof name);
             if (m != 0 || join(t, sizeof t, dest, name) != 0) {
                 fail(r, srcs[i],
-                     m == -EBADMSG ? "the stored name does not decrypt" : "output name too long");
+                     m == -EBADMSG ? "the stored name does not decrypt"
+                     : m == -EIO   ? "the destination's name key is missing or damaged"
+                                   : "output name too long");
                 continue;
             }
             target = t;
@@ -306,21 +386,11 @@ static int is_input(const run *r, const struct stat *st)
 
 /* Whether the output `base` in directory `dir` lands in the volume: 1 (it needs a
  * keystore row), 0 (outside), or -1 with *why when it may not go there at all. */
-/* The path of dir (an existing directory) relative to the cipher dir, in real (PATH_MAX
- * bytes): "" for the cipher dir itself, NULL when dir is not in the volume. */
-static const char *volume_relative(const run *r, const char *dir, char *real)
-{
-    const char *vol = r->v->cipherdir;
-    size_t k = strlen(vol);
-    if (!realpath(dir, real) || strncmp(real, vol, k) != 0 || (real[k] != '\0' && real[k] != '/'))
-        return NULL;
-    return real + k + (real[k] == '/');
-}
 
 static int output_in_volume(const run *r, const char *dir, const char *base, const char **why)
 {
     char real[PATH_MAX];
-    const char *rel = volume_relative(r, dir, real);
+    const char *rel = volume_relative(r->v, dir, real);
     if (!rel)
         return 0; /* outside, or the open that follows says why it is not there */
     if (strncmp(rel, KS_DIR, sizeof KS_DIR - 1) == 0 &&
@@ -334,11 +404,6 @@ static int output_in_volume(const run *r, const char *dir, const char *base, con
     }
     if (r->o->direction == OFFLINE_DECRYPT) {
         *why = "would put plaintext into the volume's cipher dir";
-        return -1;
-    }
-    if (r->v->names && r->v->names->encrypted) {
-        *why = "the volume encrypts file names: copy files in through the mount (encrypt "
-               "writes into volumes made with --plaintext-names)";
         return -1;
     }
     return 1;
@@ -399,7 +464,7 @@ static int check_rollback(run *r, const char *src_dir, int fd, uint64_t size, co
     offline_stored st;
     ks_file_row row;
     char real[PATH_MAX];
-    if (!volume_relative(r, src_dir, real) || offline_identify(fd, size, r->v->keys, &st) != 0)
+    if (!volume_relative(r->v, src_dir, real) || offline_identify(fd, size, r->v->keys, &st) != 0)
         return 0; /* the decryption says what is wrong */
     if (keystore_file_get(r->v->ks, st.file_id, &row) == KS_OK && row.version > st.version) {
         *why = "rollback: the keystore knows a newer version of this file (an older copy was "
@@ -641,7 +706,27 @@ static void do_link(run *r, const job *j)
         }
         unlink(j->dst);
     }
-    if (symlink(target, j->dst) != 0) {
+    /* In a volume with encrypted names, symlink targets are encrypted too: encrypted
+     * into one, decrypted out of one of its directories (or a copy, holding its IV). */
+    char stored[PATH_MAX + 64], sdir[PATH_MAX], sbase[NAME_MAX + 1], iv[PATH_MAX + 32];
+    const char *what = target;
+    split_path(j->src, sdir, sizeof sdir, sbase, sizeof sbase);
+    if (r->o->direction == OFFLINE_DECRYPT && r->v->names && r->v->names->encrypted &&
+        join(iv, sizeof iv, sdir, DIRIV_FILE) == 0 && lstat(iv, &st) == 0) {
+        if (pxc_link_decrypt(r->v->names->keys, target, stored, sizeof stored) < 0) {
+            fail(r, j->src, "the stored symlink target does not decrypt");
+            return;
+        }
+        what = stored;
+    } else if (r->o->direction == OFFLINE_ENCRYPT && encrypts_names_in(r->v, dir)) {
+        int m = pxc_link_encrypt(r->v->names->keys, target, stored, sizeof stored);
+        if (m < 0) {
+            fail(r, j->src, m == -ENAMETOOLONG ? "symlink target too long" : strerror(-m));
+            return;
+        }
+        what = stored;
+    }
+    if (symlink(what, j->dst) != 0) {
         fail(r, j->dst, strerror(errno));
         return;
     }

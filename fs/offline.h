@@ -57,13 +57,16 @@ typedef struct offline_summary {
 int offline_run(const offline_options *o, const offline_volume *v, char *const *srcs, size_t n,
                 const char *dest, offline_summary *sum);
 
-/* The stored name of plain name `plain` in the stored directory out_dir (the same name:
- * outputs inside a volume with encrypted names are refused, see offline.c), and the plain
- * name of stored name `stored` in in_dir: decrypted when the volume encrypts names and
- * in_dir holds a directory IV (a directory of the volume, or a copy of one), else the
- * same.  0; 1 for the volume's own files (IVs, long names' files), which are no outputs;
- * -ENAMETOOLONG; -EBADMSG for a name that does not decrypt. */
-int offline_stored_name(const char *out_dir, const char *plain, char *out, size_t size);
+/* The stored name of plain name `plain` in the stored directory out_dir: encrypted when
+ * out_dir is a directory of a volume v with encrypted names (its IV is made if it is
+ * still empty; a long name's ".name" file is written), else the same.  The plain name
+ * of stored name `stored` in in_dir: decrypted when the volume encrypts names and in_dir
+ * holds a directory IV (a directory of the volume, or a copy of one), else the same.
+ * 0; 1 for the volume's own files (IVs, long names' files), which are no outputs;
+ * -ENAMETOOLONG; -EBADMSG for a name that does not decrypt; -EIO for a directory of the
+ * volume whose IV is missing or damaged. */
+int offline_stored_name(const offline_volume *v, const char *out_dir, const char *plain, char *out,
+                        size_t size);
 int offline_plain_name(const pxc_names *names, const char *in_dir, const char *stored, char *out,
                        size_t size);
 
