@@ -105,6 +105,8 @@ is "$(complete_words pixcrypt fsck --re)" "--rebuild-keystore --repair" "fsck's 
 is "$(complete_words pixcrypt init --kdf '')" "interactive moderate sensitive" "--kdf values"
 is "$(complete_words pixcrypt encrypt --profile c)" "chaos" "--profile values"
 is "$(complete_words pixcrypt mount -o ro,allow_o)" "ro,allow_other" "mount -o: the last option of a list"
+is "$(complete_words pixcrypt stego '')" "capacity hide reveal" "stego: its actions"
+is "$(complete_words pixcrypt stego --passfile f re)" "reveal" "stego: the action after an option and its value"
 mkdir -p "$T/compdir/volA" && : >"$T/compdir/volB.pass"
 is "$(complete_words pixcrypt mount "$T/compdir/vo")" "$T/compdir/volA" "mount arguments: directories"
 is "$(complete_words pixcrypt mount --passfile "$T/compdir/volB")" "$T/compdir/volB.pass" "--passfile: files"
