@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "codec/bytes.h"
+#include "codec/png_memio.h"
 
 #define CONTEXT "pixcrypt-stego-v1"
 #define SALT_BYTES 16
@@ -22,20 +23,6 @@
 _Static_assert(SALT_BYTES >= crypto_pwhash_SALTBYTES, "the salt feeds crypto_pwhash");
 
 /* ---- PNG in and out ---------------------------------------------------------------- */
-
-typedef struct mem_reader {
-    const uint8_t *p;
-    size_t n, off;
-} mem_reader;
-
-static void read_mem(png_structp png, png_bytep out, png_size_t n)
-{
-    mem_reader *r = png_get_io_ptr(png);
-    if (n > r->n - r->off)
-        png_error(png, "truncated PNG");
-    memcpy(out, r->p + r->off, n);
-    r->off += n;
-}
 
 typedef struct mem_writer {
     uint8_t *p;
@@ -82,7 +69,7 @@ static void quiet_warning(png_structp png, png_const_charp msg)
 
 int stego_image_read(const uint8_t *data, size_t n, stego_image *img, const char **why)
 {
-    mem_reader r = {data, n, 0};
+    png_memio r = {data, n, 0};
     png_structp png = NULL;
     png_infop info = NULL;
     png_bytep *volatile rows = NULL; /* volatile: read after a longjmp */
@@ -102,7 +89,7 @@ int stego_image_read(const uint8_t *data, size_t n, stego_image *img, const char
         *why = "damaged PNG file";
         goto out;
     }
-    png_set_read_fn(png, &r, read_mem);
+    png_set_read_fn(png, &r, png_memio_read);
     png_set_user_limits(png, 1u << 16, 1u << 16);
     /* Ancillary chunks are not kept, so not read either: one claiming a huge size (text,
      * ICC) is skipped rather than read into memory.  tRNS stays: it becomes alpha. */

@@ -9,23 +9,10 @@
 
 #include <jpeglib.h>
 
+#include "codec/png_memio.h"
 #include "fs/analyze.h"
 
 /* ---- PNG ---------------------------------------------------------------------------- */
-
-typedef struct mem_reader {
-    const uint8_t *p;
-    size_t n, off;
-} mem_reader;
-
-static void png_mem_read(png_structp png, png_bytep out, size_t len)
-{
-    mem_reader *r = png_get_io_ptr(png);
-    if (len > r->n - r->off)
-        png_error(png, "truncated");
-    memcpy(out, r->p + r->off, len);
-    r->off += len;
-}
 
 /* libpng's last error, for the message: errors return to the caller's setjmp without
  * libpng printing them. */
@@ -48,7 +35,7 @@ int ana_load_png(const uint8_t *p, size_t n, ana_pixels *out, const char **why)
     png_structp png =
         png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, png_quiet_error, png_quiet_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
-    mem_reader rd = {p, n, 0};
+    png_memio rd = {p, n, 0};
     png_bytep *volatile rows = NULL; /* volatile: set after setjmp, freed after longjmp */
     memset(out, 0, sizeof *out);
     *why = "not a readable PNG";
@@ -66,7 +53,7 @@ int ana_load_png(const uint8_t *p, size_t n, ana_pixels *out, const char **why)
         ana_pixels_free(out);
         return -1;
     }
-    png_set_read_fn(png, &rd, png_mem_read);
+    png_set_read_fn(png, &rd, png_memio_read);
     png_set_user_limits(png, 0x7fffffff, 0x7fffffff);
     png_read_info(png, info);
     uint32_t w = png_get_image_width(png, info), h = png_get_image_height(png, info);
