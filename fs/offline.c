@@ -79,7 +79,7 @@ int offline_stored_name(const offline_volume *v, const char *out_dir, const char
         return -errno;
     pxc_dirkey dk;
     stored_name sn;
-    int made = 0, rc = names_dirkey_load(v->names, dirfd, &dk);
+    int made = 0, rc = names_dirkey_load(v->names, dirfd, &dk) != 0 ? -EIO : 0;
     if (rc == 0)
         rc = names_to_stored(v->names, &dk, plain, &sn);
     if (rc == 0)
@@ -88,7 +88,22 @@ int offline_stored_name(const offline_volume *v, const char *out_dir, const char
         rc = (size_t)snprintf(out, size, "%s", sn.name) < size ? 0 : -ENAMETOOLONG;
     sodium_memzero(&dk, sizeof dk);
     close(dirfd);
-    return rc < 0 && rc != -ENAMETOOLONG && rc != -EIO ? -EIO : rc;
+    return rc;
+}
+
+/* What a failed offline_stored_name / offline_plain_name means, for the error line. */
+static const char *name_error(int m)
+{
+    switch (m) {
+    case -EBADMSG:
+        return "the stored name does not decrypt";
+    case -EIO:
+        return "the directory's name key is missing or damaged";
+    case -ENAMETOOLONG:
+        return "output name too long";
+    default:
+        return strerror(-m);
+    }
 }
 
 int offline_plain_name(const pxc_names *names, const char *in_dir, const char *stored, char *out,
@@ -209,14 +224,8 @@ static int plan_dir(run *r, const char *src, const char *dst)
                     : offline_plain_name(r->v->names, src, de->d_name, name, sizeof name);
         if (m == 1)
             continue; /* a directory IV or a long name's file */
-        if (m == -EBADMSG || m == -EIO) {
-            fail(r, s,
-                 m == -EIO ? "the output directory's name key is missing or damaged"
-                           : "the stored name does not decrypt");
-            continue;
-        }
         if (m != 0 || join(t, sizeof t, dst, name) != 0) {
-            fail(r, s, "output name too long");
+            fail(r, s, name_error(m ? m : -ENAMETOOLONG));
             continue;
         }
         rc = plan_path(r, s, r->o->in_place ? s : t, &st);
@@ -345,10 +354,7 @@ static int plan(run *r, char *const *srcs, size_t n, const char *dest)
                         ? offline_stored_name(r->v, dest, base, name, sizeof name)
                         : offline_plain_name(r->v->names, parent, base, name, sizeof name);
             if (m != 0 || join(t, sizeof t, dest, name) != 0) {
-                fail(r, srcs[i],
-                     m == -EBADMSG ? "the stored name does not decrypt"
-                     : m == -EIO   ? "the destination's name key is missing or damaged"
-                                   : "output name too long");
+                fail(r, srcs[i], name_error(m ? m : -ENAMETOOLONG));
                 continue;
             }
             target = t;

@@ -64,7 +64,8 @@ int offline_run(const offline_options *o, const offline_volume *v, char *const *
  * holds a directory IV (a directory of the volume, or a copy of one), else the same.
  * 0; 1 for the volume's own files (IVs, long names' files), which are no outputs;
  * -ENAMETOOLONG; -EBADMSG for a name that does not decrypt; -EIO for a directory of the
- * volume whose IV is missing or damaged. */
+ * volume whose IV is missing or damaged; another negative errno if a long name's file
+ * cannot be written. */
 int offline_stored_name(const offline_volume *v, const char *out_dir, const char *plain, char *out,
                         size_t size);
 int offline_plain_name(const pxc_names *names, const char *in_dir, const char *stored, char *out,
