@@ -18,12 +18,15 @@
 
 static const char fsck_usage[] =
     "usage: pixcrypt fsck [--passfile FILE] [--repair] [--move-damaged] [--accept-rollback]\n"
-    "                     [--rebuild-keystore] [-q] CIPHERDIR\n"
+    "                     [--accept-moved] [--rebuild-keystore] [-q] CIPHERDIR\n"
     "  --repair            add missing keystore rows, drop rows without files, update rows\n"
     "                      that lag behind their files, remove temp files left by\n"
-    "                      interrupted conversions, cut torn tails of interrupted writes\n"
+    "                      interrupted conversions, cut torn tails of interrupted writes,\n"
+    "                      drop places without files, record places not yet recorded\n"
     "  --move-damaged      move files that fail authentication to .pixcrypt/damaged/\n"
     "  --accept-rollback   make files older than their keystore row current again\n"
+    "  --accept-moved      keep files found where they were not written (moved or swapped\n"
+    "                      outside the mount) where they are\n"
     "  --rebuild-keystore  recreate .pixcrypt/keystore.db from .pixcrypt/masterkey and the\n"
     "                      stored files' headers\n"
     "  -q, --quiet         no progress bar\n"
@@ -89,6 +92,10 @@ static int print_summary(const char *dir, const fsck_summary *sum, int rebuild)
            (unsigned long long)sum->bytes, sum->rows);
     if (rebuild)
         printf(" (%zu recreated)", sum->rows_added);
+    if (sum->places_unknown > 0 && !rebuild)
+        printf("; %zu files' places %s", sum->places_unknown,
+               sum->places_recorded == sum->places_unknown ? "recorded"
+                                                           : "not yet recorded (--repair)");
     if (found == 0) {
         printf(": clean\n");
         return PXC_EXIT_OK;
@@ -174,6 +181,7 @@ int cmd_fsck(int argc, char **argv)
                                          {"repair", no_argument, NULL, 'r'},
                                          {"move-damaged", no_argument, NULL, 'm'},
                                          {"accept-rollback", no_argument, NULL, 'a'},
+                                         {"accept-moved", no_argument, NULL, 'M'},
                                          {"rebuild-keystore", no_argument, NULL, 'b'},
                                          {"quiet", no_argument, NULL, 'q'},
                                          {"help", no_argument, NULL, 'h'},
@@ -196,6 +204,9 @@ int cmd_fsck(int argc, char **argv)
             break;
         case 'a':
             fo.accept_rollback = 1;
+            break;
+        case 'M':
+            fo.accept_moved = 1;
             break;
         case 'b':
             fo.rebuild = 1;
@@ -224,7 +235,8 @@ int cmd_fsck(int argc, char **argv)
     pxc_keys *keys = NULL;
     fsck_summary sum;
     int lock_fd = -1;
-    int writes = fo.repair || fo.move_damaged || fo.accept_rollback || fo.rebuild;
+    int writes =
+        fo.repair || fo.move_damaged || fo.accept_rollback || fo.accept_moved || fo.rebuild;
     int exit_code = open_volume(dir, fo.rebuild, writes, &ks, &lock_fd);
     if (exit_code == PXC_EXIT_OK)
         exit_code = unlock(dir, passfile, ks, &keys);

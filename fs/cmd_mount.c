@@ -14,6 +14,7 @@
 
 #include "fs/cli.h"
 #include "fs/log.h"
+#include "fs/places.h"
 #include "fs/pxcfs.h"
 #include "fs/volume_lock.h"
 
@@ -264,6 +265,10 @@ int cmd_mount(int argc, char **argv)
     fs.cipherdir = cipherdir;
     fs.keys = keys;
     fs.ks = ks;
+    if (places_init(&fs, master) != 0) {
+        fprintf(stderr, "pixcrypt mount: cannot set up the keystore's file places\n");
+        goto out;
+    }
     fs.daemon_is_root = geteuid() == 0;
     fs.allow_rollback = mopts.allow_rollback;
     fs.no_xattr = mopts.noxattr;

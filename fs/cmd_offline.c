@@ -189,7 +189,12 @@ static int open_volume(const char *cmd, const offline_cli *c, int *profile, keys
         return exit_for_keystore(rc);
     }
     *keys = pxc_keys_new(master);
+    rc = keystore_places_key(*ks, master);
     sodium_free(master);
+    if (rc != KS_OK) {
+        fprintf(stderr, "pixcrypt %s: %s: %s\n", cmd, c->volume, keystore_strerror(rc));
+        return exit_for_keystore(rc);
+    }
     if (!*keys) {
         fprintf(stderr, "pixcrypt %s: out of memory\n", cmd);
         return PXC_EXIT_ERROR;

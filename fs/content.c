@@ -14,6 +14,7 @@
 #include "codec/stored.h"
 #include "fs/fdio.h"
 #include "fs/log.h"
+#include "fs/places.h"
 #include "fs/plaincache.h"
 
 /* Largest stored file of a format-preserving kind that is read whole (its plaintext is
@@ -127,6 +128,21 @@ int content_doomed(int dirfd, const char *name, const struct stat *keep, uint8_t
     return 1;
 }
 
+int content_file_id(const pxc_inode *n, uint8_t id[16])
+{
+    char proc[32];
+    struct stat st;
+    pxc_stored_info info;
+    int fd = open(inode_proc_path(n, proc), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fstat(fd, &st) != 0 ? -errno : peek_fd(fd, (uint64_t)st.st_size, &info);
+    close(fd);
+    if (rc == 0)
+        memcpy(id, info.file_id, 16);
+    return rc;
+}
+
 void content_forget_row(pxc_fs *fs, const uint8_t id[16])
 {
     int rc = keystore_file_delete(fs->ks, id);
@@ -181,34 +197,31 @@ static int decode_error(pxc_fs *fs, pxc_inode *n, int rc)
 
 /* ---- sizes -------------------------------------------------------------- */
 
-/* The plaintext size of a stored file of any kind from its first bytes and its stored
- * size; 0 for files that are not (valid) stored files: opening those fails with EIO. */
-static uint64_t stored_plain_size(int fd, uint64_t stored_size)
-{
-    pxc_stored_info info;
-    return peek_fd(fd, stored_size, &info) == 0 ? info.plain_size : 0;
-}
-
-void content_stat_size(pxc_fs *fs, pxc_inode *n, int dirfd, const char *name, struct stat *st)
+int content_stat_size(pxc_fs *fs, pxc_inode *n, int dirfd, const char *name, struct stat *st,
+                      uint8_t id[16])
 {
     (void)fs;
     pthread_rwlock_rdlock(&n->lock);
     if (n->nfiles > 0) {
         st->st_size = (off_t)n->file.plain_size;
+        if (id)
+            memcpy(id, n->file.secrets.file_id, 16);
         pthread_rwlock_unlock(&n->lock);
-        return;
+        return 1;
     }
     pthread_rwlock_unlock(&n->lock);
 
     char proc[32];
+    pxc_stored_info info;
     int fd = name ? openat(dirfd, name, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW)
                   : open(inode_proc_path(n, proc), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    uint64_t plain = 0;
-    if (fd >= 0) {
-        plain = stored_plain_size(fd, (uint64_t)st->st_size);
+    int known = fd >= 0 && peek_fd(fd, (uint64_t)st->st_size, &info) == 0;
+    if (fd >= 0)
         close(fd);
-    }
-    st->st_size = (off_t)plain;
+    st->st_size = known ? (off_t)info.plain_size : 0;
+    if (known && id)
+        memcpy(id, info.file_id, 16);
+    return known;
 }
 
 /* ---- replacing a stored file atomically ----------------------------------- */
@@ -541,13 +554,24 @@ static int open_content_fd(pxc_inode *n, int want_write, int *writable)
 int content_create(pxc_fs *fs, int dirfd, const char *name, mode_t mode, int *fd_out,
                    opaque_file *fresh)
 {
+    pxc_file_secrets s;
+    pxc_secrets_fresh(&s);
+    /* Its place first: a crash before the file exists leaves an unused place. */
     pthread_rwlock_rdlock(&fs->ns_lock);
-    int fd = openat(dirfd, name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, mode & 07777);
-    int err = errno;
+    int fd = -1, err = -places_add(fs, dirfd, name, s.file_id);
+    if (err == 0) {
+        fd = openat(dirfd, name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, mode & 07777);
+        err = errno;
+        if (fd < 0)
+            places_undo_add(fs, dirfd, name, s.file_id);
+    }
     pthread_rwlock_unlock(&fs->ns_lock);
-    if (fd < 0)
+    if (fd < 0) {
+        sodium_memzero(&s, sizeof s);
         return -err;
-    int rc = opaque_create(fresh, fd, fs->keys);
+    }
+    int rc = opaque_create_from(fresh, fd, fs->keys, &s);
+    sodium_memzero(&s, sizeof s);
     if (rc != 0) {
         unlinkat(dirfd, name, 0);
         close(fd);
@@ -575,11 +599,15 @@ static int open_stored(pxc_fs *fs, pxc_inode *n, int fd, int replacing)
     int rc = peek_fd(fd, (uint64_t)st.st_size, &info);
     if (rc)
         return rc;
+    if (n->misplaced)
+        return places_refuse(fs, n);
     n->kind = info.kind;
     if (info.kind == PXC_KIND_OPAQUE) {
         rc = opaque_open(&n->file, fd, fs->keys);
         if (rc == 0 && !replacing)
             rc = check_rollback(fs, n, n->file.secrets.file_id, n->file.secrets.version);
+        if (rc == 0)
+            rc = places_check(fs, n, n->file.secrets.file_id);
         return rc;
     }
     /* Checks that the file belongs to this volume now; its data is checked on decode. */
@@ -588,6 +616,8 @@ static int open_stored(pxc_fs *fs, pxc_inode *n, int fd, int replacing)
     sodium_memzero(&s, sizeof s);
     if (rc == 0 && !replacing)
         rc = check_rollback(fs, n, info.file_id, version);
+    if (rc == 0)
+        rc = places_check(fs, n, info.file_id);
     if (rc)
         return rc;
     n->file.plain_size = info.plain_size;

@@ -56,13 +56,18 @@ int content_fsync(pxc_inode *n, int datasync);
 
 /* Sets st->st_size of a regular file to its plaintext size: from the open state if the
  * file is open, else from the stored form (one small read, no decryption), read through
- * `name` in dirfd if name is not NULL, else through n's fd. */
-void content_stat_size(pxc_fs *fs, pxc_inode *n, int dirfd, const char *name, struct stat *st);
+ * `name` in dirfd if name is not NULL, else through n's fd.  Size 0 for a file that is
+ * no (valid) stored file: opening it fails with EIO.  Returns 1 and, if id is not NULL,
+ * copies the stored file's id there when it is known; 0 when not. */
+int content_stat_size(pxc_fs *fs, pxc_inode *n, int dirfd, const char *name, struct stat *st,
+                      uint8_t id[16]);
 
 /* If removing `name` in dirfd removes the last link of a stored file (and it is not the
  * inode `keep`, e.g. a rename's source), copies that file's id to id and returns 1:
  * its keystore row goes once the removal succeeded (content_forget_row). */
 int content_doomed(int dirfd, const char *name, const struct stat *keep, uint8_t id[16]);
 void content_forget_row(pxc_fs *fs, const uint8_t id[16]);
+/* The file id in the header of n's stored file (a regular file). */
+int content_file_id(const pxc_inode *n, uint8_t id[16]);
 
 #endif

@@ -30,7 +30,11 @@ typedef struct entry {
     char *shown; /* the same with names decrypted (as far as they decrypt), for reports */
     dev_t dev;
     ino_t ino;
-    int link; /* another name of a file listed before */
+    int link;      /* another name of a file listed before */
+    size_t first;  /* the index of the file's first name (its own, if not a link) */
+    int has_id;    /* the stored file's header authenticated: id is its file id */
+    int misplaced; /* not at a place of its file: 1, or 2 once bound here (--accept-moved) */
+    uint8_t id[PXC_FILE_ID_BYTES];
 } entry;
 
 /* A stored file whose header authenticated. */
@@ -67,7 +71,7 @@ const char *fsck_kind_name(fsck_kind kind)
     static const char *const names[FSCK_KINDS_] = {
         [FSCK_DAMAGED] = "damaged",   [FSCK_ORPHANED] = "orphaned", [FSCK_MISSING] = "missing",
         [FSCK_MISMATCH] = "mismatch", [FSCK_ROLLBACK] = "rollback", [FSCK_DUPLICATE] = "duplicate",
-        [FSCK_TEMP] = "temp",         [FSCK_NAME] = "name",
+        [FSCK_TEMP] = "temp",         [FSCK_NAME] = "name",         [FSCK_PLACE] = "place",
     };
     return kind >= 0 && kind < FSCK_KINDS_ ? names[kind] : "?";
 }
@@ -115,6 +119,8 @@ static int add_entry(fsck_state *st, const char *path, const char *shown, const 
     e->dev = sb->st_dev;
     e->ino = sb->st_ino;
     e->link = 0;
+    e->first = st->ne;
+    e->has_id = e->misplaced = 0;
     st->ne++;
     return 0;
 }
@@ -244,8 +250,13 @@ static int mark_links(fsck_state *st)
     for (size_t i = 0; i < st->ne; i++)
         order[i] = &st->e[i];
     qsort(order, st->ne, sizeof *order, by_inode);
-    for (size_t i = 1; i < st->ne; i++)
+    for (size_t i = 0; i < st->ne; i++)
+        order[i]->first = (size_t)(order[i] - st->e);
+    for (size_t i = 1; i < st->ne; i++) {
         order[i]->link = order[i]->dev == order[i - 1]->dev && order[i]->ino == order[i - 1]->ino;
+        if (order[i]->link)
+            order[i]->first = order[i - 1]->first;
+    }
     free(order);
     return 0;
 }
@@ -420,6 +431,9 @@ static void repair_empty(fsck_state *st, const entry *e, file_check *fc)
         memcpy(fc->info.sealed, of.sealed, PXC_SEALED_SECRETS_BYTES);
         fc->version = of.secrets.version;
         opaque_close(&of);
+        /* A new file id: its place is here (the create's own one goes as stale). */
+        if (keystore_place_add(st->ks, fc->info.file_id, e->path) != KS_OK)
+            rc = EIO;
     }
     if (fd >= 0)
         close(fd);
@@ -462,6 +476,8 @@ static int handle_damaged(fsck_state *st, const entry *e, file_check *fc)
     rc = move_aside(st, e->path, dest, sizeof dest);
     if (rc == 0 && fc->header_ok && keystore_file_delete(st->ks, fc->info.file_id) != KS_OK)
         rc = EIO;
+    if (rc == 0)
+        (void)keystore_place_drop(st->ks, e->path);
     if (rc == 0)
         snprintf(action, sizeof action, "moved to %s, its row dropped", dest);
     problem(st, FSCK_DAMAGED, e->shown, fc->detail,
@@ -594,7 +610,193 @@ static int check_entry(fsck_state *st, size_t i)
     st->sum->files++;
     st->sum->bytes += fc.info.plain_size;
     check_row(st, e, &fc);
+    st->e[i].has_id = 1;
+    memcpy(st->e[i].id, fc.info.file_id, PXC_FILE_ID_BYTES);
     return remember(st, fc.info.file_id, i);
+}
+
+/* ---- places ------------------------------------------------------------------------------ */
+
+/* Whether the file of entry i has a place that is not one of its own names: a place
+ * holding another file (or a place row that does not authenticate). */
+static int placed_elsewhere(fsck_state *st, size_t i)
+{
+    char **paths;
+    size_t n, forged;
+    if (keystore_places_of(st->ks, st->e[i].id, &paths, &n, &forged) != KS_OK)
+        return 1;
+    int elsewhere = forged > 0;
+    for (size_t k = 0; k < n && !elsewhere; k++) {
+        entry key = {.path = paths[k]};
+        const entry *e = bsearch(&key, st->e, st->ne, sizeof *st->e, by_path);
+        elsewhere = e && e->first != i;
+    }
+    keystore_places_free(paths, n);
+    return elsewhere;
+}
+
+/* Where the other places of id are, for a report. */
+static void places_named(fsck_state *st, const uint8_t *id, char *out, size_t cap)
+{
+    char **paths;
+    size_t n, forged;
+    out[0] = '\0';
+    if (keystore_places_of(st->ks, id, &paths, &n, &forged) != KS_OK || n == 0) {
+        snprintf(out, cap, "no place is recorded for its file id");
+        return;
+    }
+    snprintf(out, cap, "its file id was written at %s%s", paths[0], n > 1 ? " and elsewhere" : "");
+    keystore_places_free(paths, n);
+}
+
+/* Every name of every authenticated stored file against its places.  A file without any
+ * place in a volume that is still learning them is recorded where it is (with --repair or
+ * rebuild); any other name that is not a place of its file is misplaced. */
+static void check_names_placed(fsck_state *st, int learning, int may_record)
+{
+    char detail[DETAIL_MAX + PATH_MAX], buf[DETAIL_MAX];
+    uint8_t *unplaced = calloc(st->ne ? st->ne : 1, 1);
+    if (!unplaced) {
+        st->sum->errors++;
+        return;
+    }
+    for (size_t i = 0; learning && i < st->ne; i++)
+        if (st->e[i].has_id && !st->e[i].link)
+            unplaced[i] = !placed_elsewhere(st, i);
+    for (size_t i = 0; i < st->ne; i++) {
+        entry *e = &st->e[i];
+        const entry *f = &st->e[e->first];
+        if (!f->has_id)
+            continue;
+        int has = keystore_place_has(st->ks, f->id, e->path);
+        if (has == 1)
+            continue;
+        if (has < 0) {
+            problem(st, FSCK_PLACE, e->shown, "its places cannot be read",
+                    failed(st, buf, sizeof buf, "read the keystore", EIO), 0);
+            continue;
+        }
+        if (learning && unplaced[e->first]) {
+            st->sum->places_unknown++;
+            if (may_record && keystore_place_add(st->ks, f->id, e->path) == KS_OK)
+                st->sum->places_recorded++;
+            continue;
+        }
+        places_named(st, f->id, buf, sizeof buf);
+        snprintf(detail, sizeof detail,
+                 "the stored file is not where it was written (swapped or moved outside the "
+                 "mount): %s",
+                 buf);
+        int rc = st->opt->accept_moved ? keystore_place_add(st->ks, f->id, e->path) : KS_OK;
+        e->misplaced = st->opt->accept_moved && rc == KS_OK ? 2 : 1;
+        problem(st, FSCK_PLACE, e->shown, detail,
+                !st->opt->accept_moved ? NULL
+                : rc != KS_OK          ? failed(st, buf, sizeof buf, "bind it here", EIO)
+                                       : "accepted: bound where it is",
+                st->opt->accept_moved && rc == KS_OK);
+    }
+    free(unplaced);
+}
+
+typedef struct place_row_list {
+    char **path;
+    uint8_t (*id)[PXC_FILE_ID_BYTES];
+    int *authentic;
+    size_t n, cap;
+    int nomem;
+} place_row_list;
+
+static int collect_place(const char *path, const uint8_t id[PXC_FILE_ID_BYTES], int authentic,
+                         void *arg)
+{
+    place_row_list *l = arg;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 256;
+        char **p = realloc(l->path, cap * sizeof *p);
+        if (p)
+            l->path = p;
+        uint8_t(*i)[PXC_FILE_ID_BYTES] = p ? realloc(l->id, cap * sizeof *i) : NULL;
+        if (i)
+            l->id = i;
+        int *a = i ? realloc(l->authentic, cap * sizeof *a) : NULL;
+        if (!a) {
+            l->nomem = 1;
+            return 1;
+        }
+        l->authentic = a;
+        l->cap = cap;
+    }
+    if ((l->path[l->n] = strdup(path)) == NULL) {
+        l->nomem = 1;
+        return 1;
+    }
+    memcpy(l->id[l->n], id, PXC_FILE_ID_BYTES);
+    l->authentic[l->n++] = authentic;
+    return 0;
+}
+
+/* Place rows that hold no file of theirs: left by a crash (a rename's old place), by a
+ * change outside the mount, or altered (no longer authentic). */
+static int check_stale_places(fsck_state *st)
+{
+    place_row_list l = {0};
+    char buf[DETAIL_MAX];
+    int rc = keystore_place_foreach(st->ks, collect_place, &l);
+    if (rc != KS_OK || l.nomem) {
+        rc = l.nomem ? -ENOMEM : -EIO;
+        goto out;
+    }
+    for (size_t i = 0; i < l.n; i++) {
+        entry key = {.path = l.path[i]};
+        const entry *e = bsearch(&key, st->e, st->ne, sizeof *st->e, by_path);
+        const entry *f = e ? &st->e[e->first] : NULL;
+        const char *detail;
+        if (!l.authentic[i])
+            detail = "a place row that does not authenticate (altered in the keystore)";
+        else if (f && f->has_id && memcmp(f->id, l.id[i], PXC_FILE_ID_BYTES) == 0)
+            continue;
+        else if (f && !f->has_id)
+            continue; /* a damaged file: reported as such */
+        else if (e && e->misplaced == 1)
+            continue; /* another file is here, reported as misplaced: this row says where
+                       * the file of its id belongs, should it be moved back */
+        else if (e && e->misplaced == 2) {
+            (void)keystore_place_drop_one(st->ks, l.id[i], l.path[i]); /* part of accepting */
+            continue;
+        } else
+            detail = "a place without its file (left by a crash, or the file was changed "
+                     "outside the mount)";
+        int drop = st->opt->repair ? keystore_place_drop_one(st->ks, l.id[i], l.path[i]) : KS_OK;
+        problem(st, FSCK_PLACE, l.path[i], detail,
+                !st->opt->repair ? NULL
+                : drop != KS_OK  ? failed(st, buf, sizeof buf, "drop it", EIO)
+                                 : "dropped",
+                st->opt->repair && drop == KS_OK);
+    }
+    rc = 0;
+out:
+    for (size_t i = 0; i < l.n; i++)
+        free(l.path[i]);
+    free(l.path);
+    free(l.id);
+    free(l.authentic);
+    return rc;
+}
+
+static int check_places(fsck_state *st)
+{
+    int learning = st->opt->rebuild || keystore_places_complete(st->ks) != 1;
+    int may_record = st->opt->repair || st->opt->rebuild;
+    size_t before = st->sum->found[FSCK_PLACE] - st->sum->repaired[FSCK_PLACE];
+    check_names_placed(st, learning, may_record);
+    int rc = check_stale_places(st);
+    size_t open_problems = st->sum->found[FSCK_PLACE] - st->sum->repaired[FSCK_PLACE] - before;
+    if (rc == 0 && learning && may_record && open_problems == 0 &&
+        st->sum->places_recorded == st->sum->places_unknown &&
+        keystore_places_set_complete(st->ks) == KS_OK)
+        learning = 0;
+    st->sum->places_complete = !learning;
+    return rc;
 }
 
 /* ---- rows without files, ids with several files ----------------------------------------- */
@@ -689,6 +891,8 @@ int fsck_run(const char *cipherdir, const pxc_keys *keys, keystore *ks, const fs
     rc = keystore_volume_info(ks, &info) != KS_OK ? -EIO : 0;
     if (rc == 0 && names_init(&st.names, keys->master, info.names == KS_NAMES_ENCRYPTED) != 0)
         rc = -ENOMEM;
+    if (rc == 0 && keystore_places_key(ks, keys->master) != KS_OK)
+        rc = -EIO;
     if (rc == 0)
         rc = top < 0 ? -errno : list_dir(&st, top, "", "");
     else if (top >= 0)
@@ -702,8 +906,9 @@ int fsck_run(const char *cipherdir, const pxc_keys *keys, keystore *ks, const fs
             opt->progress(opt->arg, i + 1, st.ne);
     }
     if (rc == 0) {
+        rc = check_places(&st);
         qsort(st.s, st.ns, sizeof *st.s, by_id);
-        if (!opt->rebuild)
+        if (rc == 0 && !opt->rebuild)
             rc = check_missing(&st);
         check_duplicates(&st);
     }

@@ -20,6 +20,14 @@
  *   name       (encrypted names) an entry whose stored name does not decrypt, or a
  *              directory without its name key: --move-damaged moves the entry to
  *              .pixcrypt/damaged/ (its rows then show as missing, --repair drops them).
+ *   place      a stored file at a path its file id was never written to (swapped with
+ *              another stored file, or moved, outside the mount): the mount refuses to
+ *              read it; --accept-moved binds it where it is.  Also a place without its file
+ *              (left by a crash, or by a change outside the mount) and a place row that
+ *              does not authenticate: --repair drops them.
+ *
+ * A volume whose keystore does not know every file's place yet (made before places, or
+ * rebuilt) has them recorded by --repair (and by rebuild): each file where it is now.
  *
  * With `rebuild` the keystore is a new, empty one (keystore_rebuild_begin): every stored
  * file whose header authenticates gets its row, and nothing is orphaned or missing. */
@@ -41,6 +49,7 @@ typedef enum fsck_kind {
     FSCK_DUPLICATE,
     FSCK_TEMP,
     FSCK_NAME,
+    FSCK_PLACE,
     FSCK_KINDS_
 } fsck_kind;
 
@@ -51,6 +60,7 @@ typedef struct fsck_options {
     int repair;          /* rows, temp files, torn tails, empty files */
     int move_damaged;    /* damaged files to .pixcrypt/damaged/, their rows dropped */
     int accept_rollback; /* rolled-back files become current */
+    int accept_moved;    /* misplaced files are bound where they are */
     int rebuild;         /* the keystore is new and empty: every file gets its row */
     /* One call per problem: `what` is the file's path in the cipher dir (a file id for a
      * missing row), `detail` what is wrong, `action` what was done (NULL: nothing). */
@@ -66,6 +76,10 @@ typedef struct fsck_summary {
     uint64_t bytes;    /* their plaintext bytes */
     long long rows;    /* keystore rows at the end */
     size_t rows_added; /* rebuild: rows recreated from headers */
+    /* a volume that does not know every file's place yet: files without a place, and of
+     * those how many had it recorded (--repair, rebuild) */
+    size_t places_unknown, places_recorded;
+    int places_complete; /* at the end, the volume knows every file's place */
     size_t found[FSCK_KINDS_];
     size_t repaired[FSCK_KINDS_];
     size_t errors; /* repairs that failed, files that could not be read */

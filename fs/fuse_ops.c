@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "fs/content.h"
+#include "fs/places.h"
 #include "fs/log.h"
 #include "fs/xattr_ops.h"
 
@@ -114,7 +115,7 @@ static int inode_attr(pxc_fs *fs, pxc_inode *n, struct stat *st)
     if (fstatat(n->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
         return -errno;
     if (S_ISREG(st->st_mode))
-        content_stat_size(fs, n, -1, NULL, st);
+        content_stat_size(fs, n, -1, NULL, st, NULL);
     link_size(fs, n->fd, st);
     return 0;
 }
@@ -135,8 +136,9 @@ static int entry_from_fd(pxc_fs *fs, int fd, int dirfd, const char *name,
                         : inode_lookup(fs->inodes, fd, &e->attr);
     if (!n)
         return errno == ESTALE ? -ESTALE : -ENOMEM;
-    if (S_ISREG(e->attr.st_mode))
-        content_stat_size(fs, n, dirfd, name, &e->attr);
+    uint8_t id[16];
+    if (S_ISREG(e->attr.st_mode) && content_stat_size(fs, n, dirfd, name, &e->attr, id) && name)
+        places_check_name(fs, n, dirfd, name, id);
     link_size(fs, n->fd, &e->attr);
     e->ino = id_of(fs, n);
     e->attr_timeout = ATTR_TIMEOUT;
@@ -542,8 +544,19 @@ static void pxc_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const
         reply_err(req, rc);
         return;
     }
+    /* A stored file's new name is one of its places before it exists. */
+    uint8_t id[16];
+    int placed = 0;
     pthread_rwlock_rdlock(&fs->ns_lock);
-    rc = linkat(AT_FDCWD, inode_proc_path(n, proc), p->fd, s.name, AT_SYMLINK_FOLLOW) ? -errno : 0;
+    if (n->type == S_IFREG && content_file_id(n, id) == 0) {
+        rc = places_add(fs, p->fd, s.name, id);
+        placed = rc == 0;
+    }
+    if (rc == 0)
+        rc = linkat(AT_FDCWD, inode_proc_path(n, proc), p->fd, s.name, AT_SYMLINK_FOLLOW) ? -errno
+                                                                                          : 0;
+    if (rc && placed)
+        places_undo_add(fs, p->fd, s.name, id);
     if (rc)
         undo_new_name(p, &s, made);
     pthread_rwlock_unlock(&fs->ns_lock);
@@ -586,8 +599,10 @@ static void pxc_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     pthread_rwlock_rdlock(&fs->ns_lock);
     int doomed = content_doomed(p->fd, s.name, NULL, id);
     rc = unlinkat(p->fd, s.name, 0) ? -errno : 0;
-    if (rc == 0)
+    if (rc == 0) {
         names_long_drop(p->fd, &s);
+        places_drop(fs, p->fd, s.name);
+    }
     pthread_rwlock_unlock(&fs->ns_lock);
     if (rc) {
         reply_err(req, rc);
@@ -610,8 +625,10 @@ static void pxc_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     }
     pthread_rwlock_rdlock(&fs->ns_lock);
     rc = names_dir_remove(&fs->names, p->fd, s.name);
-    if (rc == 0)
+    if (rc == 0) {
         names_long_drop(p->fd, &s);
+        places_drop(fs, p->fd, s.name); /* none, unless left by a crash */
+    }
     pthread_rwlock_unlock(&fs->ns_lock);
     reply_err(req, rc);
 }
@@ -631,10 +648,23 @@ static void pxc_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse
         reply_err(req, rc);
         return;
     }
-    int doomed = 0, iv_taken = 0;
+    int doomed = 0, iv_taken = 0, have_src, exchange = (flags & RENAME_EXCHANGE) != 0;
     uint8_t iv[PXC_DIRIV_BYTES];
-    pthread_rwlock_rdlock(&fs->ns_lock);
-    if (!(flags & RENAME_EXCHANGE) && fstatat(p->fd, from.name, &src, AT_SYMLINK_NOFOLLOW) == 0) {
+    ks_place_move *moved = NULL;
+    /* Every place under a directory changes with it: no other namespace change (and no
+     * place check) may see half of that. */
+    have_src = fstatat(p->fd, from.name, &src, AT_SYMLINK_NOFOLLOW) == 0;
+    int whole_tree = !have_src || S_ISDIR(src.st_mode) || exchange;
+    if (whole_tree)
+        pthread_rwlock_wrlock(&fs->ns_lock);
+    else
+        pthread_rwlock_rdlock(&fs->ns_lock);
+    /* Two names of one file: the rename changes nothing, its places neither. */
+    struct stat cur;
+    if (!(have_src && fstatat(np->fd, to.name, &cur, AT_SYMLINK_NOFOLLOW) == 0 &&
+          cur.st_dev == src.st_dev && cur.st_ino == src.st_ino))
+        rc = places_move_begin(fs, p->fd, from.name, np->fd, to.name, exchange, &moved);
+    if (rc == 0 && !exchange && fstatat(p->fd, from.name, &src, AT_SYMLINK_NOFOLLOW) == 0) {
         doomed = content_doomed(np->fd, to.name, &src, id);
         /* A directory may replace an empty one, whose IV is all it still holds. */
         struct stat dst;
@@ -643,7 +673,11 @@ static void pxc_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse
             (dst.st_ino != src.st_ino || dst.st_dev != src.st_dev))
             iv_taken = names_dir_take_iv(&fs->names, np->fd, to.name, iv);
     }
-    rc = iv_taken < 0 ? iv_taken : renameat2(p->fd, from.name, np->fd, to.name, flags) ? -errno : 0;
+    if (rc == 0)
+        rc = iv_taken < 0                                          ? iv_taken
+             : renameat2(p->fd, from.name, np->fd, to.name, flags) ? -errno
+                                                                   : 0;
+    places_move_end(fs, moved, rc == 0);
     if (rc && iv_taken > 0)
         names_dir_put_iv(np->fd, to.name, iv);
     if (rc)

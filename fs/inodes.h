@@ -55,6 +55,9 @@ typedef struct pxc_inode {
     size_t head_len;
     pxc_plain_tail tail;
     int head_tried;
+    /* found by a name that is not one of its stored file's places (fs/places.h): its
+     * reads are refused for as long as the entry lives; 1, then 2 once logged */
+    _Atomic int misplaced;
 
     /* a directory's name key (fs/namepath.h), loaded on first use and never changed:
      * set once with an atomic compare-and-swap, freed with the entry */

@@ -520,9 +520,21 @@ static void flush_outputs(run *r, char *const *srcs, size_t n, const char *dest)
     }
 }
 
+/* Records `base` in the volume directory dir as the place of the stored file st (its
+ * path relative to the cipher dir), into place.  0 or -1. */
+static int place_of(run *r, const char *dir, const char *base, char *place, size_t size,
+                    const offline_stored *st)
+{
+    char real[PATH_MAX];
+    const char *rel = volume_relative(r->v, dir, real);
+    if (!rel || (size_t)snprintf(place, size, "%s%s%s", rel, rel[0] ? "/" : "", base) >= size)
+        return -1;
+    return keystore_place_add(r->v->ks, st->file_id, place) == KS_OK ? 0 : -1;
+}
+
 static void do_file(run *r, job *j, size_t slot)
 {
-    char dir[PATH_MAX], base[NAME_MAX + 1], tmp[PATH_MAX], buf[256];
+    char dir[PATH_MAX], base[NAME_MAX + 1], tmp[PATH_MAX], buf[256], place[PATH_MAX];
     char src_dir[PATH_MAX], src_base[NAME_MAX + 1];
     const char *why = NULL, *declined = NULL;
     struct stat in_st, out_st;
@@ -598,11 +610,20 @@ static void do_file(run *r, job *j, size_t slot)
         fail(r, j->src, buf);
         goto out;
     }
+    /* Its place before the file is there (fs/places.h), as the filesystem does. */
+    if (inside && place_of(r, dir, base, place, sizeof place, &st) != 0) {
+        unlink(tmp);
+        outfile_gone(slot);
+        fail(r, j->dst, "cannot record its place in the keystore");
+        goto out;
+    }
     rc = outfile_place(tmp, j->dst, r->o->force || r->o->in_place);
     if (rc != 0)
         unlink(tmp);
     outfile_gone(slot);
     if (rc != 0) {
+        if (inside)
+            (void)keystore_place_drop_one(r->v->ks, st.file_id, place);
         fail(r, j->dst,
              rc == -EEXIST ? "output exists (use --force to replace it)" : strerror(-rc));
         goto out;
@@ -610,8 +631,10 @@ static void do_file(run *r, job *j, size_t slot)
     /* File first, then row, as the filesystem does. */
     if (inside) {
         put_row(r, j->dst, &st);
-        if (replaces && memcmp(old_id, st.file_id, sizeof old_id) != 0)
+        if (replaces && memcmp(old_id, st.file_id, sizeof old_id) != 0) {
             keystore_file_delete(r->v->ks, old_id);
+            (void)keystore_place_drop_one(r->v->ks, old_id, place);
+        }
     }
     pthread_mutex_lock(&r->lock);
     r->sum->files++;

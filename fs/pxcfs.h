@@ -31,6 +31,9 @@ typedef struct pxc_fs {
     _Atomic uint64_t whole_decodes, header_reads;
     pxc_names names; /* how names are stored (plaintext or encrypted) */
     int no_xattr;    /* -o noxattr: xattr requests get ENOSYS, so the kernel stops asking */
+    /* fs/places.h: the volume binds files it finds without a place where they are (a
+     * keystore from before places, or rebuilt, that fsck has not completed) */
+    int places_learning;
 } pxc_fs;
 
 /* For the operations: the filesystem of a request, the inode table entry a FUSE inode id

@@ -5,6 +5,7 @@
  * of the daemon: a mutex guards the connection and its statements, which are prepared once.
  * The slow part of unlock and rewrap (Argon2id) runs outside that mutex. */
 #include "keystore/keystore.h"
+#include "keystore/keystore_int.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -83,18 +84,8 @@ static const char schema_sql[] =
     "  plain_size INTEGER NOT NULL," /* bytes */
     "  version INTEGER NOT NULL,"    /* the file header's version, 1 for a new file */
     "  updated INTEGER NOT NULL"     /* unix time of the last put */
-    ") WITHOUT ROWID;" KEY_CHECK_TABLE_SQL
+    ") WITHOUT ROWID;" KEY_CHECK_TABLE_SQL KS_PLACES_TABLES_SQL
     "PRAGMA user_version = " STRINGIFY(KS_SCHEMA_VERSION) ";";
-
-enum stmt_id {
-    ST_VOLUME_GET,
-    ST_VOLUME_RESEAL,
-    ST_FILE_PUT,
-    ST_FILE_GET,
-    ST_FILE_DELETE,
-    ST_FILE_COUNT,
-    ST_COUNT_
-};
 
 /* Preparing these at open also checks that the tables and columns are there. */
 static const char *const stmt_sql[ST_COUNT_] = {
@@ -121,15 +112,6 @@ static const char insert_volume_sql[] =
     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 
 /* ---- types --------------------------------------------------------------------------------- */
-
-struct keystore {
-    pthread_mutex_t lock; /* guards db and every statement */
-    sqlite3 *db;
-    sqlite3_stmt *stmt[ST_COUNT_];
-    int readonly;       /* the cipher dir cannot be written: every write fails with KS_ERR_IO */
-    char dir[PATH_MAX]; /* CIPHERDIR/.pixcrypt, where the masterkey file is */
-    char *rebuild_tmp;  /* a rebuild's new database, until keystore_rebuild_commit */
-};
 
 /* The volume row, decoded and checked: the record masterkey.h also keeps in a file. */
 typedef ks_volume_record volume_row;
@@ -171,7 +153,7 @@ const char *keystore_strerror(int status)
     return "unknown keystore error";
 }
 
-static int status_from_sqlite(int rc)
+int ks_status_from_sqlite(int rc)
 {
     switch (rc & 0xff) {
     case SQLITE_OK:
@@ -407,13 +389,13 @@ static int read_names_mode(sqlite3 *db, volume_row *v)
     if ((rc & 0xff) == SQLITE_ERROR) /* no such column */
         return KS_OK;
     if (rc != SQLITE_OK)
-        return status_from_sqlite(rc);
+        return ks_status_from_sqlite(rc);
     rc = sqlite3_step(stmt);
     if (rc == SQLITE_ROW) {
         if (column_int64(stmt, 0, &v->names) != 0 || v->names < 0 || v->names > KS_NAMES_MAX)
             st = KS_ERR_CORRUPT;
     } else if (rc != SQLITE_DONE) {
-        st = status_from_sqlite(rc);
+        st = ks_status_from_sqlite(rc);
     }
     sqlite3_finalize(stmt);
     return st;
@@ -432,9 +414,9 @@ static int read_volume(keystore *ks, volume_row *v)
         if (rc == SQLITE_ROW) /* a second row: which one would be the volume? */
             st = KS_ERR_CORRUPT;
         else if (rc != SQLITE_DONE)
-            st = status_from_sqlite(rc);
+            st = ks_status_from_sqlite(rc);
     } else {
-        st = rc == SQLITE_DONE ? KS_ERR_CORRUPT : status_from_sqlite(rc);
+        st = rc == SQLITE_DONE ? KS_ERR_CORRUPT : ks_status_from_sqlite(rc);
     }
     sqlite3_reset(stmt);
     if (st == KS_OK)
@@ -454,11 +436,10 @@ static int bind_volume_kdf(sqlite3_stmt *stmt, int first, const volume_row *v)
     return KS_OK;
 }
 
-/* Runs a bound statement that returns no rows, then resets it for reuse. */
-static int step_done(sqlite3_stmt *stmt)
+int ks_step_done(sqlite3_stmt *stmt)
 {
     int rc = sqlite3_step(stmt);
-    int st = rc == SQLITE_DONE ? KS_OK : status_from_sqlite(rc);
+    int st = rc == SQLITE_DONE ? KS_OK : ks_status_from_sqlite(rc);
     if (st == KS_OK && rc != SQLITE_DONE)
         st = KS_ERR_IO;
     sqlite3_reset(stmt);
@@ -544,7 +525,7 @@ static int insert_volume(sqlite3 *db, const volume_row *v)
 {
     sqlite3_stmt *stmt = NULL;
     int rc = sqlite3_prepare_v2(db, insert_volume_sql, -1, &stmt, NULL);
-    int st = status_from_sqlite(rc);
+    int st = ks_status_from_sqlite(rc);
 
     if (st == KS_OK && (sqlite3_bind_int64(stmt, 1, v->format_version) != SQLITE_OK ||
                         sqlite3_bind_blob(stmt, 2, v->volume_id, sizeof v->volume_id,
@@ -555,42 +536,47 @@ static int insert_volume(sqlite3 *db, const volume_row *v)
                         sqlite3_bind_int64(stmt, 10, v->names) != SQLITE_OK))
         st = KS_ERR_IO;
     if (st == KS_OK)
-        st = step_done(stmt);
+        st = ks_step_done(stmt);
     sqlite3_finalize(stmt);
     return st;
 }
 
-static int exec_sql(sqlite3 *db, const char *sql)
+int ks_exec(sqlite3 *db, const char *sql)
 {
-    return status_from_sqlite(sqlite3_exec(db, sql, NULL, NULL, NULL));
+    return ks_status_from_sqlite(sqlite3_exec(db, sql, NULL, NULL, NULL));
 }
 
-/* Writes schema and volume row into the empty file at path, in one synced transaction. */
 static void key_check_compute(uint8_t mac[KEY_CHECK_BYTES],
                               const uint8_t master[KS_MASTER_KEY_BYTES],
                               const uint8_t volume_id[VOLUME_ID_BYTES]);
 static int key_check_store(sqlite3 *db, const uint8_t volume_id[VOLUME_ID_BYTES],
                            const uint8_t mac[KEY_CHECK_BYTES]);
 
-static int build_database(const char *path, const volume_row *v, const uint8_t *key_check)
+/* Writes schema and volume row into the empty file at path, in one synced transaction.
+ * A new volume (places_complete) has every file's place from the start; a rebuilt
+ * keystore learns them (keystore_places_set_complete once fsck has bound every file). */
+static int build_database(const char *path, const volume_row *v, const uint8_t *key_check,
+                          int places_complete)
 {
     sqlite3 *db = NULL;
     int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
-    int st = status_from_sqlite(rc);
+    int st = ks_status_from_sqlite(rc);
 
     if (st == KS_OK)
-        st = exec_sql(db, "PRAGMA synchronous = FULL; BEGIN IMMEDIATE;");
+        st = ks_exec(db, "PRAGMA synchronous = FULL; BEGIN IMMEDIATE;");
     if (st == KS_OK)
-        st = exec_sql(db, schema_sql);
+        st = ks_exec(db, schema_sql);
     if (st == KS_OK)
         st = insert_volume(db, v);
     if (st == KS_OK && key_check != NULL)
         st = key_check_store(db, v->volume_id, key_check);
+    if (st == KS_OK && places_complete)
+        st = ks_exec(db, "INSERT INTO places_state (complete) VALUES (1);");
     if (st == KS_OK)
-        st = exec_sql(db, "COMMIT;");
+        st = ks_exec(db, "COMMIT;");
     /* Persistent: every later connection uses the write-ahead log. */
     if (st == KS_OK)
-        st = exec_sql(db, "PRAGMA journal_mode = WAL;");
+        st = ks_exec(db, "PRAGMA journal_mode = WAL;");
     if (sqlite3_close(db) != SQLITE_OK && st == KS_OK)
         st = KS_ERR_IO;
     return st;
@@ -644,7 +630,7 @@ static int write_keystore_file(const ks_paths *p, const volume_row *v, const uin
     if (fd < 0)
         return KS_ERR_IO;
     close(fd); /* SQLite's locks must not share a descriptor we close */
-    st = build_database(tmp, v, key_check);
+    st = build_database(tmp, v, key_check, 1);
     if (st == KS_OK)
         st = fsync_file(tmp);
     if (st == KS_OK)
@@ -793,7 +779,7 @@ static int connect_keystore(keystore *ks, const char *path)
 
     rc = connect_db(&ks->db, path, ks->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE);
     if (rc != SQLITE_OK || !ks->readonly)
-        return status_from_sqlite(rc);
+        return ks_status_from_sqlite(rc);
     rc = query_user_version(ks->db, &version) & 0xff;
     if (rc != SQLITE_READONLY && rc != SQLITE_CANTOPEN)
         return KS_OK; /* readable, or an error that the checks will report */
@@ -804,7 +790,7 @@ static int connect_keystore(keystore *ks, const char *path)
         return KS_ERR_NOMEM;
     rc = connect_db(&ks->db, uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI);
     free(uri);
-    return status_from_sqlite(rc);
+    return ks_status_from_sqlite(rc);
 }
 
 static int check_schema_version(sqlite3 *db)
@@ -813,7 +799,7 @@ static int check_schema_version(sqlite3 *db)
     int rc = query_user_version(db, &version);
 
     if (rc != SQLITE_OK)
-        return status_from_sqlite(rc);
+        return ks_status_from_sqlite(rc);
     if (version > KS_SCHEMA_VERSION)
         return KS_ERR_VERSION;
     return version == KS_SCHEMA_VERSION ? KS_OK : KS_ERR_CORRUPT;
@@ -827,7 +813,7 @@ static int prepare_statements(keystore *ks)
         if ((rc & 0xff) == SQLITE_ERROR) /* no such table or column: not our schema */
             return KS_ERR_CORRUPT;
         if (rc != SQLITE_OK)
-            return status_from_sqlite(rc);
+            return ks_status_from_sqlite(rc);
     }
     return KS_OK;
 }
@@ -848,7 +834,7 @@ static int validate_keystore(keystore *ks)
  * which fsck rebuilds from the file headers; the master key is written with FULL. */
 static int tune_for_writes(keystore *ks)
 {
-    return exec_sql(ks->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
+    return ks_exec(ks->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
 }
 
 /* Opens the database at dbpath (the keystore, or a rebuild's new one) into a new handle. */
@@ -906,6 +892,8 @@ static int close_db(keystore *ks)
         sqlite3_finalize(ks->stmt[i]);
         ks->stmt[i] = NULL;
     }
+    sqlite3_finalize(ks->place_has);
+    ks->place_has = NULL;
     rc = sqlite3_close(ks->db);
     ks->db = NULL;
     return rc == SQLITE_OK ? KS_OK : KS_ERR_IO;
@@ -1013,10 +1001,10 @@ int keystore_unlock(keystore *ks, const char *pass, size_t passlen,
 static int store_sealing(keystore *ks, const volume_row *v)
 {
     sqlite3_stmt *stmt = ks->stmt[ST_VOLUME_RESEAL];
-    int st = exec_sql(ks->db, "PRAGMA synchronous = FULL; BEGIN IMMEDIATE;");
+    int st = ks_exec(ks->db, "PRAGMA synchronous = FULL; BEGIN IMMEDIATE;");
 
     if (st != KS_OK) {
-        (void)exec_sql(ks->db, "PRAGMA synchronous = NORMAL;");
+        (void)ks_exec(ks->db, "PRAGMA synchronous = NORMAL;");
         return st;
     }
     st = bind_volume_kdf(stmt, 1, v);
@@ -1024,16 +1012,16 @@ static int store_sealing(keystore *ks, const volume_row *v)
         sqlite3_bind_blob(stmt, 6, v->volume_id, sizeof v->volume_id, SQLITE_STATIC) != SQLITE_OK)
         st = KS_ERR_IO;
     if (st == KS_OK)
-        st = step_done(stmt);
+        st = ks_step_done(stmt);
     else
         sqlite3_clear_bindings(stmt);
     if (st == KS_OK && sqlite3_changes(ks->db) != 1)
         st = KS_ERR_CORRUPT; /* the volume row is gone or was duplicated */
     if (st == KS_OK)
-        st = exec_sql(ks->db, "COMMIT;");
+        st = ks_exec(ks->db, "COMMIT;");
     if (st != KS_OK)
-        (void)exec_sql(ks->db, "ROLLBACK;");
-    (void)exec_sql(ks->db, "PRAGMA synchronous = NORMAL;");
+        (void)ks_exec(ks->db, "ROLLBACK;");
+    (void)ks_exec(ks->db, "PRAGMA synchronous = NORMAL;");
     return st;
 }
 
@@ -1121,7 +1109,7 @@ int keystore_file_put(keystore *ks, const ks_file_row *row)
     stmt = ks->stmt[ST_FILE_PUT];
     st = bind_file_row(stmt, row, unix_now());
     if (st == KS_OK)
-        st = step_done(stmt);
+        st = ks_step_done(stmt);
     else
         sqlite3_clear_bindings(stmt);
     pthread_mutex_unlock(&ks->lock);
@@ -1168,7 +1156,7 @@ int keystore_file_get(keystore *ks, const uint8_t file_id[KS_FILE_ID_BYTES], ks_
     if (rc == SQLITE_ROW)
         st = parse_file_row(stmt, 0, row);
     else
-        st = rc == SQLITE_DONE ? KS_ERR_NOTFOUND : status_from_sqlite(rc);
+        st = rc == SQLITE_DONE ? KS_ERR_NOTFOUND : ks_status_from_sqlite(rc);
     sqlite3_reset(stmt);
     sqlite3_clear_bindings(stmt);
     pthread_mutex_unlock(&ks->lock);
@@ -1185,7 +1173,7 @@ int keystore_file_delete(keystore *ks, const uint8_t file_id[KS_FILE_ID_BYTES])
     pthread_mutex_lock(&ks->lock);
     stmt = ks->stmt[ST_FILE_DELETE];
     if (sqlite3_bind_blob(stmt, 1, file_id, KS_FILE_ID_BYTES, SQLITE_STATIC) == SQLITE_OK)
-        st = step_done(stmt);
+        st = ks_step_done(stmt);
     else
         sqlite3_clear_bindings(stmt);
     pthread_mutex_unlock(&ks->lock);
@@ -1203,7 +1191,7 @@ long long keystore_file_count(keystore *ks)
     pthread_mutex_lock(&ks->lock);
     stmt = ks->stmt[ST_FILE_COUNT];
     rc = sqlite3_step(stmt);
-    count = rc == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : status_from_sqlite(rc);
+    count = rc == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : ks_status_from_sqlite(rc);
     if (rc != SQLITE_ROW && count == KS_OK)
         count = KS_ERR_IO;
     sqlite3_reset(stmt);
@@ -1234,7 +1222,7 @@ int keystore_file_foreach(keystore *ks, int (*fn)(const ks_file_row *row, void *
         rc = SQLITE_OK;
     }
     if (st == KS_OK && rc != SQLITE_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
-        st = status_from_sqlite(rc) == KS_OK ? KS_ERR_IO : status_from_sqlite(rc);
+        st = ks_status_from_sqlite(rc) == KS_OK ? KS_ERR_IO : ks_status_from_sqlite(rc);
     sqlite3_finalize(stmt);
     pthread_mutex_unlock(&ks->lock);
     return st;
@@ -1255,7 +1243,7 @@ int keystore_check(keystore *ks)
         const unsigned char *text = sqlite3_column_text(stmt, 0);
         st = text != NULL && strcmp((const char *)text, "ok") == 0 ? KS_OK : KS_ERR_CORRUPT;
     } else {
-        st = status_from_sqlite(rc) == KS_OK ? KS_ERR_CORRUPT : status_from_sqlite(rc);
+        st = ks_status_from_sqlite(rc) == KS_OK ? KS_ERR_CORRUPT : ks_status_from_sqlite(rc);
     }
     sqlite3_finalize(stmt);
     pthread_mutex_unlock(&ks->lock);
@@ -1283,7 +1271,7 @@ int keystore_integrity_check(keystore *ks, char *msg, size_t cap)
         for (char *p = msg; cap > 0 && (p = strchr(p, '\n')) != NULL;)
             *p = ' '; /* one line */
     } else {
-        st = status_from_sqlite(rc) == KS_OK ? KS_ERR_CORRUPT : status_from_sqlite(rc);
+        st = ks_status_from_sqlite(rc) == KS_OK ? KS_ERR_CORRUPT : ks_status_from_sqlite(rc);
         if (cap > 0)
             snprintf(msg, cap, "%s", sqlite3_errmsg(ks->db));
     }
@@ -1341,12 +1329,13 @@ int keystore_rebuild_begin(keystore **out, const char *cipherdir)
     if (fd < 0)
         return KS_ERR_IO;
     close(fd);
-    st = build_database(tmp, &v, NULL); /* the key check comes back with the first unlock */
+    /* The key check comes back with the first unlock, the places with fsck. */
+    st = build_database(tmp, &v, NULL, 0);
     if (st == KS_OK)
         st = open_handle(out, &p, tmp, 0);
     /* Private until installed, and synced then: no need to sync each row. */
     if (st == KS_OK)
-        st = exec_sql((*out)->db, "PRAGMA synchronous = OFF;");
+        st = ks_exec((*out)->db, "PRAGMA synchronous = OFF;");
     if (st == KS_OK && ((*out)->rebuild_tmp = strdup(tmp)) == NULL)
         st = KS_ERR_NOMEM;
     if (st != KS_OK) {
@@ -1433,10 +1422,10 @@ static int key_check_store(sqlite3 *db, const uint8_t volume_id[VOLUME_ID_BYTES]
                            const uint8_t mac[KEY_CHECK_BYTES])
 {
     sqlite3_stmt *stmt = NULL;
-    int st = exec_sql(db, KEY_CHECK_TABLE_SQL);
+    int st = ks_exec(db, KEY_CHECK_TABLE_SQL);
 
     if (st == KS_OK)
-        st = status_from_sqlite(sqlite3_prepare_v2(
+        st = ks_status_from_sqlite(sqlite3_prepare_v2(
             db, "INSERT OR REPLACE INTO key_check (volume_id, mac) VALUES (?1, ?2)", -1, &stmt,
             NULL));
     if (st == KS_OK &&
@@ -1444,7 +1433,7 @@ static int key_check_store(sqlite3 *db, const uint8_t volume_id[VOLUME_ID_BYTES]
          sqlite3_bind_blob(stmt, 2, mac, KEY_CHECK_BYTES, SQLITE_STATIC) != SQLITE_OK))
         st = KS_ERR_IO;
     if (st == KS_OK)
-        st = step_done(stmt);
+        st = ks_step_done(stmt);
     sqlite3_finalize(stmt);
     return st;
 }
@@ -1460,7 +1449,7 @@ static int key_check_load(keystore *ks, const uint8_t volume_id[VOLUME_ID_BYTES]
 
     if ((rc & 0xff) == SQLITE_ERROR) /* no such table: a volume from before key checks */
         return KS_ERR_NOKEYCHECK;
-    st = status_from_sqlite(rc);
+    st = ks_status_from_sqlite(rc);
     if (st == KS_OK &&
         sqlite3_bind_blob(stmt, 1, volume_id, VOLUME_ID_BYTES, SQLITE_STATIC) != SQLITE_OK)
         st = KS_ERR_IO;
@@ -1469,7 +1458,7 @@ static int key_check_load(keystore *ks, const uint8_t volume_id[VOLUME_ID_BYTES]
         if (rc == SQLITE_DONE)
             st = KS_ERR_NOKEYCHECK;
         else if (rc != SQLITE_ROW)
-            st = status_from_sqlite(rc) == KS_OK ? KS_ERR_IO : status_from_sqlite(rc);
+            st = ks_status_from_sqlite(rc) == KS_OK ? KS_ERR_IO : ks_status_from_sqlite(rc);
         else if (column_blob_exact(stmt, 0, mac, KEY_CHECK_BYTES) != 0)
             st = KS_ERR_CORRUPT;
     }

@@ -146,4 +146,51 @@ int keystore_rebuild_begin(keystore **out, const char *cipherdir);
 int keystore_rebuild_commit(keystore *ks);
 void keystore_rebuild_abort(keystore *ks);
 
+/* ---- places: where each stored file is (keystore/places.c) ----
+ *
+ * Every stored file's path in the cipher dir (its stored names, '/'-separated, relative
+ * to the cipher dir: "Photos/2024/a.jpg"), bound to its file id by a MAC under a key
+ * derived from the master key.  A stored file found at a path its id was never given
+ * (a stored file swapped with another of the volume, or moved outside the mount) is
+ * refused by the mount and reported by fsck.  A file has one place per hard link.
+ *
+ * Writers add the new place before the file gets there and drop the old one after it
+ * left, so a crash leaves an extra place (harmless; fsck drops it), never a file without
+ * its place.  Keystores made before places existed, and rebuilt ones, are "learning":
+ * a file without any place is bound where it is first found, until
+ * keystore_places_set_complete (fsck does it once it has bound every file).
+ *
+ * The key first (keystore_places_key); it also creates the tables in an older keystore.
+ * Writes need it and a writable keystore (KS_ERR_IO otherwise). */
+int keystore_places_key(keystore *ks, const uint8_t master[KS_MASTER_KEY_BYTES]);
+/* 1 when every file has its place, 0 while learning, or a negative status. */
+int keystore_places_complete(keystore *ks);
+int keystore_places_set_complete(keystore *ks);
+int keystore_place_add(keystore *ks, const uint8_t id[KS_FILE_ID_BYTES], const char *path);
+/* Drops the places at path and everything under path/ (an unlink, an rmdir). */
+int keystore_place_drop(keystore *ks, const char *path);
+/* Drops one row (fsck: a place that no longer holds its file). */
+int keystore_place_drop_one(keystore *ks, const uint8_t id[KS_FILE_ID_BYTES], const char *path);
+/* 1 if path is one of id's places (its MAC verifies), 0 if not, or a negative status. */
+int keystore_place_has(keystore *ks, const uint8_t id[KS_FILE_ID_BYTES], const char *path);
+/* The places of id whose MAC verifies, as a malloc'ed array of n malloc'ed paths (free
+ * with keystore_places_free); *forged (if given) counts rows of id that do not verify. */
+int keystore_places_of(keystore *ks, const uint8_t id[KS_FILE_ID_BYTES], char ***paths, size_t *n,
+                       size_t *forged);
+void keystore_places_free(char **paths, size_t n);
+/* Every row, in path order, until fn returns nonzero; `authentic`: its MAC verifies.  fn
+ * must not call back into the keystore. */
+int keystore_place_foreach(keystore *ks,
+                           int (*fn)(const char *path, const uint8_t id[KS_FILE_ID_BYTES],
+                                     int authentic, void *arg),
+                           void *arg);
+/* A rename of `from` to `to` (a file, or a directory and everything under it): begin
+ * gives the tree at `from` its places under `to` as well (with `exchange`, also the
+ * reverse), before the rename; end, after it, makes `to` hold exactly what `from` held
+ * (and the reverse) if `done`, or takes back what begin added if the rename failed. */
+typedef struct ks_place_move ks_place_move;
+int keystore_place_move_begin(keystore *ks, const char *from, const char *to, int exchange,
+                              ks_place_move **out);
+int keystore_place_move_end(keystore *ks, ks_place_move *m, int done);
+
 #endif

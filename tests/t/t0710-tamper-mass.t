@@ -2,13 +2,10 @@
 # Tamper evidence over a few hundred stored files of every storage kind (PNG, JPEG,
 # opaque; and PNGs of a chaos-profile volume): each stored file gets one change (a
 # flipped byte anywhere, a cut at any length, a range of another stored file of the same
-# kind written over it at the same offset, or the whole file replaced by the stored file
-# of the same content from another volume).  Every read of a changed file must fail with
-# EIO and the log must name it; untouched files still read back identical.
-#
-# Replacing a file by another stored file of the same volume (a whole-file swap) is not
-# detectable without binding contents to names (README, Security: Rollback); it is run,
-# counted and reported separately, not counted as detected.
+# kind written over it at the same offset, the whole file replaced by the stored file of
+# the same content from another volume, or by another whole stored file of this volume).
+# Every read of a changed file must fail with EIO and the log must name it, once;
+# untouched files still read back identical.  fsck reports every changed file.
 #
 # PXC_TAMPER_SEED picks the random choices (printed, to replay a failure).
 . "$(dirname "$0")/../lib.sh"
@@ -219,7 +216,7 @@ for b in "${list[@]}"; do
         LINES[$nl]=$((${LINES[$nl]:-0} + 1))
         [ "$nl" -gt 0 ] ||
             logless+=("$b ($key): ${err:0:60}; log: $(grep -F "$b" "$LOG" | head -n 2)")
-    elif [ "$m" != swap ]; then
+    else
         if [ $rc -eq 0 ] && cmp -s "$M/$b" "$P/$b"; then
             missed+=("$b ($key): read back the original bytes")
         else
@@ -240,11 +237,10 @@ done
 
 all=0 got=0
 for key in "${!TOTAL[@]}"; do
-    case $key in *" swap") continue ;; esac
     all=$((all + ${TOTAL[$key]}))
     got=$((got + ${CAUGHT[$key]:-0}))
 done
-is "$got/$all" "$all/$all" "every read of a changed file fails with EIO (flip, cut, splice, foreign)"
+is "$got/$all" "$all/$all" "every read of a changed file fails with EIO (flip, cut, splice, foreign, swap)"
 [ ${#missed[@]} -gt 0 ] && diag "not detected:" "${missed[@]}"
 is "${#logless[@]}" 0 "the log names every file whose read failed"
 is "$(for k in "${!LINES[@]}"; do printf '%s line(s): %s files; ' "$k" "${LINES[$k]}"; done)" \
@@ -256,7 +252,8 @@ for k in png jpeg opaque; do
     ok "$k: changed files of every method but swap were tried" test "$t" -ge 20
 done
 
-# A whole-file swap within the volume authenticates: the file reads as the other one.
+# Whole-file swaps within the volume: the header and every block authenticate, but the
+# file is not where its file id was written.
 sw=0 swc=0
 for key in "${!TOTAL[@]}"; do
     case $key in *" swap")
@@ -265,7 +262,9 @@ for key in "${!TOTAL[@]}"; do
         ;;
     esac
 done
-note "whole-file swaps within the volume: $swc of $sw detected on read ($samesize of the same size) (a known limit: contents are not bound to names)"
+note "whole-file swaps within the volume: $swc of $sw detected on read ($samesize of the same size)"
+ok "whole-file swaps were tried" test "$sw" -ge 10
+is "$swc/$sw" "$sw/$sw" "every whole-file swap within the volume is detected on read"
 
 bad=0 nc=0
 for b in "${list[@]}"; do
@@ -281,8 +280,8 @@ ok "there are control files" test "$nc" -gt 5
 is "$bad" 0 "untouched files still read back identical"
 ok "unmount" pxc_umount "$M"
 
-# What a read cannot tell, fsck can: each swapped-in copy shares its file id with the
-# file it was copied from.
+# fsck: each swapped-in copy is at a place its file id was never written to, and shares
+# its file id with the file it was copied from.
 tmo 120 "$PXC_BIN" fsck -q --passfile "$PXC_PASSFILE" "$A" >"$T/fsck.out" 2>&1
 is "$?" 7 "fsck of the changed volume: problems found and left (exit 7)"
 nodup=0
@@ -298,12 +297,21 @@ for b in "${list[@]}"; do
     }
 done
 is "$nodup" 0 "fsck reports every whole-file swap from an untouched file ($ndup) as a duplicate file id"
+noplace=0
+for b in "${list[@]}"; do
+    [ "${METHOD[$b]}" = swap ] || continue
+    grep -qE "^place: $b: the stored file is not where it was written" "$T/fsck.out" || {
+        noplace=$((noplace + 1))
+        diag "fsck does not report $b as misplaced"
+    }
+done
+is "$noplace" 0 "fsck reports every whole-file swap ($sw) as misplaced"
 for b in "${list[@]}"; do
     case ${METHOD[$b]} in control | swap) continue ;; esac
     grep -qE "^damaged: $b:" "$T/fsck.out" || diag "fsck does not report $b (${METHOD[$b]}) as damaged"
 done
 n=$(grep -c "^damaged: " "$T/fsck.out")
-is "$n" "$all" "fsck reports every other changed file as damaged"
+is "$n" "$((all - sw))" "fsck reports every other changed file as damaged"
 
 # Each of the first 200 bytes of a small stored PNG and of a small stored JPEG (what
 # getattr reads before anything is authenticated: signature, header, sizes), flipped in
