@@ -39,6 +39,14 @@ for f in "$PXC_CORPUS"/png/pngsuite/basn2c08.png "$PXC_CORPUS"/png/pngsuite/basn
     [ -f "$f" ] && cp "$f" "$P/d/" && PNG="$PNG $(basename "$f")"
 done
 
+# exchange A B: renameat2(A, B, RENAME_EXCHANGE) (x86-64 and arm64 syscall numbers)
+exchange() {
+    perl -e '
+        my $nr = { x86_64 => 316, aarch64 => 276 }->{(POSIX::uname())[4]} // die "arch\n";
+        syscall($nr, -100, $ARGV[0], -100, $ARGV[1], 2) == 0 or die "renameat2: $!\n";
+    ' -MPOSIX "$1" "$2"
+}
+
 for names in plain encrypted; do
     C=$T/cipher-$names
     mkdir -p "$C"
@@ -73,6 +81,9 @@ for names in plain encrypted; do
     do_both mv d/y.bin d/y2.bin
     do_both mv d/y2.bin d/y.bin            # and back
     do_both rm -r new/deeper/tree/b/c
+    do_both exchange d/x.bin a/f6.bin      # renameat2(RENAME_EXCHANGE): two files
+    do_both exchange a new/deeper          # and two directory trees
+    do_both exchange new/deeper a
     is "$ops_ok" 1 "$names names: renames, links and removals through the mount"
     is "$(read_all "$M")" "$(read_all "$E")" "$names names: every file reads as expected"
     ok "$names names: unmount" pxc_umount "$M"
