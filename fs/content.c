@@ -1052,11 +1052,14 @@ int content_truncate(pxc_fs *fs, pxc_inode *n, off_t size)
     return content_error(fs, n, rc, (uint64_t)size);
 }
 
-int content_fsync(pxc_inode *n, int datasync)
+int content_fsync(pxc_fs *fs, pxc_inode *n, int datasync)
 {
     pthread_rwlock_rdlock(&n->lock);
     int fd = n->file.fd;
     int rc = (datasync ? fdatasync(fd) : fsync(fd)) ? -errno : 0;
     pthread_rwlock_unlock(&n->lock);
+    /* The file is readable after a power failure only with its place (and row). */
+    if (rc == 0 && keystore_sync(fs->ks) != KS_OK)
+        rc = -EIO;
     return rc;
 }

@@ -52,7 +52,8 @@ void content_detach(pxc_fs *fs, pxc_inode *n, int was_writer);
 ssize_t content_read(pxc_fs *fs, pxc_inode *n, void *buf, size_t size, off_t off);
 ssize_t content_write(pxc_fs *fs, pxc_inode *n, const void *buf, size_t size, off_t off);
 int content_truncate(pxc_fs *fs, pxc_inode *n, off_t size);
-int content_fsync(pxc_inode *n, int datasync);
+/* fsync of the content, and of the keystore (its row and places). */
+int content_fsync(pxc_fs *fs, pxc_inode *n, int datasync);
 
 /* Sets st->st_size of a regular file to its plaintext size: from the open state if the
  * file is open, else from the stored form (one small read, no decryption), read through

@@ -854,7 +854,11 @@ static void pxc_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fu
 {
     (void)ino;
     int fd = dirfd(handle_dir(fi)->dp);
-    reply_err(req, (datasync ? fdatasync(fd) : fsync(fd)) ? errno : 0);
+    int rc = (datasync ? fdatasync(fd) : fsync(fd)) ? errno : 0;
+    /* Names in it are readable after a power failure only with their places. */
+    if (rc == 0 && keystore_sync(req_fs(req)->ks) != KS_OK)
+        rc = EIO;
+    reply_err(req, rc);
 }
 
 /* ---- file content ------------------------------------------------------- */
@@ -1010,7 +1014,7 @@ static void pxc_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 static void pxc_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
     (void)ino;
-    reply_err(req, content_fsync(handle_inode(fi), datasync));
+    reply_err(req, content_fsync(req_fs(req), handle_inode(fi), datasync));
 }
 
 /* ---- session ------------------------------------------------------------ */

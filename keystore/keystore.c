@@ -1228,6 +1228,30 @@ int keystore_file_foreach(keystore *ks, int (*fn)(const ks_file_row *row, void *
     return st;
 }
 
+int keystore_sync(keystore *ks)
+{
+    char wal[PATH_MAX];
+    int st = KS_OK;
+    if (ks == NULL)
+        return KS_ERR_IO;
+    if (ks->readonly)
+        return KS_OK;
+    if (snprintf(wal, sizeof wal, "%s/" KS_DB_NAME "-wal", ks->dir) >= (int)sizeof wal)
+        return KS_ERR_IO;
+    /* Under the lock: no commit is half-written to the log while it is synced. */
+    pthread_mutex_lock(&ks->lock);
+    int fd = open(wal, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (fsync(fd) != 0)
+            st = KS_ERR_IO;
+        close(fd);
+    } else if (errno != ENOENT) {
+        st = KS_ERR_IO;
+    }
+    pthread_mutex_unlock(&ks->lock);
+    return st;
+}
+
 int keystore_check(keystore *ks)
 {
     sqlite3_stmt *stmt = NULL;

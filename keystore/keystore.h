@@ -129,6 +129,11 @@ long long keystore_file_count(keystore *ks);
  * call back into the keystore. */
 int keystore_file_foreach(keystore *ks, int (*fn)(const ks_file_row *row, void *arg), void *arg);
 
+/* Makes every committed change durable (writes are committed to a write-ahead log that
+ * is synced only at checkpoints): for an fsync through the mount, which must also make
+ * the file's row and places durable. */
+int keystore_sync(keystore *ks);
+
 /* SQLite's own consistency check of the database file: KS_OK or KS_ERR_CORRUPT. */
 int keystore_check(keystore *ks);
 /* The full check (PRAGMA integrity_check, which also checks indexes and constraints):

@@ -289,4 +289,38 @@ ok "unmount" pxc_umount "$M"
 tmo 120 "$PXC_BIN" fsck -q --passfile "$PXC_PASSFILE" "$C" >"$T/fsck.out" 2>&1
 is "$?" 0 "fsck clean" || diag_stdin <"$T/fsck.out"
 
+# ---- an fsync through the mount makes the file's place durable too: the keystore's
+# write-ahead log is synced (it is otherwise synced only at checkpoints)
+
+if command -v strace >/dev/null && command -v python3 >/dev/null; then
+    C=$T/cipher-sync
+    mkdir -p "$C"
+    ok "init a volume for the fsync trace" pxc_init "$C"
+    strace -f -qq -o "$T/trace" -e trace=openat,fsync,fdatasync \
+        "$PXC_BIN" mount -f --passfile "$PXC_PASSFILE" "$C" "$M" </dev/null >"$T/sync.log" 2>&1 &
+    _pxc_pids="$_pxc_pids $!"
+    _pxc_mounts="$_pxc_mounts $M"
+    ok "mount under strace" wait_for 60 mountpoint -q "$M"
+    python3 -c '
+import os, sys
+fd = os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY, 0o644)
+os.write(fd, b"x" * 5000)
+os.fsync(fd)
+print("fsynced", flush=True)
+os.close(fd)
+' "$M/new.bin" >"$T/py.out" 2>&1
+    is "$(cat "$T/py.out")" fsynced "a file written and fsynced through the mount"
+    ok "unmount" pxc_umount "$M"
+    # openat(..., ".../keystore.db-wal", O_RDONLY|O_CLOEXEC) = N, then fsync(N)
+    walfds=$(grep -E 'openat\(.*keystore\.db-wal", O_RDONLY\|O_CLOEXEC\) = [0-9]+' "$T/trace" |
+        sed -E 's/^([0-9]+) .* = ([0-9]+)$/\1 \2/')
+    synced=0
+    while read -r pid fd; do
+        [ -n "$pid" ] && grep -qE "^$pid +fsync\($fd\) += 0" "$T/trace" && synced=1
+    done <<<"$walfds"
+    is "$synced" 1 "the daemon fsyncs the keystore's write-ahead log for it"
+else
+    for k in 1 2 3 4; do skip "fsync trace $k" "no strace or python3"; done
+fi
+
 done_testing
