@@ -188,12 +188,22 @@ static int load_block(const opaque_file *of, uint64_t i, uint8_t *out)
 
 /* ---- file-level operations ---------------------------------------------- */
 
-static int write_header_and_empty_block(opaque_file *of, const pxc_keys *keys)
+void opaque_prepare(opaque_file *of, const pxc_keys *keys, const pxc_file_secrets *s)
+{
+    uint8_t clear[HEADER_CLEAR_BYTES];
+    memset(of, 0, sizeof *of);
+    of->fd = -1;
+    of->secrets = *s;
+    derive_content_key(of, keys);
+    header_clear_part(clear, of->secrets.file_id);
+    pxc_secrets_seal(of->sealed, keys, &of->secrets, clear, sizeof clear);
+}
+
+int opaque_write_prepared(opaque_file *of, int fd)
 {
     uint8_t buf[H + OVERHEAD];
-
+    of->fd = fd;
     header_clear_part(buf, of->secrets.file_id);
-    pxc_secrets_seal(of->sealed, keys, &of->secrets, buf, HEADER_CLEAR_BYTES);
     memcpy(buf + HEADER_CLEAR_BYTES, of->sealed, PXC_SEALED_SECRETS_BYTES);
     randombytes_buf(buf + H, OPAQUE_NONCE_BYTES);
     seal_block(of, 0, 1, NULL, 0, buf + H);
@@ -207,11 +217,8 @@ static int write_header_and_empty_block(opaque_file *of, const pxc_keys *keys)
 
 int opaque_create_from(opaque_file *of, int fd, const pxc_keys *keys, const pxc_file_secrets *s)
 {
-    memset(of, 0, sizeof *of);
-    of->fd = fd;
-    of->secrets = *s;
-    derive_content_key(of, keys);
-    return write_header_and_empty_block(of, keys);
+    opaque_prepare(of, keys, s);
+    return opaque_write_prepared(of, fd);
 }
 
 int opaque_create(opaque_file *of, int fd, const pxc_keys *keys)
@@ -421,9 +428,12 @@ int opaque_truncate(opaque_file *of, uint64_t new_size, const pxc_keys *keys)
         return 0;
     if (new_size == 0) {
         /* A rewrite from scratch: the next version, under a new seed. */
-        pxc_secrets_renew(&of->secrets, of->secrets.version + 1);
-        derive_content_key(of, keys);
-        return write_header_and_empty_block(of, keys);
+        pxc_file_secrets next = of->secrets;
+        int fd = of->fd;
+        pxc_secrets_renew(&next, of->secrets.version + 1);
+        opaque_prepare(of, keys, &next);
+        sodium_memzero(&next, sizeof next);
+        return opaque_write_prepared(of, fd);
     }
     return update_blocks(of, new_size, NULL, 0, 0);
 }

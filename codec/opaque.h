@@ -62,6 +62,11 @@ int opaque_create(opaque_file *of, int fd, const pxc_keys *keys);
 /* The same for a new stored version of an existing file, under the secrets s
  * (pxc_secrets_renew: its file id, a fresh seed, its next version). */
 int opaque_create_from(opaque_file *of, int fd, const pxc_keys *keys, const pxc_file_secrets *s);
+/* opaque_create_from in two steps, for a caller that records the new file (its sealed
+ * secrets) before the file exists: prepare fills *of (no fd yet), write_prepared writes
+ * its header and empty block to fd (truncated first). */
+void opaque_prepare(opaque_file *of, const pxc_keys *keys, const pxc_file_secrets *s);
+int opaque_write_prepared(opaque_file *of, int fd);
 
 /* Reads and authenticates fd's header and checks the stored size is possible (and the
  * final block of an empty file, which reads never look at).

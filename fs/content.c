@@ -54,18 +54,25 @@ static void codec_slot_give(pxc_fs *fs)
 /* The row of a stored file: a copy of what its header now says.  File first, then row:
  * call once the header is written (a crash in between leaves a row behind its file,
  * which fsck repairs; never one ahead of it, which would read as a rollback). */
+static void row_of(ks_file_row *row, const uint8_t id[PXC_FILE_ID_BYTES], int kind,
+                   const uint8_t sealed[PXC_SEALED_SECRETS_BYTES], uint64_t plain_size,
+                   uint64_t version)
+{
+    memset(row, 0, sizeof *row);
+    memcpy(row->file_id, id, sizeof row->file_id);
+    row->kind = kind;
+    memcpy(row->seed_sealed, sealed, PXC_SEALED_SECRETS_BYTES);
+    row->seed_sealed_len = PXC_SEALED_SECRETS_BYTES;
+    row->plain_size = plain_size;
+    row->version = version;
+}
+
 static void row_put_raw(pxc_fs *fs, const uint8_t id[PXC_FILE_ID_BYTES], int kind,
                         const uint8_t sealed[PXC_SEALED_SECRETS_BYTES], uint64_t plain_size,
                         uint64_t version)
 {
     ks_file_row row;
-    memset(&row, 0, sizeof row);
-    memcpy(row.file_id, id, sizeof row.file_id);
-    row.kind = kind;
-    memcpy(row.seed_sealed, sealed, PXC_SEALED_SECRETS_BYTES);
-    row.seed_sealed_len = PXC_SEALED_SECRETS_BYTES;
-    row.plain_size = plain_size;
-    row.version = version;
+    row_of(&row, id, kind, sealed, plain_size, version);
     int rc = keystore_file_put(fs->ks, &row);
     if (rc != KS_OK)
         pxc_log(LOG_WARNING, "keystore: cannot record a file: %s (fsck can rebuild it)",
@@ -555,29 +562,34 @@ int content_create(pxc_fs *fs, int dirfd, const char *name, mode_t mode, int *fd
                    opaque_file *fresh)
 {
     pxc_file_secrets s;
+    ks_file_row row;
     pxc_secrets_fresh(&s);
-    /* Its place first: a crash before the file exists leaves an unused place. */
+    opaque_prepare(fresh, fs->keys, &s);
+    sodium_memzero(&s, sizeof s);
+    row_of(&row, fresh->secrets.file_id, PXC_KIND_OPAQUE, fresh->sealed, 0, 1);
+    /* Row and place first, in one transaction: a crash before the file exists leaves a
+     * row and a place without a file, which fsck drops. */
     pthread_rwlock_rdlock(&fs->ns_lock);
-    int fd = -1, err = -places_add(fs, dirfd, name, s.file_id);
+    int fd = -1, err = -places_create(fs, dirfd, name, &row);
     if (err == 0) {
         fd = openat(dirfd, name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, mode & 07777);
         err = errno;
         if (fd < 0)
-            places_undo_add(fs, dirfd, name, s.file_id);
+            places_undo_create(fs, dirfd, name, fresh->secrets.file_id);
     }
     pthread_rwlock_unlock(&fs->ns_lock);
     if (fd < 0) {
-        sodium_memzero(&s, sizeof s);
+        opaque_close(fresh);
         return -err;
     }
-    int rc = opaque_create_from(fresh, fd, fs->keys, &s);
-    sodium_memzero(&s, sizeof s);
+    int rc = opaque_write_prepared(fresh, fd);
     if (rc != 0) {
         unlinkat(dirfd, name, 0);
+        places_undo_create(fs, dirfd, name, fresh->secrets.file_id);
+        opaque_close(fresh);
         close(fd);
         return rc;
     }
-    row_put(fs, fresh);
     *fd_out = fd;
     return 0;
 }

@@ -601,16 +601,10 @@ static void pxc_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     rc = unlinkat(p->fd, s.name, 0) ? -errno : 0;
     if (rc == 0) {
         names_long_drop(p->fd, &s);
-        places_drop(fs, p->fd, s.name);
+        places_forget(fs, p->fd, s.name, doomed ? id : NULL);
     }
     pthread_rwlock_unlock(&fs->ns_lock);
-    if (rc) {
-        reply_err(req, rc);
-        return;
-    }
-    if (doomed)
-        content_forget_row(fs, id);
-    reply_err(req, 0);
+    reply_err(req, rc);
 }
 
 static void pxc_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -627,7 +621,7 @@ static void pxc_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     rc = names_dir_remove(&fs->names, p->fd, s.name);
     if (rc == 0) {
         names_long_drop(p->fd, &s);
-        places_drop(fs, p->fd, s.name); /* none, unless left by a crash */
+        places_forget(fs, p->fd, s.name, NULL); /* none, unless left by a crash */
     }
     pthread_rwlock_unlock(&fs->ns_lock);
     reply_err(req, rc);

@@ -191,14 +191,37 @@ void places_undo_add(pxc_fs *fs, int dirfd, const char *name, const uint8_t id[P
         (void)keystore_place_drop_one(fs->ks, id, path);
 }
 
-void places_drop(pxc_fs *fs, int dirfd, const char *name)
+int places_create(pxc_fs *fs, int dirfd, const char *name, const ks_file_row *row)
+{
+    char path[PATH_MAX];
+    int rc = places_path(fs, dirfd, name, path, sizeof path);
+    if (rc)
+        return rc;
+    rc = keystore_file_create(fs->ks, row, path);
+    if (rc == KS_OK)
+        return 0;
+    pxc_log(LOG_ERR, "keystore: cannot record a new file: %s", keystore_strerror(rc));
+    return -EIO;
+}
+
+void places_undo_create(pxc_fs *fs, int dirfd, const char *name,
+                        const uint8_t id[PXC_FILE_ID_BYTES])
+{
+    places_undo_add(fs, dirfd, name, id);
+    (void)keystore_file_delete(fs->ks, id);
+}
+
+void places_forget(pxc_fs *fs, int dirfd, const char *name, const uint8_t *id)
 {
     char path[PATH_MAX];
     int rc = places_path(fs, dirfd, name, path, sizeof path);
     if (rc == 0)
-        rc = keystore_place_drop(fs->ks, path);
+        rc = keystore_file_forget(fs->ks, id, path);
+    else if (id)
+        rc = keystore_file_delete(fs->ks, id);
     if (rc != 0)
-        pxc_log(LOG_WARNING, "keystore: cannot drop a removed file's place (fsck drops it)");
+        pxc_log(LOG_WARNING, "keystore: cannot drop a removed file's %s (fsck drops it)",
+                id ? "row and place" : "place");
 }
 
 int places_move_begin(pxc_fs *fs, int fromdir, const char *from, int todir, const char *to,

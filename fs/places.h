@@ -36,13 +36,20 @@ void places_check_name(pxc_fs *fs, pxc_inode *n, int dirfd, const char *name,
 /* Logs that n is misplaced (once per opening) and returns -EIO. */
 int places_refuse(pxc_fs *fs, pxc_inode *n);
 
+/* A new regular file `name` in dirfd: its keystore row and its place, recorded in one
+ * transaction before the file is made.  -EIO (logged) when the keystore cannot take them:
+ * the create must fail.  places_undo_create takes them back after a failed create. */
+int places_create(pxc_fs *fs, int dirfd, const char *name, const ks_file_row *row);
+void places_undo_create(pxc_fs *fs, int dirfd, const char *name,
+                        const uint8_t id[PXC_FILE_ID_BYTES]);
 /* A file with id `id` is about to get the name `name` in dirfd (a create, a link).  -EIO
  * (logged) when the keystore cannot take it: the create or link must fail. */
 int places_add(pxc_fs *fs, int dirfd, const char *name, const uint8_t id[PXC_FILE_ID_BYTES]);
 /* Takes back places_add after the create or link failed. */
 void places_undo_add(pxc_fs *fs, int dirfd, const char *name, const uint8_t id[PXC_FILE_ID_BYTES]);
-/* `name` in dirfd (a file, or a directory and what was under it) was removed. */
-void places_drop(pxc_fs *fs, int dirfd, const char *name);
+/* `name` in dirfd (a file, or a directory and what was under it) was removed: its places
+ * go, and with `id` (the name was a stored file's last) the file's keystore row too. */
+void places_forget(pxc_fs *fs, int dirfd, const char *name, const uint8_t *id);
 
 /* A rename: begin before, end after (done: it succeeded).  A begin that cannot write the
  * keystore is logged and fails (-EIO): the rename must not happen, or its files would be

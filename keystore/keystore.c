@@ -892,8 +892,10 @@ static int close_db(keystore *ks)
         sqlite3_finalize(ks->stmt[i]);
         ks->stmt[i] = NULL;
     }
-    sqlite3_finalize(ks->place_has);
-    ks->place_has = NULL;
+    for (size_t i = 0; i < sizeof ks->place_stmt / sizeof ks->place_stmt[0]; i++) {
+        sqlite3_finalize(ks->place_stmt[i]);
+        ks->place_stmt[i] = NULL;
+    }
     rc = sqlite3_close(ks->db);
     ks->db = NULL;
     return rc == SQLITE_OK ? KS_OK : KS_ERR_IO;
@@ -1073,13 +1075,13 @@ int keystore_volume_info(keystore *ks, ks_volume_info *info)
 
 /* ---- file rows ----------------------------------------------------------------------------- */
 
-static int row_lengths_ok(const ks_file_row *row)
+int ks_row_lengths_ok(const ks_file_row *row)
 {
     return row->seed_sealed_len <= sizeof row->seed_sealed &&
            row->nnvec_sealed_len <= sizeof row->nnvec_sealed;
 }
 
-static int bind_file_row(sqlite3_stmt *stmt, const ks_file_row *row, long long now)
+int ks_bind_file_row(sqlite3_stmt *stmt, const ks_file_row *row, long long now)
 {
     int rc = row->nnvec_sealed_len == 0
                  ? sqlite3_bind_null(stmt, 4)
@@ -1103,11 +1105,11 @@ int keystore_file_put(keystore *ks, const ks_file_row *row)
     sqlite3_stmt *stmt;
     int st;
 
-    if (ks == NULL || row == NULL || !row_lengths_ok(row) || ks->readonly)
+    if (ks == NULL || row == NULL || !ks_row_lengths_ok(row) || ks->readonly)
         return KS_ERR_IO;
     pthread_mutex_lock(&ks->lock);
     stmt = ks->stmt[ST_FILE_PUT];
-    st = bind_file_row(stmt, row, unix_now());
+    st = ks_bind_file_row(stmt, row, unix_now());
     if (st == KS_OK)
         st = ks_step_done(stmt);
     else

@@ -172,6 +172,12 @@ int keystore_places_key(keystore *ks, const uint8_t master[KS_MASTER_KEY_BYTES])
 int keystore_places_complete(keystore *ks);
 int keystore_places_set_complete(keystore *ks);
 int keystore_place_add(keystore *ks, const uint8_t id[KS_FILE_ID_BYTES], const char *path);
+/* A new file: its row and its first place, in one transaction, before the file is made
+ * (a crash in between leaves a row and a place without a file, which fsck drops). */
+int keystore_file_create(keystore *ks, const ks_file_row *row, const char *path);
+/* A name removed: the places at path (and under path/), and the row of file_id if it was
+ * the file's last name (file_id not NULL), in one transaction. */
+int keystore_file_forget(keystore *ks, const uint8_t *file_id, const char *path);
 /* Drops the places at path and everything under path/ (an unlink, an rmdir). */
 int keystore_place_drop(keystore *ks, const char *path);
 /* Drops one row (fsck: a place that no longer holds its file). */

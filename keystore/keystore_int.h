@@ -31,7 +31,9 @@ struct keystore {
     /* places (keystore/places.c): the key their MACs are made with, once set */
     int have_place_key;
     unsigned char place_key[32];
-    sqlite3_stmt *place_has; /* prepared on first use (older keystores get the table late) */
+    /* the hot statements of places.c (KS_PLACE_STMTS of them), prepared on first use:
+     * older keystores get the table only once the place key is set */
+    sqlite3_stmt *place_stmt[4];
 };
 
 /* An SQLite result code as a ks_status. */
@@ -40,6 +42,9 @@ int ks_status_from_sqlite(int rc);
 int ks_step_done(sqlite3_stmt *stmt);
 /* Runs SQL text (no results). */
 int ks_exec(sqlite3 *db, const char *sql);
+/* A file row's blob lengths fit; binding it to ST_FILE_PUT. */
+int ks_row_lengths_ok(const ks_file_row *row);
+int ks_bind_file_row(sqlite3_stmt *stmt, const ks_file_row *row, long long now);
 
 /* The places tables, for the schema of new keystores and for older ones (created on
  * their first unlock with a key). */

@@ -5,6 +5,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "keystore/keystore.h"
 #include "keystore/keystore_int.h"
@@ -40,6 +41,27 @@ static int row_authentic(const keystore *ks, sqlite3_stmt *stmt, int path_col, i
         return 0;
     place_mac(ks, want, id, path);
     return sodium_memcmp(want, mac, PLACE_MAC_BYTES) == 0;
+}
+
+/* The statements every create, unlink and lookup runs, prepared once. */
+enum place_stmt { PS_HAS, PS_INSERT, PS_DROP_TREE, PS_DROP_ONE, PS_COUNT_ };
+_Static_assert(PS_COUNT_ == sizeof(((keystore *)0)->place_stmt) / sizeof(sqlite3_stmt *),
+               "one slot per statement");
+static const char *const place_sql[PS_COUNT_] = {
+    [PS_HAS] = "SELECT path, file_id, mac FROM places WHERE path = ?1 AND file_id = ?2",
+    [PS_INSERT] = "INSERT OR IGNORE INTO places (path, file_id, mac) VALUES (?1, ?2, ?3)",
+    [PS_DROP_TREE] = "DELETE FROM places WHERE " TREE_WHERE,
+    [PS_DROP_ONE] = "DELETE FROM places WHERE path = ?1 AND file_id = ?2",
+};
+
+/* The cached statement `which`, or NULL.  Lock held. */
+static sqlite3_stmt *cached(keystore *ks, enum place_stmt which)
+{
+    if (ks->place_stmt[which] == NULL &&
+        sqlite3_prepare_v3(ks->db, place_sql[which], -1, SQLITE_PREPARE_PERSISTENT,
+                           &ks->place_stmt[which], NULL) != SQLITE_OK)
+        ks->place_stmt[which] = NULL;
+    return ks->place_stmt[which];
 }
 
 static int prepare(keystore *ks, const char *sql, sqlite3_stmt **stmt)
@@ -113,39 +135,36 @@ int keystore_places_set_complete(keystore *ks)
 static int insert_place(keystore *ks, const uint8_t id[KS_FILE_ID_BYTES], const char *path,
                         int *added)
 {
-    sqlite3_stmt *stmt = NULL;
+    sqlite3_stmt *stmt = cached(ks, PS_INSERT);
     uint8_t mac[PLACE_MAC_BYTES];
-    int st =
-        prepare(ks, "INSERT OR IGNORE INTO places (path, file_id, mac) VALUES (?1, ?2, ?3)", &stmt);
-    if (st != KS_OK)
-        return st;
+    if (stmt == NULL)
+        return KS_ERR_IO;
     place_mac(ks, mac, id, path);
     if (sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_bind_blob(stmt, 2, id, KS_FILE_ID_BYTES, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_blob(stmt, 3, mac, sizeof mac, SQLITE_STATIC) != SQLITE_OK)
-        st = KS_ERR_IO;
-    if (st == KS_OK)
-        st = ks_step_done(stmt);
+        sqlite3_bind_blob(stmt, 3, mac, sizeof mac, SQLITE_STATIC) != SQLITE_OK) {
+        sqlite3_clear_bindings(stmt);
+        return KS_ERR_IO;
+    }
+    int st = ks_step_done(stmt);
     if (st == KS_OK && added)
         *added = sqlite3_changes(ks->db) > 0;
-    sqlite3_finalize(stmt);
     return st;
 }
 
-/* Runs sql with ?1 = text a and, if given, ?2 = blob id.  Lock held. */
-static int run_with(keystore *ks, const char *sql, const char *a, const uint8_t *id)
+/* Runs the cached statement `which` with ?1 = text a and, if given, ?2 = blob id.  Lock
+ * held. */
+static int run_with(keystore *ks, enum place_stmt which, const char *a, const uint8_t *id)
 {
-    sqlite3_stmt *stmt = NULL;
-    int st = prepare(ks, sql, &stmt);
-    if (st != KS_OK)
-        return st;
+    sqlite3_stmt *stmt = cached(ks, which);
+    if (stmt == NULL)
+        return KS_ERR_IO;
     if (sqlite3_bind_text(stmt, 1, a, -1, SQLITE_STATIC) != SQLITE_OK ||
-        (id && sqlite3_bind_blob(stmt, 2, id, KS_FILE_ID_BYTES, SQLITE_STATIC) != SQLITE_OK))
-        st = KS_ERR_IO;
-    if (st == KS_OK)
-        st = ks_step_done(stmt);
-    sqlite3_finalize(stmt);
-    return st;
+        (id && sqlite3_bind_blob(stmt, 2, id, KS_FILE_ID_BYTES, SQLITE_STATIC) != SQLITE_OK)) {
+        sqlite3_clear_bindings(stmt);
+        return KS_ERR_IO;
+    }
+    return ks_step_done(stmt);
 }
 
 static int writable(const keystore *ks)
@@ -170,7 +189,7 @@ int keystore_place_drop(keystore *ks, const char *path)
     if (!writable(ks) || path == NULL)
         return KS_ERR_IO;
     pthread_mutex_lock(&ks->lock);
-    st = run_with(ks, "DELETE FROM places WHERE " TREE_WHERE, path, NULL);
+    st = run_with(ks, PS_DROP_TREE, path, NULL);
     pthread_mutex_unlock(&ks->lock);
     return st;
 }
@@ -181,7 +200,7 @@ int keystore_place_drop_one(keystore *ks, const uint8_t id[KS_FILE_ID_BYTES], co
     if (ks == NULL || ks->readonly || id == NULL || path == NULL)
         return KS_ERR_IO;
     pthread_mutex_lock(&ks->lock);
-    st = run_with(ks, "DELETE FROM places WHERE path = ?1 AND file_id = ?2", path, id);
+    st = run_with(ks, PS_DROP_ONE, path, id);
     pthread_mutex_unlock(&ks->lock);
     return st;
 }
@@ -192,16 +211,12 @@ int keystore_place_has(keystore *ks, const uint8_t id[KS_FILE_ID_BYTES], const c
     if (ks == NULL || id == NULL || path == NULL || !ks->have_place_key)
         return KS_ERR_IO;
     pthread_mutex_lock(&ks->lock);
-    if (ks->place_has == NULL && have_tables(ks) &&
-        sqlite3_prepare_v3(ks->db,
-                           "SELECT path, file_id, mac FROM places WHERE path = ?1 AND file_id = ?2",
-                           -1, SQLITE_PREPARE_PERSISTENT, &ks->place_has, NULL) != SQLITE_OK)
-        ks->place_has = NULL;
-    if (ks->place_has == NULL) {
+    sqlite3_stmt *stmt = cached(ks, PS_HAS);
+    if (stmt == NULL) {
+        found = have_tables(ks) ? KS_ERR_IO : 0; /* a read-only keystore from before places */
         pthread_mutex_unlock(&ks->lock);
-        return have_tables(ks) ? KS_ERR_IO : 0;
+        return found;
     }
-    sqlite3_stmt *stmt = ks->place_has;
     rc = sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_blob(stmt, 2, id, KS_FILE_ID_BYTES, SQLITE_STATIC);
@@ -307,6 +322,52 @@ int keystore_place_foreach(keystore *ks,
     if (st == KS_OK && rc != SQLITE_DONE)
         st = ks_status_from_sqlite(rc) ? ks_status_from_sqlite(rc) : KS_ERR_IO;
     sqlite3_finalize(stmt);
+    pthread_mutex_unlock(&ks->lock);
+    return st;
+}
+
+/* ---- a file's first and last name ----------------------------------------------------------- */
+
+int keystore_file_create(keystore *ks, const ks_file_row *row, const char *path)
+{
+    int st;
+    if (!writable(ks) || row == NULL || path == NULL || !ks_row_lengths_ok(row))
+        return KS_ERR_IO;
+    pthread_mutex_lock(&ks->lock);
+    st = ks_exec(ks->db, "BEGIN IMMEDIATE;");
+    if (st == KS_OK) {
+        sqlite3_stmt *put = ks->stmt[ST_FILE_PUT];
+        st = ks_bind_file_row(put, row, (long long)time(NULL));
+        st = st == KS_OK ? ks_step_done(put) : (sqlite3_clear_bindings(put), st);
+        if (st == KS_OK)
+            st = insert_place(ks, row->file_id, path, NULL);
+        st = st == KS_OK ? ks_exec(ks->db, "COMMIT;") : st;
+        if (st != KS_OK)
+            (void)ks_exec(ks->db, "ROLLBACK;");
+    }
+    pthread_mutex_unlock(&ks->lock);
+    return st;
+}
+
+int keystore_file_forget(keystore *ks, const uint8_t *file_id, const char *path)
+{
+    int st;
+    if (!writable(ks) || path == NULL)
+        return KS_ERR_IO;
+    pthread_mutex_lock(&ks->lock);
+    st = ks_exec(ks->db, "BEGIN IMMEDIATE;");
+    if (st == KS_OK) {
+        st = run_with(ks, PS_DROP_TREE, path, NULL);
+        if (st == KS_OK && file_id) {
+            sqlite3_stmt *del = ks->stmt[ST_FILE_DELETE];
+            st = sqlite3_bind_blob(del, 1, file_id, KS_FILE_ID_BYTES, SQLITE_STATIC) == SQLITE_OK
+                     ? ks_step_done(del)
+                     : KS_ERR_IO;
+        }
+        st = st == KS_OK ? ks_exec(ks->db, "COMMIT;") : st;
+        if (st != KS_OK)
+            (void)ks_exec(ks->db, "ROLLBACK;");
+    }
     pthread_mutex_unlock(&ks->lock);
     return st;
 }
@@ -439,9 +500,9 @@ static int begin_body(keystore *ks, ks_place_move *m)
 
 static int done_body(keystore *ks, ks_place_move *m)
 {
-    int st = run_with(ks, "DELETE FROM places WHERE " TREE_WHERE, m->from, NULL);
+    int st = run_with(ks, PS_DROP_TREE, m->from, NULL);
     if (st == KS_OK)
-        st = run_with(ks, "DELETE FROM places WHERE " TREE_WHERE, m->to, NULL);
+        st = run_with(ks, PS_DROP_TREE, m->to, NULL);
     if (st == KS_OK)
         st = insert_moved(ks, &m->from_rows, m->from, m->to, NULL);
     if (st == KS_OK && m->exchange)
@@ -453,8 +514,7 @@ static int undo_body(keystore *ks, ks_place_move *m)
 {
     int st = KS_OK;
     for (size_t i = 0; st == KS_OK && i < m->added.n; i++)
-        st = run_with(ks, "DELETE FROM places WHERE path = ?1 AND file_id = ?2", m->added.v[i].path,
-                      m->added.v[i].id);
+        st = run_with(ks, PS_DROP_ONE, m->added.v[i].path, m->added.v[i].id);
     return st;
 }
 
