@@ -74,6 +74,9 @@ static void print_report(const char *dir, const ks_volume_info *vi, const volume
     printf("  files without a row %zu, rows without a file %zu, rows that disagree %zu, "
            "shared file ids %zu\n",
            st->files_without_row, st->rows_without_file, st->rows_disagreeing, st->duplicate_ids);
+    printf("  places %lld: %s\n", st->places,
+           st->places_complete ? "every file's is recorded"
+                               : "not every file's is recorded yet (pixcrypt fsck --repair)");
     int healthy = st->integrity_ok && !st->files_without_row && !st->rows_without_file &&
                   !st->rows_disagreeing && !st->duplicate_ids;
     printf("  %s\n", healthy ? "healthy" : "needs attention: run pixcrypt fsck");

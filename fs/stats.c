@@ -269,6 +269,8 @@ int stats_collect(const char *cipherdir, keystore *ks, const stats_options *opt,
     /* The keystore against the files. */
     st->integrity_ok = keystore_integrity_check(ks, st->integrity, sizeof st->integrity) == KS_OK;
     st->rows = keystore_file_count(ks);
+    st->places = keystore_places_count(ks);
+    st->places_complete = keystore_places_complete(ks) == 1;
     qsort(by_id, nid, sizeof *by_id, by_file_id);
     for (size_t i = 1; i < nid; i++)
         st->duplicate_ids +=

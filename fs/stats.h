@@ -42,6 +42,8 @@ typedef struct volume_stats {
     long long rows;
     size_t files_without_row, rows_without_file, rows_disagreeing, duplicate_ids;
     uint64_t keystore_bytes; /* keystore.db and its -wal */
+    long long places;        /* place rows (one per name of a stored file) */
+    int places_complete;     /* the volume knows every file's place */
 } volume_stats;
 
 typedef struct stats_options {

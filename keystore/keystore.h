@@ -171,6 +171,8 @@ int keystore_places_key(keystore *ks, const uint8_t master[KS_MASTER_KEY_BYTES])
 /* 1 when every file has its place, 0 while learning, or a negative status. */
 int keystore_places_complete(keystore *ks);
 int keystore_places_set_complete(keystore *ks);
+/* Number of place rows (0 in a keystore without the tables), or a negative status. */
+long long keystore_places_count(keystore *ks);
 int keystore_place_add(keystore *ks, const uint8_t id[KS_FILE_ID_BYTES], const char *path);
 /* A new file: its row and its first place, in one transaction, before the file is made
  * (a crash in between leaves a row and a place without a file, which fsck drops). */

@@ -117,6 +117,25 @@ int keystore_places_complete(keystore *ks)
     return complete;
 }
 
+long long keystore_places_count(keystore *ks)
+{
+    sqlite3_stmt *stmt = NULL;
+    long long n = 0;
+    if (ks == NULL)
+        return KS_ERR_IO;
+    pthread_mutex_lock(&ks->lock);
+    if (have_tables(ks)) {
+        n = KS_ERR_IO;
+        if (sqlite3_prepare_v2(ks->db, "SELECT count(*) FROM places", -1, &stmt, NULL) ==
+                SQLITE_OK &&
+            sqlite3_step(stmt) == SQLITE_ROW)
+            n = sqlite3_column_int64(stmt, 0);
+        sqlite3_finalize(stmt);
+    }
+    pthread_mutex_unlock(&ks->lock);
+    return n;
+}
+
 int keystore_places_set_complete(keystore *ks)
 {
     int st;

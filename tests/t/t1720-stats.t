@@ -41,6 +41,7 @@ like "$out" " 2  content is neither PNG nor JPEG \(28 bytes\)" "2 opaque for the
 like "$out" " 1  PNG declined by the codec: .*IEND" "the PNG without IEND: declined by the codec, with its reason"
 is "$(printf '%s\n' "$out" | grep -c 'PNG declined by the codec: ')" 2 "two PNGs declined, each with its reason"
 like "$out" "integrity_check ok" "keystore integrity_check ok"
+like "$out" "places [0-9]+: every file's is recorded" "places counted, every file's recorded"
 like "$out" "rows 7, stored files 7" "7 rows for 7 files"
 like "$out" "healthy" "healthy"
 
