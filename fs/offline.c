@@ -462,19 +462,44 @@ static void put_row(run *r, const char *path, const offline_stored *st)
                      cmd_name(r), path, keystore_strerror(rc));
 }
 
-/* A stored file read from inside the volume must not be older than its row (the
- * filesystem refuses such a rollback too); a copy elsewhere (a backup) may well be an
- * older version.  0, or -1 with *why. */
-static int check_rollback(run *r, const char *src_dir, int fd, uint64_t size, const char **why)
+/* Whether the stored file `base` in the volume directory whose path relative to the
+ * cipher dir is rel is at a place of its file id (fs/places.h): a volume that is still
+ * learning places takes a file without any. */
+static int placed(run *r, const char *rel, const char *base, const uint8_t *id)
+{
+    char path[PATH_MAX], **paths;
+    size_t n, forged;
+    if ((size_t)snprintf(path, sizeof path, "%s%s%s", rel, rel[0] ? "/" : "", base) >= sizeof path)
+        return 0;
+    if (keystore_place_has(r->v->ks, id, path) == 1)
+        return 1;
+    if (keystore_places_complete(r->v->ks) == 1 ||
+        keystore_places_of(r->v->ks, id, &paths, &n, &forged) != KS_OK)
+        return 0;
+    keystore_places_free(paths, n);
+    return n + forged == 0;
+}
+
+/* A stored file read from inside the volume must be where it was written and not older
+ * than its row (the filesystem refuses such files too); a copy elsewhere (a backup) may
+ * well be an older version, under any name.  0, or -1 with *why. */
+static int check_in_volume(run *r, const char *src_dir, const char *base, int fd, uint64_t size,
+                           const char **why)
 {
     offline_stored st;
     ks_file_row row;
     char real[PATH_MAX];
-    if (!volume_relative(r->v, src_dir, real) || offline_identify(fd, size, r->v->keys, &st) != 0)
+    const char *rel = volume_relative(r->v, src_dir, real);
+    if (!rel || offline_identify(fd, size, r->v->keys, &st) != 0)
         return 0; /* the decryption says what is wrong */
     if (keystore_file_get(r->v->ks, st.file_id, &row) == KS_OK && row.version > st.version) {
         *why = "rollback: the keystore knows a newer version of this file (an older copy was "
                "put back; mount with -o allow_rollback to read it)";
+        return -1;
+    }
+    if (!placed(r, rel, base, st.file_id)) {
+        *why = "the stored file is not where it was written: it is another file of this volume "
+               "(swapped or moved outside the mount; pixcrypt fsck --accept-moved keeps it here)";
         return -1;
     }
     return 0;
@@ -577,7 +602,7 @@ static void do_file(run *r, job *j, size_t slot)
         fail(r, j->src, "already encrypted (a stored file of this volume)");
         goto out;
     }
-    if (!enc && check_rollback(r, src_dir, in, (uint64_t)in_st.st_size, &why) != 0) {
+    if (!enc && check_in_volume(r, src_dir, src_base, in, (uint64_t)in_st.st_size, &why) != 0) {
         fail(r, j->src, why);
         goto out;
     }

@@ -143,6 +143,18 @@ like "$(grep -F "g1.bin: the stored" "$T/fsck.out")" "written at new/deeper/tree
 tmo 120 "$PXC_BIN" fsck -q --repair --passfile "$PXC_PASSFILE" "$C" >/dev/null 2>&1
 is "$?" 7 "--repair alone does not accept them (exit 7)"
 
+# decrypt without mounting refuses them too, and decrypts the rest.
+tmo 120 "$PXC_BIN" decrypt --volume "$C" --passfile "$PXC_PASSFILE" -q -r "$C" "$T/dec" \
+    >"$T/dec.out" 2>&1
+is "$?" 1 "decrypt -r of the volume: exit 1"
+miss=0
+for f in $swapped; do
+    grep -F "$f" "$T/dec.out" | grep -q "not where it was written" ||
+        { miss=$((miss + 1)); diag "decrypt does not refuse $f"; }
+done
+is "$miss" 0 "it names every swapped or moved file as not where it was written"
+ok "and decrypts the others" cmp "$T/dec/a/f4-link.bin" "$E/a/f4-link.bin"
+
 # Putting them back makes them readable again.
 mv "$C/new/deeper/tree/b/g1.bin" "$T/t1"
 mv "$C/new/deeper/tree/b/g2.bin" "$C/new/deeper/tree/b/g1.bin"
