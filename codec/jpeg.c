@@ -16,6 +16,7 @@
 
 #include "codec/bytes.h"
 #include "codec/jpeg_int.h"
+#include "codec/jpeg_mem.h"
 #include "codec/metrics.h"
 #include "codec/opaque.h"
 #include "nn/nnvec.h"
@@ -50,7 +51,8 @@ typedef struct jreader {
     int live;
 } jreader;
 
-/* Reads the coefficients of a JPEG in memory; the reader stays open for writing. */
+/* Reads the coefficients of a JPEG in memory into arrays of ours (jpeg_mem.h); the
+ * reader stays open for writing. */
 static int jreader_open(jreader *r, const uint8_t *p, size_t n)
 {
     memset(r, 0, sizeof *r);
@@ -59,6 +61,8 @@ static int jreader_open(jreader *r, const uint8_t *p, size_t n)
     r->e.pub.output_message = on_message;
     jpeg_create_decompress(&r->d);
     r->live = 1;
+    if (jpg_mem_install((j_common_ptr)&r->d) != 0)
+        return -ENOMEM;
     if (setjmp(r->e.jb))
         return -EINVAL;
     jpeg_mem_src(&r->d, p, (unsigned long)n);
@@ -92,17 +96,6 @@ static int geometry_matches(const jreader *r, const jpg_frame *f)
     return 1;
 }
 
-/* Whether the padding blocks of component c are coded (by an interleaved scan). */
-static int padding_coded(const jpg_frame *f, int c)
-{
-    for (int i = 0; i < f->nscans; i++)
-        if (f->scans[i].ncomp > 1)
-            for (int j = 0; j < f->scans[i].ncomp; j++)
-                if (f->scans[i].comp[j] == c)
-                    return 1;
-    return 0;
-}
-
 static void coefs_free(jpg_coefs coef)
 {
     for (int c = 0; c < JPG_MAX_COMPS; c++) {
@@ -111,7 +104,6 @@ static void coefs_free(jpg_coefs coef)
     }
 }
 
-/* Copies libjpeg's arrays: all blocks, or only those inside the image (all = 0). */
 /* Coefficient arrays of large images are tens of MB touched once per decode: ask for
  * transparent huge pages, which cuts the page faults of a fresh array 512-fold. */
 static int16_t *coef_alloc(size_t blocks)
@@ -126,30 +118,24 @@ static int16_t *coef_alloc(size_t blocks)
     return p;
 }
 
-static int coefs_get(jreader *r, const jpg_frame *f, jpg_coefs coef, int all)
+/* The coefficients where libjpeg decoded them, in the reader's arrays (jpeg_mem.h):
+ * contiguous, pw blocks a row, padding blocks that no scan codes left zero. */
+static int coefs_of_reader(jreader *r, const jpg_frame *f, jpg_coefs coef)
 {
-    if (setjmp(r->e.jb))
-        return -EINVAL;
     for (int c = 0; c < f->ncomp; c++) {
-        const jpg_comp *cp = &f->comp[c];
-        coef[c] = coef_alloc((size_t)cp->pw * cp->ph);
-        if (!coef[c])
-            return -ENOMEM;
-        memset(coef[c], 0, (size_t)cp->pw * cp->ph * 128);
-        int whole = all && padding_coded(f, c);
-        uint32_t rows = whole ? cp->ph : cp->hb, cols = whole ? cp->pw : cp->wb;
-        for (uint32_t y = 0; y < rows; y++) {
-            JBLOCKARRAY row =
-                (*r->d.mem->access_virt_barray)((j_common_ptr)&r->d, r->arrays[c], y, 1, FALSE);
-            memcpy(coef[c] + (size_t)y * cp->pw * 64, row[0], (size_t)cols * sizeof(JBLOCK));
-        }
+        JDIMENSION bpr = 0, nr = 0;
+        coef[c] = jpg_mem_blocks(r->arrays[c], &bpr, &nr);
+        if (!coef[c] || bpr != f->comp[c].pw || nr != f->comp[c].ph)
+            return -EPROTO;
     }
     return 0;
 }
 
-/* Row pointers of libjpeg's coefficient arrays (all realized in memory by
- * jpeg_read_coefficients, so the pointers stay valid until the reader is closed). */
-static int rows_of_reader(jreader *r, const jpg_frame *f, jpg_rows *rows, int writable)
+/* Row pointers of coefficient arrays of the reader (all realized in memory by
+ * jpeg_read_coefficients or jpg_mem_array, so the pointers stay valid until the reader
+ * is closed). */
+static int rows_of_arrays(jreader *r, jvirt_barray_ptr *arrays, const jpg_frame *f, jpg_rows *rows,
+                          int writable)
 {
     if (setjmp(r->e.jb))
         return -EINVAL;
@@ -159,8 +145,8 @@ static int rows_of_reader(jreader *r, const jpg_frame *f, jpg_rows *rows, int wr
         if (!rows->row[c])
             return -ENOMEM;
         for (uint32_t y = 0; y < cp->ph; y++) {
-            JBLOCKARRAY row = (*r->d.mem->access_virt_barray)((j_common_ptr)&r->d, r->arrays[c], y,
-                                                              1, writable ? TRUE : FALSE);
+            JBLOCKARRAY row = (*r->d.mem->access_virt_barray)((j_common_ptr)&r->d, arrays[c], y, 1,
+                                                              writable ? TRUE : FALSE);
             rows->row[c][y] = (int16_t *)row[0];
         }
     }
@@ -203,7 +189,8 @@ void jpeg_gen_optimal_table(j_compress_ptr cinfo, JHUFF_TBL *htbl, long freq[]);
  * come from our own count of the symbols (jpg_count_symbols, several times faster than
  * libjpeg's gathering pass) fed to libjpeg's own table builder, so the output is the
  * one optimize_coding would give, written in one pass. */
-static int write_image(jreader *r, const jpg_frame *f, const jpg_rows *coefs, memdest *out)
+static int write_image(jreader *r, jvirt_barray_ptr *arrays, const jpg_frame *f,
+                       const jpg_rows *coefs, memdest *out)
 {
     /* 4 DC tables, then 4 AC tables; allocated before the setjmp so that it is freed */
     long(*freq)[257] = calloc(8, sizeof *freq);
@@ -216,6 +203,12 @@ static int write_image(jreader *r, const jpg_frame *f, const jpg_rows *coefs, me
     e.pub.error_exit = on_error;
     e.pub.output_message = on_message;
     jpeg_create_compress(&c);
+    /* It reads arrays of ours (jpeg_mem.h). */
+    if (jpg_mem_install((j_common_ptr)&c) != 0) {
+        jpeg_destroy_compress(&c);
+        free(freq);
+        return -ENOMEM;
+    }
     if (setjmp(e.jb)) {
         jpeg_destroy_compress(&c);
         free(freq);
@@ -261,7 +254,7 @@ static int write_image(jreader *r, const jpg_frame *f, const jpg_rows *coefs, me
     c.density_unit = 0;
     c.X_density = 1;
     c.Y_density = 1;
-    jpeg_write_coefficients(&c, r->arrays);
+    jpeg_write_coefficients(&c, arrays);
     jpeg_finish_compress(&c);
     jpeg_destroy_compress(&c);
     free(freq);
@@ -667,7 +660,7 @@ static int decode_stored(const uint8_t *stored, size_t n, const pxc_keys *keys,
     if (jreader_open(&r, stored, n) != 0 || !geometry_matches(&r, &f))
         goto done;
     if (ex) {
-        rc = rows_of_reader(&r, &f, &src, 0);
+        rc = rows_of_arrays(&r, r.arrays, &f, &src, 0);
         if (rc == 0 && !same_record(rec, &f, ex))
             rc = -EPROTO;
         /* The blocks inside the image: libjpeg writes its own padding blocks. */
@@ -703,7 +696,7 @@ static int decode_stored(const uint8_t *stored, size_t n, const pxc_keys *keys,
             goto done;
         }
     }
-    rc = rows_of_reader(&r, &f, &src, 0);
+    rc = rows_of_arrays(&r, r.arrays, &f, &src, 0);
     if (rc == 0)
         rc = rows_of_coefs(&f, coef, &dst);
     if (rc == 0 && !(out = malloc(total ? total : 1)))
@@ -770,7 +763,8 @@ int jpeg_codec_decode(const uint8_t *stored, size_t n, const pxc_keys *keys, uin
 typedef struct enc_state {
     jpg_frame f;
     jreader r;
-    jpg_coefs coef;
+    jpg_coefs coef;                         /* the original's, in r's arrays */
+    jvirt_barray_ptr cipher[JPG_MAX_COMPS]; /* the cipher's, arrays of r */
     jpg_buf skel, rec_plain, regen;
     size_t *ecs_len;
     uint32_t *patch_start;
@@ -788,7 +782,6 @@ typedef struct enc_state {
 static void enc_free(enc_state *e)
 {
     jreader_close(&e->r);
-    coefs_free(e->coef);
     jpg_frame_free(&e->f);
     jpg_buf_free(&e->skel);
     if (e->rec_plain.p)
@@ -1066,11 +1059,13 @@ static int set_nnvec(enc_state *e, const pxc_keys *keys, pxc_file_secrets *s)
 /* Images with fewer blocks than this are encoded on one thread. */
 #define RECORD_THREAD_MIN_BLOCKS 65536u
 
-/* Deciphers the cipher coefficients again and compares them with the original's: the
- * cipher must invert on this very image before it is stored.  Runs beside write_image. */
+/* Deciphers the cipher coefficients and compares them with the original's, block by
+ * block as they come (nothing is stored): proves that the cipher inverts on this very
+ * image, with the parameters the record carries, before it is stored.  Runs beside the
+ * verifying decode of the stored bytes (see encode). */
 typedef struct inverse_job {
     enc_state *e;
-    const uint8_t *perm_key, *diff_key;
+    const pxc_keys *keys;
     int rc;
 } inverse_job;
 
@@ -1078,30 +1073,19 @@ static void *check_inverse(void *arg)
 {
     inverse_job *j = arg;
     enc_state *e = j->e;
-    const jpg_frame *f = &e->f;
-    jpg_coefs back = {0};
-    jpg_rows rows = {0};
-    int rc = 0;
-    for (int c = 0; c < f->ncomp && rc == 0; c++)
-        if (!(back[c] = coef_alloc((size_t)f->comp[c].pw * f->comp[c].ph)))
-            rc = -ENOMEM;
-    if (rc == 0)
-        rc = rows_of_coefs(f, back, &rows);
+    jpg_rows expect = {0};
+    uint8_t perm[PXC_KEY_BYTES], diff[PXC_KEY_BYTES];
+    pxc_file_subkey(perm, j->keys, &e->secrets, PXC_SUBKEY_PERMUTATION);
+    pxc_file_subkey(diff, j->keys, &e->secrets, PXC_SUBKEY_DIFFUSION);
+    int rc = rows_of_coefs(&e->f, e->coef, &expect);
     jpg_cipher_params p = e->cp;
+    p.progress = NULL;
+    p.expect = &expect;
     if (rc == 0)
-        rc = jpg_cipher_run(1, f, &e->dst, &rows, &p, j->perm_key, j->diff_key);
-    for (int c = 0; c < f->ncomp && rc == 0; c++) {
-        const jpg_comp *cp = &f->comp[c];
-        for (uint32_t y = 0; y < cp->hb && rc == 0; y++)
-            if (memcmp(rows.row[c][y], e->coef[c] + (size_t)y * cp->pw * 64,
-                       (size_t)cp->wb * 128) != 0)
-                rc = -EPROTO;
-    }
-    for (int c = 0; c < f->ncomp; c++)
-        if (back[c])
-            sodium_memzero(back[c], (size_t)f->comp[c].pw * f->comp[c].ph * 128);
-    coefs_free(back);
-    rows_free(&rows);
+        rc = jpg_cipher_run(1, &e->f, &e->dst, NULL, &p, perm, diff);
+    sodium_memzero(perm, sizeof perm);
+    sodium_memzero(diff, sizeof diff);
+    rows_free(&expect);
     j->rc = rc;
     return NULL;
 }
@@ -1179,15 +1163,13 @@ static int cipher_prepare(enc_state *e, const char **why)
     rc = textures(e, why);
     if (rc)
         return rc;
-    if (rows_of_coefs(f, e->coef, &e->src) != 0 || rows_of_reader(&e->r, f, &e->dst, 1) != 0)
+    /* Fresh arrays are zero: the padding blocks of the cipher image are. */
+    for (int c = 0; c < f->ncomp; c++)
+        if (!(e->cipher[c] = jpg_mem_array((j_common_ptr)&e->r.d, f->comp[c].pw, f->comp[c].ph)))
+            return codec_fail(why, "out of memory", -ENOMEM);
+    if (rows_of_coefs(f, e->coef, &e->src) != 0 ||
+        rows_of_arrays(&e->r, e->cipher, f, &e->dst, 1) != 0)
         return codec_fail(why, "out of memory", -ENOMEM);
-    for (int c = 0; c < f->ncomp; c++) {
-        const jpg_comp *cp = &f->comp[c];
-        for (uint32_t y = 0; y < cp->ph; y++) {
-            uint32_t x0 = y < cp->hb ? cp->wb : 0;
-            memset(e->dst.row[c][y] + (size_t)x0 * 64, 0, (size_t)(cp->pw - x0) * 128);
-        }
-    }
     return 0;
 }
 
@@ -1206,26 +1188,13 @@ static int cipher_write(enc_state *e, const pxc_keys *keys, const pxc_file_secre
         return codec_fail(why, rc == -ENOMEM ? "out of memory" : "coefficient out of range",
                           rc == -ENOMEM ? rc : -ENOTSUP);
     }
-    /* Both only read the cipher coefficients. */
-    inverse_job inv = {e, perm, diff, 0};
-    pthread_t th;
-    int threaded = f->real_blocks >= RECORD_THREAD_MIN_BLOCKS &&
-                   pthread_create(&th, NULL, check_inverse, &inv) == 0;
+    sodium_memzero(perm, sizeof perm);
+    sodium_memzero(diff, sizeof diff);
     free(e->img.p);
     e->img.p = NULL;
     e->img.n = 0;
-    rc = write_image(&e->r, f, &e->dst, &e->img);
-    if (threaded)
-        pthread_join(th, NULL);
-    else
-        check_inverse(&inv);
-    sodium_memzero(perm, sizeof perm);
-    sodium_memzero(diff, sizeof diff);
-    if (rc != 0)
+    if (write_image(&e->r, e->cipher, f, &e->dst, &e->img) != 0)
         return codec_fail(why, "libjpeg-turbo cannot write the cipher image", -EPROTO);
-    if (inv.rc)
-        return codec_fail(why, inv.rc == -ENOMEM ? "out of memory" : "cipher does not invert",
-                          inv.rc == -ENOMEM ? -ENOMEM : -EPROTO);
     return 0;
 }
 
@@ -1275,6 +1244,36 @@ static void *record_job_run(void *arg)
     return NULL;
 }
 
+/* Two checks, side by side as they only read what encode made: the cipher
+ * coefficients decipher to the original's (check_inverse), and the stored bytes decode,
+ * through the MAC, the sealed record and libjpeg, to those cipher coefficients and the
+ * regeneration data encode had (decode_stored). */
+static int verify(enc_state *e, const pxc_keys *keys, size_t stored_len, const char **why)
+{
+    const jpg_frame *f = &e->f;
+    inverse_job inv = {e, keys, 0};
+    pthread_t th;
+    int threaded = f->real_blocks >= RECORD_THREAD_MIN_BLOCKS &&
+                   pthread_create(&th, NULL, check_inverse, &inv) == 0;
+    if (!threaded)
+        check_inverse(&inv);
+    jpg_expect ex = {f,        &e->dst,    &e->cp,         e->dummy,   e->ndummy,
+                     &e->skel, e->ecs_len, e->patch_start, &e->patches};
+    uint8_t *none = NULL;
+    size_t none_len = 0;
+    int rc = decode_stored(e->out, stored_len, keys, &ex, &none, &none_len);
+    free(none);
+    if (threaded)
+        pthread_join(th, NULL);
+    if (rc == -ENOMEM || inv.rc == -ENOMEM)
+        return codec_fail(why, "out of memory", -ENOMEM);
+    if (inv.rc)
+        return codec_fail(why, "cipher does not invert", -EPROTO);
+    if (rc)
+        return codec_fail(why, "stored form does not decode to the original", -EPROTO);
+    return 0;
+}
+
 static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *keys,
                   const pxc_file_secrets *s, size_t *stored_len, const char **why)
 {
@@ -1293,13 +1292,14 @@ static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *
     jpg_buf_put(&e->skel, plain + prev, n - prev);
     if (e->skel.err)
         return codec_fail(why, "out of memory", -ENOMEM);
-    if (jreader_open(&e->r, plain, n) != 0)
-        return codec_fail(why, "libjpeg-turbo cannot read it", -EINVAL);
+    rc = jreader_open(&e->r, plain, n);
+    if (rc)
+        return rc == -ENOMEM ? codec_fail(why, "out of memory", rc)
+                             : codec_fail(why, "libjpeg-turbo cannot read it", -EINVAL);
     if (!geometry_matches(&e->r, f))
         return codec_fail(why, "libjpeg-turbo reads another frame", -ENOTSUP);
-    rc = coefs_get(&e->r, f, e->coef, 1);
-    if (rc)
-        return codec_fail(why, "libjpeg-turbo cannot read it", rc);
+    if (coefs_of_reader(&e->r, f, e->coef) != 0)
+        return codec_fail(why, "libjpeg-turbo reads another frame", -ENOTSUP);
     e->secrets = *s;
     s = &e->secrets;
     if ((rc = set_nnvec(e, keys, &e->secrets)) != 0)
@@ -1322,19 +1322,7 @@ static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *
     rc = assemble(e, plain, n, keys, s, stored_len, why);
     if (rc)
         return rc;
-    /* The stored bytes decode, through libjpeg, the MAC and the sealed record, to the
-     * cipher coefficients and regeneration data encode had (see decode_stored). */
-    jpg_expect ex = {f,        &e->dst,    &e->cp,         e->dummy,   e->ndummy,
-                     &e->skel, e->ecs_len, e->patch_start, &e->patches};
-    uint8_t *none = NULL;
-    size_t none_len = 0;
-    rc = decode_stored(e->out, *stored_len, keys, &ex, &none, &none_len);
-    free(none);
-    if (rc == -ENOMEM)
-        return codec_fail(why, "out of memory", rc);
-    if (rc)
-        return codec_fail(why, "stored form does not decode to the original", -EPROTO);
-    return 0;
+    return verify(e, keys, *stored_len, why);
 }
 
 int jpeg_codec_encode(const uint8_t *plain, size_t n, const pxc_keys *keys,

@@ -311,7 +311,9 @@ static int cipher_component(int decrypt, const jpg_frame *f, int c, const jpg_ro
         make_perm(perm, n, ks);
         bs_init(bs, diff_key, c);
         int lo = p->lo[c], m = p->hi[c] - p->lo[c] + 1, tex = p->tex[c];
-        int16_t *const *sr = src->row[c], *const *dr = dst->row[c];
+        int16_t *const *sr = src->row[c], *const *dr = dst ? dst->row[c] : NULL;
+        int16_t *const *er = decrypt && p->expect ? p->expect->row[c] : NULL;
+        int16_t check[64];
         uint32_t wb = cp->wb;
         for (size_t i = 0; i < n && rc == 0; i++) {
             if (i + PREFETCH_AHEAD < n) {
@@ -321,12 +323,15 @@ static int cipher_component(int decrypt, const jpg_frame *f, int c, const jpg_ro
                 __builtin_prefetch(pb + 32);
             }
             const int16_t *in = decrypt ? block_at(sr, wb, perm[i]) : block_at(sr, wb, i);
-            int16_t *out = decrypt ? block_at(dr, wb, i) : block_at(dr, wb, perm[i]);
+            int16_t *out = er ? check : decrypt ? block_at(dr, wb, i) : block_at(dr, wb, perm[i]);
             rc = mask_block(in, out, bs, lo, m, flat && flat[i], tex, decrypt);
+            if (er && rc == 0 && memcmp(check, block_at(er, wb, i), sizeof check) != 0)
+                rc = -EPROTO;
             /* Decryption writes blocks in raster order: each finished row can go. */
             if (p->progress && rc == 0 && (i + 1) % wb == 0)
                 jpg_progress_publish(p->progress, c, (uint32_t)((i + 1) / wb));
         }
+        sodium_memzero(check, sizeof check);
     }
     if (perm)
         sodium_memzero(perm, n * sizeof *perm);

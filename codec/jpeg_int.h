@@ -4,6 +4,7 @@
  *   jpeg_scan.c    exact Huffman entropy encoder (sequential and progressive)
  *   jpeg_cipher.c  coefficient-domain encryption
  *   jpeg_record.c  the sealed regeneration record (serialisation, compression)
+ *   jpeg_mem.c     libjpeg-turbo's coefficient arrays in memory of our own (jpeg_mem.h)
  *   jpeg.c         libjpeg-turbo glue, stored container, encode / decode / peek
  */
 #ifndef PXC_CODEC_JPEG_INT_H
@@ -128,6 +129,7 @@ typedef struct jpg_cipher_params {
     int16_t tex[JPG_MAX_COMPS];        /* encryption: texture magnitude */
     const uint16_t *qw[JPG_MAX_COMPS]; /* encryption: quantisers (natural order) */
     jpg_progress *progress;            /* decryption: published row by row, or NULL */
+    const jpg_rows *expect;            /* decryption: compared with, instead of written */
     uint64_t avoid[JPG_MAX_COMPS];     /* encryption: permutations the search skips */
 } jpg_cipher_params;
 
@@ -141,7 +143,9 @@ typedef struct jpg_cipher_params {
  * JPG_PERM_SEARCH_MAX blocks picks it so that the map of per-block AC energy of the
  * result is uncorrelated with the original's (|r| < JPG_PERM_GOOD_CORR, else the
  * smallest |r| found) and stores the choice; otherwise (and always on decryption) pidx
- * is an input. */
+ * is an input.  Decryption with expect set writes nothing (dst may be NULL): each
+ * deciphered block is compared with the block of expect at the same place, and a
+ * difference fails the run with -EPROTO. */
 int jpg_cipher_run(int decrypt, const jpg_frame *f, const jpg_rows *src, const jpg_rows *dst,
                    jpg_cipher_params *p, const uint8_t perm_key[32], const uint8_t diff_key[32]);
 #define JPG_PERM_TRIES 64
