@@ -44,16 +44,70 @@ static void on_message(j_common_ptr c)
     (void)c;
 }
 
+/* A thread that works on the coefficients while they are read: told, through pg, the
+ * rows of blocks of each component that are final, once coef points at them. */
+typedef struct jfollow {
+    const jpg_frame *f; /* the frame as jpg_parse read it */
+    jpg_progress *pg;
+    int16_t **coef; /* jpg_coefs set at the first row */
+    int ready, failed;
+    uint32_t rows[JPG_MAX_COMPS];
+} jfollow;
+
 typedef struct jreader {
-    struct jpeg_decompress_struct d;
+    struct jpeg_decompress_struct d; /* first: callbacks get it as the reader */
     jerr e;
     jvirt_barray_ptr *arrays;
     int live;
+    struct jpeg_progress_mgr pm;
+    jfollow *follow;
 } jreader;
 
+static int geometry_matches(const jreader *r, const jpg_frame *f);
+
+/* libjpeg's progress monitor, called before each row of MCUs it reads (input_iMCU_row
+ * rows are complete).  The first call finds the arrays (the decoder requests one per
+ * component, in order) and checks that libjpeg reads the frame the follower expects,
+ * so that it never reads outside them.  Only a single sequential scan completes rows
+ * once and for all in raster order: with several scans, rows are published when the
+ * whole file is read (jreader_open). */
+static void on_rows(j_common_ptr cinfo)
+{
+    jreader *r = (jreader *)(void *)cinfo;
+    jfollow *fw = r->follow;
+    if (fw->failed)
+        return;
+    const jpg_frame *f = fw->f;
+    if (!fw->ready) {
+        int ok = geometry_matches(r, f);
+        for (int c = 0; c < f->ncomp && ok; c++) {
+            JDIMENSION bpr = 0, nr = 0;
+            jvirt_barray_ptr a = jpg_mem_requested(cinfo, c);
+            fw->coef[c] = a ? jpg_mem_blocks(a, &bpr, &nr) : NULL;
+            ok = fw->coef[c] && bpr == f->comp[c].pw && nr == f->comp[c].ph;
+        }
+        if (!ok) {
+            fw->failed = 1;
+            jpg_progress_fail(fw->pg);
+            return;
+        }
+        fw->ready = 1;
+    }
+    if (f->nscans != 1 || f->progressive)
+        return;
+    for (int c = 0; c < f->ncomp; c++) {
+        const jpg_comp *cp = &f->comp[c];
+        uint64_t rows = (uint64_t)r->d.input_iMCU_row * cp->v;
+        rows = rows < cp->hb ? rows : cp->hb;
+        if (rows > fw->rows[c])
+            jpg_progress_publish(fw->pg, c, fw->rows[c] = (uint32_t)rows);
+    }
+}
+
 /* Reads the coefficients of a JPEG in memory into arrays of ours (jpeg_mem.h); the
- * reader stays open for writing. */
-static int jreader_open(jreader *r, const uint8_t *p, size_t n)
+ * reader stays open for writing.  With fw, rows are published to a follower as they
+ * are read (on_rows), all of them at the end, or failure. */
+static int jreader_open(jreader *r, const uint8_t *p, size_t n, jfollow *fw)
 {
     memset(r, 0, sizeof *r);
     r->d.err = jpeg_std_error(&r->e.pub);
@@ -67,8 +121,25 @@ static int jreader_open(jreader *r, const uint8_t *p, size_t n)
         return -EINVAL;
     jpeg_mem_src(&r->d, p, (unsigned long)n);
     jpeg_read_header(&r->d, TRUE);
+    if (fw) {
+        r->follow = fw;
+        r->pm.progress_monitor = on_rows;
+        r->d.progress = &r->pm;
+    }
     r->arrays = jpeg_read_coefficients(&r->d);
-    return r->arrays ? 0 : -EINVAL;
+    if (!r->arrays)
+        return -EINVAL;
+    if (fw && fw->ready && !fw->failed) {
+        /* The arrays it returns are the ones the follower was given. */
+        for (int c = 0; c < fw->f->ncomp; c++) {
+            JDIMENSION bpr, nr;
+            if (jpg_mem_blocks(r->arrays[c], &bpr, &nr) != fw->coef[c])
+                return -EINVAL;
+        }
+        for (int c = 0; c < fw->f->ncomp; c++)
+            jpg_progress_publish(fw->pg, c, fw->f->comp[c].hb);
+    }
+    return 0;
 }
 
 static void jreader_close(jreader *r)
@@ -657,7 +728,7 @@ static int decode_stored(const uint8_t *stored, size_t n, const pxc_keys *keys,
         if (rec->ndummy[c] !=
             (uint64_t)f.comp[c].pw * f.comp[c].ph - (uint64_t)f.comp[c].wb * f.comp[c].hb)
             goto done;
-    if (jreader_open(&r, stored, n) != 0 || !geometry_matches(&r, &f))
+    if (jreader_open(&r, stored, n, NULL) != 0 || !geometry_matches(&r, &f))
         goto done;
     if (ex) {
         rc = rows_of_arrays(&r, r.arrays, &f, &src, 0);
@@ -802,8 +873,9 @@ static void enc_free(enc_state *e)
     sodium_memzero(&e->secrets, sizeof e->secrets);
 }
 
-/* Regenerates every scan from the original coefficients and records the differences. */
-static int record_scans(enc_state *e, const uint8_t *plain, const char **why)
+/* Regenerates every scan from the original coefficients and records the differences;
+ * with gate, following the decode that fills them. */
+static int record_scans(enc_state *e, const uint8_t *plain, jpg_progress *gate, const char **why)
 {
     jpg_frame *f = &e->f;
     e->ecs_len = calloc((size_t)f->nscans, sizeof *e->ecs_len);
@@ -816,7 +888,7 @@ static int record_scans(enc_state *e, const uint8_t *plain, const char **why)
         e->regen.len = 0;
         if (jpg_buf_reserve(&e->regen, s->ecs_len + 65536) != 0)
             return codec_fail(why, "out of memory", -ENOMEM);
-        int rc = jpg_scan_encode(f, s, e->coef, &e->regen, NULL);
+        int rc = jpg_scan_encode(f, s, e->coef, &e->regen, gate);
         if (rc == -ENOMEM)
             return codec_fail(why, "out of memory", rc);
         if (rc || e->regen.len != s->ecs_len)
@@ -1233,6 +1305,7 @@ static int cipher_image(enc_state *e, const uint8_t *plain, size_t n, const pxc_
 typedef struct record_job {
     enc_state *e;
     const uint8_t *plain;
+    jpg_progress *gate;
     const char *why;
     int rc;
 } record_job;
@@ -1240,7 +1313,7 @@ typedef struct record_job {
 static void *record_job_run(void *arg)
 {
     record_job *j = arg;
-    j->rc = record_scans(j->e, j->plain, &j->why);
+    j->rc = record_scans(j->e, j->plain, j->gate, &j->why);
     return NULL;
 }
 
@@ -1274,6 +1347,30 @@ static int verify(enc_state *e, const pxc_keys *keys, size_t stored_len, const c
     return 0;
 }
 
+/* Reads the original's coefficients (published to fw as they come, if given), then
+ * makes the cipher image; without fw, runs the recording job in between. */
+static int read_and_cipher(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *keys,
+                           jfollow *fw, record_job *job, const char **why)
+{
+    jpg_frame *f = &e->f;
+    int rc = jreader_open(&e->r, plain, n, fw);
+    if (rc)
+        return rc == -ENOMEM ? codec_fail(why, "out of memory", rc)
+                             : codec_fail(why, "libjpeg-turbo cannot read it", -EINVAL);
+    /* With fw, e->coef was set (and checked) at the first row: the follower reads it. */
+    if (!geometry_matches(&e->r, f) ||
+        (fw ? !fw->ready || fw->failed : coefs_of_reader(&e->r, f, e->coef) != 0))
+        return codec_fail(why, "libjpeg-turbo reads another frame", -ENOTSUP);
+    if ((rc = set_nnvec(e, keys, &e->secrets)) != 0)
+        return codec_fail(why, "out of memory", rc);
+    if (!fw) {
+        record_job_run(job);
+        if (job->rc)
+            return codec_fail(why, job->why, job->rc);
+    }
+    return cipher_image(e, plain, n, keys, &e->secrets, why);
+}
+
 static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *keys,
                   const pxc_file_secrets *s, size_t *stored_len, const char **why)
 {
@@ -1292,34 +1389,31 @@ static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *
     jpg_buf_put(&e->skel, plain + prev, n - prev);
     if (e->skel.err)
         return codec_fail(why, "out of memory", -ENOMEM);
-    rc = jreader_open(&e->r, plain, n);
-    if (rc)
-        return rc == -ENOMEM ? codec_fail(why, "out of memory", rc)
-                             : codec_fail(why, "libjpeg-turbo cannot read it", -EINVAL);
-    if (!geometry_matches(&e->r, f))
-        return codec_fail(why, "libjpeg-turbo reads another frame", -ENOTSUP);
-    if (coefs_of_reader(&e->r, f, e->coef) != 0)
-        return codec_fail(why, "libjpeg-turbo reads another frame", -ENOTSUP);
     e->secrets = *s;
-    s = &e->secrets;
-    if ((rc = set_nnvec(e, keys, &e->secrets)) != 0)
-        return codec_fail(why, "out of memory", rc);
-    /* Recording the original's entropy coding and making the cipher image only read the
-     * coefficients: they run side by side. */
-    record_job job = {e, plain, NULL, 0};
+    /* Recording the original's entropy coding only reads its coefficients: on large
+     * images it runs on another thread, following the decode row by row (jfollow),
+     * then beside the making of the cipher image. */
+    jpg_progress pg;
+    jpg_progress_init(&pg);
+    jfollow fw = {f, &pg, e->coef, 0, 0, {0}};
+    record_job job = {e, plain, &pg, NULL, 0};
     pthread_t th;
     int threaded = f->real_blocks >= RECORD_THREAD_MIN_BLOCKS &&
                    pthread_create(&th, NULL, record_job_run, &job) == 0;
     if (!threaded)
-        record_job_run(&job);
-    rc = cipher_image(e, plain, n, keys, s, why);
-    if (threaded)
+        job.gate = NULL;
+    rc = read_and_cipher(e, plain, n, keys, threaded ? &fw : NULL, &job, why);
+    if (threaded) {
+        if (rc)
+            jpg_progress_fail(&pg); /* it may wait for rows that will never come */
         pthread_join(th, NULL);
-    if (job.rc)
-        return codec_fail(why, job.why, job.rc);
+    }
+    jpg_progress_destroy(&pg);
     if (rc)
         return rc;
-    rc = assemble(e, plain, n, keys, s, stored_len, why);
+    if (job.rc)
+        return codec_fail(why, job.why, job.rc);
+    rc = assemble(e, plain, n, keys, &e->secrets, stored_len, why);
     if (rc)
         return rc;
     return verify(e, keys, *stored_len, why);

@@ -33,12 +33,14 @@ typedef struct own_array {
     size_t map_bytes; /* length of the mapping at base, 0 if calloc'ed */
     JBLOCKARRAY rows;
     JDIMENSION blocksperrow, numrows;
+    int nth; /* requested by the library: 0, 1, ... in request order; else -1 */
     struct own_array *next;
 } own_array;
 
 typedef struct jpg_mem {
     struct jpeg_memory_mgr lib; /* the library's methods */
     own_array *arrays;
+    int requested;
 } jpg_mem;
 
 static jpg_mem *mem_of(j_common_ptr cinfo)
@@ -96,13 +98,14 @@ static void arrays_free(jpg_mem *m)
     }
 }
 
-static own_array *array_new(jpg_mem *m, JDIMENSION blocksperrow, JDIMENSION numrows)
+static own_array *array_new(jpg_mem *m, JDIMENSION blocksperrow, JDIMENSION numrows, int nth)
 {
     own_array *a = calloc(1, sizeof *a);
     if (!a)
         return NULL;
     a->blocksperrow = blocksperrow;
     a->numrows = numrows;
+    a->nth = nth;
     a->next = m->arrays;
     m->arrays = a;
     return a;
@@ -116,7 +119,8 @@ static jvirt_barray_ptr request_barray(j_common_ptr cinfo, int pool_id, boolean 
     (void)maxaccess;
     if (pool_id != JPOOL_IMAGE)
         fail(cinfo, JERR_BAD_POOL_ID);
-    own_array *a = array_new(mem_of(cinfo), blocksperrow, numrows);
+    jpg_mem *m = mem_of(cinfo);
+    own_array *a = array_new(m, blocksperrow, numrows, m->requested++);
     if (!a)
         fail(cinfo, JERR_OUT_OF_MEMORY);
     return (jvirt_barray_ptr)(void *)a;
@@ -144,8 +148,10 @@ static JBLOCKARRAY access_barray(j_common_ptr cinfo, jvirt_barray_ptr ptr, JDIME
 static void free_pool(j_common_ptr cinfo, int pool_id)
 {
     jpg_mem *m = mem_of(cinfo);
-    if (pool_id == JPOOL_IMAGE)
+    if (pool_id == JPOOL_IMAGE) {
         arrays_free(m);
+        m->requested = 0;
+    }
     (*m->lib.free_pool)(cinfo, pool_id);
 }
 
@@ -177,7 +183,7 @@ int jpg_mem_install(j_common_ptr cinfo)
 jvirt_barray_ptr jpg_mem_array(j_common_ptr cinfo, JDIMENSION blocksperrow, JDIMENSION numrows)
 {
     jpg_mem *m = mem_of(cinfo);
-    own_array *a = array_new(m, blocksperrow, numrows);
+    own_array *a = array_new(m, blocksperrow, numrows, -1);
     if (!a || array_realize(a) != 0)
         return NULL; /* a stays listed: freed with the others */
     return (jvirt_barray_ptr)(void *)a;
@@ -189,4 +195,12 @@ int16_t *jpg_mem_blocks(jvirt_barray_ptr ptr, JDIMENSION *blocksperrow, JDIMENSI
     *blocksperrow = a->blocksperrow;
     *numrows = a->numrows;
     return a->base ? a->base[0] : NULL;
+}
+
+jvirt_barray_ptr jpg_mem_requested(j_common_ptr cinfo, int nth)
+{
+    for (own_array *a = mem_of(cinfo)->arrays; a; a = a->next)
+        if (a->nth == nth)
+            return (jvirt_barray_ptr)(void *)a;
+    return NULL;
 }

@@ -25,4 +25,9 @@ jvirt_barray_ptr jpg_mem_array(j_common_ptr cinfo, JDIMENSION blocksperrow, JDIM
  * NULL before the array is realized. */
 int16_t *jpg_mem_blocks(jvirt_barray_ptr a, JDIMENSION *blocksperrow, JDIMENSION *numrows);
 
+/* The nth block array the library requested of cinfo (0 first), or NULL.  While
+ * jpeg_read_coefficients runs (its progress monitor), before it returns them: the
+ * decoder requests one array per component, in component order. */
+jvirt_barray_ptr jpg_mem_requested(j_common_ptr cinfo, int nth);
+
 #endif
