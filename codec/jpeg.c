@@ -17,6 +17,7 @@
 #include "codec/bytes.h"
 #include "codec/jpeg_int.h"
 #include "codec/jpeg_mem.h"
+#include "codec/jpeg_stream.h"
 #include "codec/metrics.h"
 #include "codec/opaque.h"
 #include "nn/nnvec.h"
@@ -104,10 +105,11 @@ static void on_rows(j_common_ptr cinfo)
     }
 }
 
-/* Reads the coefficients of a JPEG in memory into arrays of ours (jpeg_mem.h); the
- * reader stays open for writing.  With fw, rows are published to a follower as they
- * are read (on_rows), all of them at the end, or failure. */
-static int jreader_open(jreader *r, const uint8_t *p, size_t n, jfollow *fw)
+/* Reads the coefficients of a JPEG into arrays of ours (jpeg_mem.h): p[0, n), or with
+ * st, p[0, n) and then st past its SOI as it is written.  The reader stays open for
+ * writing.  With fw, rows are published to a follower as they are read (on_rows), all
+ * of them at the end. */
+static int jreader_open(jreader *r, const uint8_t *p, size_t n, jpg_stream *st, jfollow *fw)
 {
     memset(r, 0, sizeof *r);
     r->d.err = jpeg_std_error(&r->e.pub);
@@ -119,7 +121,10 @@ static int jreader_open(jreader *r, const uint8_t *p, size_t n, jfollow *fw)
         return -ENOMEM;
     if (setjmp(r->e.jb))
         return -EINVAL;
-    jpeg_mem_src(&r->d, p, (unsigned long)n);
+    if (st)
+        jpg_stream_src(&r->d, st, p, n, 2);
+    else
+        jpeg_mem_src(&r->d, p, (unsigned long)n);
     jpeg_read_header(&r->d, TRUE);
     if (fw) {
         r->follow = fw;
@@ -256,12 +261,12 @@ typedef struct memdest {
  * of jpeglib.h: the optimal table for given symbol frequencies (freq[0..256]). */
 void jpeg_gen_optimal_table(j_compress_ptr cinfo, JHUFF_TBL *htbl, long freq[]);
 
-/* Writes the cipher image, one sequential scan with optimal Huffman tables.  The tables
- * come from our own count of the symbols (jpg_count_symbols, several times faster than
- * libjpeg's gathering pass) fed to libjpeg's own table builder, so the output is the
- * one optimize_coding would give, written in one pass. */
+/* Writes the cipher image, into out or st, one sequential scan with optimal Huffman
+ * tables.  The tables come from our own count of the symbols (jpg_count_symbols,
+ * several times faster than libjpeg's gathering pass) fed to libjpeg's own table
+ * builder, so the output is the one optimize_coding would give, written in one pass. */
 static int write_image(jreader *r, jvirt_barray_ptr *arrays, const jpg_frame *f,
-                       const jpg_rows *coefs, memdest *out)
+                       const jpg_rows *coefs, memdest *out, jpg_stream *st)
 {
     /* 4 DC tables, then 4 AC tables; allocated before the setjmp so that it is freed */
     long(*freq)[257] = calloc(8, sizeof *freq);
@@ -285,7 +290,10 @@ static int write_image(jreader *r, jvirt_barray_ptr *arrays, const jpg_frame *f,
         free(freq);
         return -EPROTO;
     }
-    jpeg_mem_dest(&c, &out->p, &out->n);
+    if (st)
+        jpg_stream_dest(&c, st);
+    else
+        jpeg_mem_dest(&c, &out->p, &out->n);
     jpeg_copy_critical_parameters(&r->d, &c);
     /* Always one sequential scan: decoding a progressive cipher image on every read
      * costs 2-3 times as much, and baseline does not reveal which the original was. */
@@ -622,7 +630,22 @@ typedef struct jpg_expect {
     const size_t *ecs_len;
     const uint32_t *patch_start;
     const jpg_buf *patches;
+    int decoded; /* the coefficients libjpeg reads were compared already (read_back) */
 } jpg_expect;
+
+/* Whether libjpeg read the cipher coefficients: every block inside the image (libjpeg
+ * writes its own padding blocks). */
+static int same_blocks(jreader *r, const jpg_frame *f, const jpg_rows *cipher)
+{
+    jpg_rows got = {0};
+    int rc = rows_of_arrays(r, r->arrays, f, &got, 0);
+    for (int c = 0; c < f->ncomp && rc == 0; c++)
+        for (uint32_t y = 0; y < f->comp[c].hb && rc == 0; y++)
+            if (memcmp(got.row[c][y], cipher->row[c][y], (size_t)f->comp[c].wb * 128) != 0)
+                rc = -EPROTO;
+    rows_free(&got);
+    return rc;
+}
 
 static int same_scans(const jpg_frame *a, const jpg_frame *b)
 {
@@ -728,17 +751,14 @@ static int decode_stored(const uint8_t *stored, size_t n, const pxc_keys *keys,
         if (rec->ndummy[c] !=
             (uint64_t)f.comp[c].pw * f.comp[c].ph - (uint64_t)f.comp[c].wb * f.comp[c].hb)
             goto done;
-    if (jreader_open(&r, stored, n, NULL) != 0 || !geometry_matches(&r, &f))
+    if (ex && ex->decoded) {
+        rc = same_record(rec, &f, ex) ? 0 : -EPROTO;
+        goto done;
+    }
+    if (jreader_open(&r, stored, n, NULL, NULL) != 0 || !geometry_matches(&r, &f))
         goto done;
     if (ex) {
-        rc = rows_of_arrays(&r, r.arrays, &f, &src, 0);
-        if (rc == 0 && !same_record(rec, &f, ex))
-            rc = -EPROTO;
-        /* The blocks inside the image: libjpeg writes its own padding blocks. */
-        for (int c = 0; c < f.ncomp && rc == 0; c++)
-            for (uint32_t y = 0; y < f.comp[c].hb && rc == 0; y++)
-                if (memcmp(src.row[c][y], ex->cipher->row[c][y], (size_t)f.comp[c].wb * 128) != 0)
-                    rc = -EPROTO;
+        rc = same_record(rec, &f, ex) ? same_blocks(&r, &f, ex->cipher) : -EPROTO;
         goto done;
     }
     for (int c = 0; c < f.ncomp; c++) {
@@ -846,6 +866,8 @@ typedef struct enc_state {
     uint16_t qwbuf[JPG_MAX_COMPS][64];
     jpg_rows src, dst;
     memdest img;
+    uint8_t *head; /* the stored file up to the cipher image, MAC zero */
+    size_t head_len, mac_at;
     uint8_t *out;
     pxc_file_secrets secrets; /* the caller's, with the neural key vector of this image */
 } enc_state;
@@ -869,6 +891,7 @@ static void enc_free(enc_state *e)
     rows_free(&e->src);
     rows_free(&e->dst);
     free(e->img.p);
+    free(e->head);
     free(e->out);
     sodium_memzero(&e->secrets, sizeof e->secrets);
 }
@@ -997,13 +1020,15 @@ static int textures(enc_state *e, const char **why)
     return 0;
 }
 
-static int assemble(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *keys,
-                    const pxc_file_secrets *s, size_t *stored_len, const char **why)
+/* The stored file up to the cipher image (after its SOI), in e->head: SOI, header,
+ * sealed record and the MAC segment, whose MAC is left zero (assemble_tail).  Needs
+ * only the cipher image up to its first SOS (img, len bytes). */
+static int assemble_head(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *keys,
+                         const uint8_t *img, size_t len, const char **why)
 {
-    const uint8_t *img = e->img.p;
-    size_t img_len = e->img.n;
-    size_t sos_end = first_sos_end(img, img_len);
-    if (img_len < 4 || img[0] != 0xFF || img[1] != 0xD8 || sos_end == 0)
+    const pxc_file_secrets *s = &e->secrets;
+    size_t sos_end = first_sos_end(img, len);
+    if (len < 4 || img[0] != 0xFF || img[1] != 0xD8 || sos_end == 0)
         return codec_fail(why, "cipher image not written", -EPROTO);
     /* record */
     jpg_record rec = {0};
@@ -1042,10 +1067,10 @@ static int assemble(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys
     if (L > RECORD_MAX)
         return codec_fail(why, "metadata too large", -EFBIG);
     uint64_t mac_off = mac_segment_offset(L), image_off = mac_off + 4 + JPEG_MAC_BYTES;
-    uint64_t total = image_off + img_len - 2;
     if (image_off + sos_end - 2 > UINT32_MAX)
         return codec_fail(why, "metadata too large", -EFBIG);
-    uint8_t *out = e->out = malloc(total);
+    uint8_t *out = e->head = calloc(1, image_off);
+    e->head_len = image_off;
     uint8_t *sealed = malloc(L);
     if (!out || !sealed) {
         free(sealed);
@@ -1092,11 +1117,34 @@ static int assemble(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys
     out[pos + 1] = 0xEF;
     out[pos + 2] = 0;
     out[pos + 3] = 2 + JPEG_MAC_BYTES;
-    memcpy(out + image_off, img + 2, img_len - 2);
-    pxc_file_subkey(key, keys, s, PXC_SUBKEY_MAC);
-    stored_mac(out + pos + 4, out, total, pos + 4, key);
+    e->mac_at = pos + 4;
     sodium_memzero(key, sizeof key);
-    (void)plain;
+    return 0;
+}
+
+/* The stored file: e->head, the cipher image after its SOI (from e->img, or st when
+ * given), and the MAC over all of it. */
+static int assemble_tail(enc_state *e, const pxc_keys *keys, jpg_stream *st, size_t *stored_len,
+                         const char **why)
+{
+    size_t img_len = e->img.n;
+    if (st && jpg_stream_result(st, &img_len) != 0)
+        return codec_fail(why, "cipher image not written", -EPROTO);
+    if (img_len < 2)
+        return codec_fail(why, "cipher image not written", -EPROTO);
+    size_t total = e->head_len + img_len - 2;
+    uint8_t *out = e->out = malloc(total);
+    if (!out)
+        return codec_fail(why, "out of memory", -ENOMEM);
+    memcpy(out, e->head, e->head_len);
+    if (st)
+        jpg_stream_copy(st, 2, out + e->head_len);
+    else
+        memcpy(out + e->head_len, e->img.p + 2, img_len - 2);
+    uint8_t key[PXC_KEY_BYTES];
+    pxc_file_subkey(key, keys, &e->secrets, PXC_SUBKEY_MAC);
+    stored_mac(out + e->mac_at, out, total, e->mac_at, key);
+    sodium_memzero(key, sizeof key);
     *stored_len = total;
     return 0;
 }
@@ -1245,8 +1293,8 @@ static int cipher_prepare(enc_state *e, const char **why)
     return 0;
 }
 
-/* Enciphers the coefficients and writes the cipher image into e->img. */
-static int cipher_write(enc_state *e, const pxc_keys *keys, const pxc_file_secrets *s,
+/* Enciphers the coefficients and, if write, writes the cipher image into e->img. */
+static int cipher_write(enc_state *e, const pxc_keys *keys, const pxc_file_secrets *s, int write,
                         const char **why)
 {
     const jpg_frame *f = &e->f;
@@ -1262,10 +1310,12 @@ static int cipher_write(enc_state *e, const pxc_keys *keys, const pxc_file_secre
     }
     sodium_memzero(perm, sizeof perm);
     sodium_memzero(diff, sizeof diff);
+    if (!write)
+        return 0;
     free(e->img.p);
     e->img.p = NULL;
     e->img.n = 0;
-    if (write_image(&e->r, e->cipher, f, &e->dst, &e->img) != 0)
+    if (write_image(&e->r, e->cipher, f, &e->dst, &e->img, NULL) != 0)
         return codec_fail(why, "libjpeg-turbo cannot write the cipher image", -EPROTO);
     return 0;
 }
@@ -1278,12 +1328,12 @@ static int cipher_write(enc_state *e, const pxc_keys *keys, const pxc_file_secre
 #define JPEG_SSIM_RETRY 0.08
 #define JPEG_SSIM_TRIES 4
 static int cipher_image(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *keys,
-                        const pxc_file_secrets *s, const char **why)
+                        const pxc_file_secrets *s, int write, const char **why)
 {
     int rc = cipher_prepare(e, why);
     if (rc == 0)
-        rc = cipher_write(e, keys, s, why);
-    if (rc || e->f.real_blocks > JPEG_SSIM_CHECK_MAX_BLOCKS)
+        rc = cipher_write(e, keys, s, write, why);
+    if (rc || !write || e->f.real_blocks > JPEG_SSIM_CHECK_MAX_BLOCKS)
         return rc;
     uint8_t *luma = NULL;
     uint32_t w = 0, h = 0;
@@ -1296,7 +1346,7 @@ static int cipher_image(enc_state *e, const uint8_t *plain, size_t n, const pxc_
             break;
         for (int c = 0; c < e->f.ncomp; c++)
             e->cp.avoid[c] |= (uint64_t)1 << e->cp.pidx[c];
-        rc = cipher_write(e, keys, s, why);
+        rc = cipher_write(e, keys, s, 1, why);
     }
     free(luma);
     return rc;
@@ -1317,43 +1367,154 @@ static void *record_job_run(void *arg)
     return NULL;
 }
 
-/* Two checks, side by side as they only read what encode made: the cipher
- * coefficients decipher to the original's (check_inverse), and the stored bytes decode,
- * through the MAC, the sealed record and libjpeg, to those cipher coefficients and the
- * regeneration data encode had (decode_stored). */
-static int verify(enc_state *e, const pxc_keys *keys, size_t stored_len, const char **why)
+/* The stored bytes decode, through the MAC, the sealed record and libjpeg, to the
+ * cipher coefficients and the regeneration data encode had (decode_stored); with
+ * decoded, read_back already compared what libjpeg reads from them. */
+static int check_stored(enc_state *e, const pxc_keys *keys, size_t stored_len, int decoded,
+                        const char **why)
 {
-    const jpg_frame *f = &e->f;
-    inverse_job inv = {e, keys, 0};
-    pthread_t th;
-    int threaded = f->real_blocks >= RECORD_THREAD_MIN_BLOCKS &&
-                   pthread_create(&th, NULL, check_inverse, &inv) == 0;
-    if (!threaded)
-        check_inverse(&inv);
-    jpg_expect ex = {f,        &e->dst,    &e->cp,         e->dummy,   e->ndummy,
-                     &e->skel, e->ecs_len, e->patch_start, &e->patches};
+    jpg_expect ex = {&e->f,    &e->dst,    &e->cp,         e->dummy,    e->ndummy,
+                     &e->skel, e->ecs_len, e->patch_start, &e->patches, decoded};
     uint8_t *none = NULL;
     size_t none_len = 0;
     int rc = decode_stored(e->out, stored_len, keys, &ex, &none, &none_len);
     free(none);
-    if (threaded)
-        pthread_join(th, NULL);
-    if (rc == -ENOMEM || inv.rc == -ENOMEM)
-        return codec_fail(why, "out of memory", -ENOMEM);
-    if (inv.rc)
-        return codec_fail(why, "cipher does not invert", -EPROTO);
+    if (rc == -ENOMEM)
+        return codec_fail(why, "out of memory", rc);
     if (rc)
         return codec_fail(why, "stored form does not decode to the original", -EPROTO);
     return 0;
 }
 
+static int inverse_failed(const inverse_job *inv, const char **why)
+{
+    return codec_fail(why, inv->rc == -ENOMEM ? "out of memory" : "cipher does not invert",
+                      inv->rc == -ENOMEM ? -ENOMEM : -EPROTO);
+}
+
+/* Two checks, side by side as they only read what encode made: the cipher
+ * coefficients decipher to the original's (check_inverse), and check_stored. */
+static int verify(enc_state *e, const pxc_keys *keys, size_t stored_len, const char **why)
+{
+    inverse_job inv = {e, keys, 0};
+    pthread_t th;
+    int threaded = e->f.real_blocks >= RECORD_THREAD_MIN_BLOCKS &&
+                   pthread_create(&th, NULL, check_inverse, &inv) == 0;
+    if (!threaded)
+        check_inverse(&inv);
+    int rc = check_stored(e, keys, stored_len, 0, why);
+    if (threaded)
+        pthread_join(th, NULL);
+    if (rc == 0 && inv.rc)
+        rc = inverse_failed(&inv, why);
+    return rc;
+}
+
+/* Large images write the cipher image and check it at once, on three threads: this one
+ * writes it (into a jpg_stream), read_back reads it back through libjpeg as it is
+ * written, and check_inverse deciphers the cipher coefficients.  Then the stored file
+ * is put together and check_stored does the rest. */
+typedef struct read_back_job {
+    enc_state *e;
+    const uint8_t *plain;
+    size_t n;
+    const pxc_keys *keys;
+    jpg_stream *st;
+    const char *why;
+    int rc;
+} read_back_job;
+
+/* Once the cipher image's header is written, makes the stored file's head
+ * (assemble_head) and reads the head and then the cipher image, as it is written,
+ * through libjpeg: the very bytes that are stored, but for the 32 of the MAC, which
+ * cannot be known before the last byte is, and which libjpeg does not interpret: they
+ * are data of an APP15 segment, which it skips by the segment's length.  What it reads
+ * must be the cipher coefficients (same_blocks), up to the end of the image as it was
+ * written (jpg_stream_src_clean). */
+static void *read_back(void *arg)
+{
+    read_back_job *j = arg;
+    enc_state *e = j->e;
+    size_t want = 1024, contig = 0;
+    const uint8_t *img = NULL;
+    for (;;) {
+        int ended = 0;
+        size_t got = jpg_stream_wait(j->st, want, &ended);
+        img = got ? jpg_stream_at(j->st, 0, &contig) : NULL;
+        if (img && first_sos_end(img, contig) != 0)
+            break;
+        if (ended || contig < want) { /* no header in the first chunk: not libjpeg's */
+            j->rc = codec_fail(&j->why, "cipher image not written", -EPROTO);
+            return NULL;
+        }
+        want *= 2;
+    }
+    j->rc = assemble_head(e, j->plain, j->n, j->keys, img, contig, &j->why);
+    if (j->rc)
+        return NULL;
+    jreader r;
+    int rc = jreader_open(&r, e->head, e->head_len, j->st, NULL);
+    if (rc == 0 && (!geometry_matches(&r, &e->f) || !jpg_stream_src_clean(&r.d)))
+        rc = -EPROTO;
+    if (rc == 0)
+        rc = same_blocks(&r, &e->f, &e->dst);
+    jreader_close(&r);
+    if (rc)
+        j->rc = codec_fail(&j->why,
+                           rc == -ENOMEM ? "out of memory"
+                                         : "stored form does not decode to the original",
+                           rc == -ENOMEM ? rc : -EPROTO);
+    return NULL;
+}
+
+static int write_and_verify(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *keys,
+                            size_t *stored_len, const char **why)
+{
+    jpg_stream *st = jpg_stream_new();
+    if (!st)
+        return codec_fail(why, "out of memory", -ENOMEM);
+    read_back_job rb = {e, plain, n, keys, st, NULL, 0};
+    inverse_job inv = {e, keys, 0};
+    pthread_t trb, tinv;
+    int rb_threaded = pthread_create(&trb, NULL, read_back, &rb) == 0;
+    int inv_threaded = pthread_create(&tinv, NULL, check_inverse, &inv) == 0;
+    int wrc = write_image(&e->r, e->cipher, &e->f, &e->dst, NULL, st);
+    if (wrc)
+        jpg_stream_fail(st);
+    /* Without threads, each runs in turn: read_back then finds the image written. */
+    if (rb_threaded)
+        pthread_join(trb, NULL);
+    else
+        read_back(&rb);
+    if (inv_threaded)
+        pthread_join(tinv, NULL);
+    else
+        check_inverse(&inv);
+    int rc = 0;
+    if (wrc)
+        rc = codec_fail(
+            why, wrc == -ENOMEM ? "out of memory" : "libjpeg-turbo cannot write the cipher image",
+            wrc == -ENOMEM ? wrc : -EPROTO);
+    else if (rb.rc)
+        rc = codec_fail(why, rb.why, rb.rc);
+    else if (inv.rc)
+        rc = inverse_failed(&inv, why);
+    if (rc == 0)
+        rc = assemble_tail(e, keys, st, stored_len, why);
+    if (rc == 0)
+        rc = check_stored(e, keys, *stored_len, 1, why);
+    jpg_stream_free(st);
+    return rc;
+}
+
 /* Reads the original's coefficients (published to fw as they come, if given), then
- * makes the cipher image; without fw, runs the recording job in between. */
+ * enciphers them; without fw, runs the recording job in between and writes the cipher
+ * image (with fw, write_and_verify does). */
 static int read_and_cipher(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *keys,
                            jfollow *fw, record_job *job, const char **why)
 {
     jpg_frame *f = &e->f;
-    int rc = jreader_open(&e->r, plain, n, fw);
+    int rc = jreader_open(&e->r, plain, n, NULL, fw);
     if (rc)
         return rc == -ENOMEM ? codec_fail(why, "out of memory", rc)
                              : codec_fail(why, "libjpeg-turbo cannot read it", -EINVAL);
@@ -1368,7 +1529,7 @@ static int read_and_cipher(enc_state *e, const uint8_t *plain, size_t n, const p
         if (job->rc)
             return codec_fail(why, job->why, job->rc);
     }
-    return cipher_image(e, plain, n, keys, &e->secrets, why);
+    return cipher_image(e, plain, n, keys, &e->secrets, !fw, why);
 }
 
 static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *keys,
@@ -1413,10 +1574,12 @@ static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *
         return rc;
     if (job.rc)
         return codec_fail(why, job.why, job.rc);
-    rc = assemble(e, plain, n, keys, &e->secrets, stored_len, why);
-    if (rc)
-        return rc;
-    return verify(e, keys, *stored_len, why);
+    if (threaded)
+        return write_and_verify(e, plain, n, keys, stored_len, why);
+    rc = assemble_head(e, plain, n, keys, e->img.p, e->img.n, why);
+    if (rc == 0)
+        rc = assemble_tail(e, keys, NULL, stored_len, why);
+    return rc ? rc : verify(e, keys, *stored_len, why);
 }
 
 int jpeg_codec_encode(const uint8_t *plain, size_t n, const pxc_keys *keys,

@@ -5,6 +5,7 @@
  *   jpeg_cipher.c  coefficient-domain encryption
  *   jpeg_record.c  the sealed regeneration record (serialisation, compression)
  *   jpeg_mem.c     libjpeg-turbo's coefficient arrays in memory of our own (jpeg_mem.h)
+ *   jpeg_stream.c  a JPEG written on one thread and read back as it comes (jpeg_stream.h)
  *   jpeg.c         libjpeg-turbo glue, stored container, encode / decode / peek
  */
 #ifndef PXC_CODEC_JPEG_INT_H
