@@ -264,9 +264,11 @@ void jpeg_gen_optimal_table(j_compress_ptr cinfo, JHUFF_TBL *htbl, long freq[]);
 /* Writes the cipher image, into out or st, one sequential scan with optimal Huffman
  * tables.  The tables come from our own count of the symbols (jpg_count_symbols,
  * several times faster than libjpeg's gathering pass) fed to libjpeg's own table
- * builder, so the output is the one optimize_coding would give, written in one pass. */
+ * builder, so the output is the one optimize_coding would give, written in one pass.
+ * With inside_ac, the AC symbols of the blocks inside the image are taken from it (per
+ * component) instead of counted. */
 static int write_image(jreader *r, jvirt_barray_ptr *arrays, const jpg_frame *f,
-                       const jpg_rows *coefs, memdest *out, jpg_stream *st)
+                       const jpg_rows *coefs, long (*inside_ac)[257], memdest *out, jpg_stream *st)
 {
     /* 4 DC tables, then 4 AC tables; allocated before the setjmp so that it is freed */
     long(*freq)[257] = calloc(8, sizeof *freq);
@@ -311,7 +313,10 @@ static int write_image(jreader *r, jvirt_barray_ptr *arrays, const jpg_frame *f,
     }
     int16_t *const *const rows[JPG_MAX_COMPS] = {coefs->row[0], coefs->row[1], coefs->row[2],
                                                  coefs->row[3]};
-    jpg_count_symbols(f, rows, dc_tbl, ac_tbl, freq, freq + 4);
+    jpg_count_symbols(f, rows, dc_tbl, ac_tbl, !inside_ac, freq, freq + 4);
+    for (int ci = 0; inside_ac && ci < f->ncomp; ci++)
+        for (int v = 0; v < 256; v++)
+            freq[4 + ac_tbl[ci]][v] += inside_ac[ci][v];
     for (int ci = 0; ci < f->ncomp; ci++) {
         JHUFF_TBL **dt = &c.dc_huff_tbl_ptrs[dc_tbl[ci]], **at = &c.ac_huff_tbl_ptrs[ac_tbl[ci]];
         if (!*dt)
@@ -590,7 +595,7 @@ static int regenerate(const jpg_frame *f, const jpg_record *rec, const jpg_coefs
             rc = -ENOMEM;
             break;
         }
-        rc = jpg_scan_encode(f, s, coef, &b, gate);
+        rc = jpg_scan_encode(f, s, coef, &b, gate, NULL);
         if (rc == 0 && (b.len != rec->ecs_len[i] || out_len - o < b.len))
             rc = -EBADMSG;
         if (rc)
@@ -859,7 +864,9 @@ typedef struct enc_state {
     jpg_buf skel, rec_plain, regen;
     size_t *ecs_len;
     uint32_t *patch_start;
-    jpg_buf patches; /* jpg_patch array */
+    jpg_buf patches;      /* jpg_patch array */
+    long (*ac_hist)[257]; /* sequential original: AC symbols inside, per component */
+    long cipher_ac[JPG_MAX_COMPS][257];
     int16_t *dummy[JPG_MAX_COMPS];
     uint64_t ndummy[JPG_MAX_COMPS];
     jpg_cipher_params cp;
@@ -884,6 +891,7 @@ static void enc_free(enc_state *e)
     jpg_buf_free(&e->patches);
     free(e->ecs_len);
     free(e->patch_start);
+    free(e->ac_hist);
     for (int c = 0; c < JPG_MAX_COMPS; c++) {
         free(e->dummy[c]);
         free(e->cp.flat[c]);
@@ -905,13 +913,25 @@ static int record_scans(enc_state *e, const uint8_t *plain, jpg_progress *gate, 
     e->patch_start = calloc((size_t)f->nscans + 1, sizeof *e->patch_start);
     if (!e->ecs_len || !e->patch_start)
         return codec_fail(why, "out of memory", -ENOMEM);
+    /* A sequential original codes every block's AC values once, which gives the cipher
+     * image's AC symbols for free (cipher_inside_ac). */
+    int once = !f->progressive;
+    for (int c = 0; c < f->ncomp && once; c++) {
+        int n = 0;
+        for (int i = 0; i < f->nscans; i++)
+            for (int j = 0; j < f->scans[i].ncomp; j++)
+                n += f->scans[i].comp[j] == c;
+        once = n == 1;
+    }
+    if (once && !(e->ac_hist = calloc((size_t)f->ncomp, sizeof *e->ac_hist)))
+        return codec_fail(why, "out of memory", -ENOMEM);
     uint32_t np = 0;
     for (int i = 0; i < f->nscans; i++) {
         const jpg_scan *s = &f->scans[i];
         e->regen.len = 0;
         if (jpg_buf_reserve(&e->regen, s->ecs_len + 65536) != 0)
             return codec_fail(why, "out of memory", -ENOMEM);
-        int rc = jpg_scan_encode(f, s, e->coef, &e->regen, gate);
+        int rc = jpg_scan_encode(f, s, e->coef, &e->regen, gate, e->ac_hist);
         if (rc == -ENOMEM)
             return codec_fail(why, "out of memory", rc);
         if (rc || e->regen.len != s->ecs_len)
@@ -1293,6 +1313,31 @@ static int cipher_prepare(enc_state *e, const char **why)
     return 0;
 }
 
+/* The AC symbols of the cipher image's blocks inside the image, per component, in
+ * e->cipher_ac, without counting them: the cipher keeps every block's zero pattern and
+ * every value's size category, so a block's AC symbols are the original's (e->ac_hist,
+ * counted by the recording of a sequential original), except in the flat blocks of
+ * textured components, which get one value of size nbits(tex) after their zero at
+ * natural position 1 (run 0) or 8 (zig-zag 2, run 1) before the EOB they had alone.
+ * NULL when the original's are not known (progressive). */
+static long (*cipher_inside_ac(enc_state *e))[257]
+{
+    if (!e->ac_hist)
+        return NULL;
+    for (int c = 0; c < e->f.ncomp; c++) {
+        memcpy(e->cipher_ac[c], e->ac_hist[c], sizeof e->cipher_ac[c]);
+        if (!e->cp.textured[c])
+            continue;
+        uint64_t nflat = 0, n = (uint64_t)e->f.comp[c].wb * e->f.comp[c].hb;
+        for (uint64_t i = 0; i < n; i++)
+            nflat += e->cp.flat[c][i];
+        int s = 32 - __builtin_clz((unsigned)e->cp.tex[c]);
+        e->cipher_ac[c][0x00 | s] += (long)(nflat - e->cp.flat_at8[c]);
+        e->cipher_ac[c][0x10 | s] += (long)e->cp.flat_at8[c];
+    }
+    return e->cipher_ac;
+}
+
 /* Enciphers the coefficients and, if write, writes the cipher image into e->img. */
 static int cipher_write(enc_state *e, const pxc_keys *keys, const pxc_file_secrets *s, int write,
                         const char **why)
@@ -1315,7 +1360,7 @@ static int cipher_write(enc_state *e, const pxc_keys *keys, const pxc_file_secre
     free(e->img.p);
     e->img.p = NULL;
     e->img.n = 0;
-    if (write_image(&e->r, e->cipher, f, &e->dst, &e->img, NULL) != 0)
+    if (write_image(&e->r, e->cipher, f, &e->dst, cipher_inside_ac(e), &e->img, NULL) != 0)
         return codec_fail(why, "libjpeg-turbo cannot write the cipher image", -EPROTO);
     return 0;
 }
@@ -1478,7 +1523,7 @@ static int write_and_verify(enc_state *e, const uint8_t *plain, size_t n, const 
     pthread_t trb, tinv;
     int rb_threaded = pthread_create(&trb, NULL, read_back, &rb) == 0;
     int inv_threaded = pthread_create(&tinv, NULL, check_inverse, &inv) == 0;
-    int wrc = write_image(&e->r, e->cipher, &e->f, &e->dst, NULL, st);
+    int wrc = write_image(&e->r, e->cipher, &e->f, &e->dst, cipher_inside_ac(e), NULL, st);
     if (wrc)
         jpg_stream_fail(st);
     /* Without threads, each runs in turn: read_back then finds the image written. */
