@@ -16,6 +16,8 @@
 
 #include "codec/bytes.h"
 #include "codec/jpeg_int.h"
+#include "codec/jpeg_mem.h"
+#include "codec/jpeg_stream.h"
 #include "codec/metrics.h"
 #include "codec/opaque.h"
 #include "nn/nnvec.h"
@@ -43,15 +45,71 @@ static void on_message(j_common_ptr c)
     (void)c;
 }
 
+/* A thread that works on the coefficients while they are read: told, through pg, the
+ * rows of blocks of each component that are final, once coef points at them. */
+typedef struct jfollow {
+    const jpg_frame *f; /* the frame as jpg_parse read it */
+    jpg_progress *pg;
+    int16_t **coef; /* jpg_coefs set at the first row */
+    int ready, failed;
+    uint32_t rows[JPG_MAX_COMPS];
+} jfollow;
+
 typedef struct jreader {
-    struct jpeg_decompress_struct d;
+    struct jpeg_decompress_struct d; /* first: callbacks get it as the reader */
     jerr e;
     jvirt_barray_ptr *arrays;
     int live;
+    struct jpeg_progress_mgr pm;
+    jfollow *follow;
 } jreader;
 
-/* Reads the coefficients of a JPEG in memory; the reader stays open for writing. */
-static int jreader_open(jreader *r, const uint8_t *p, size_t n)
+static int geometry_matches(const jreader *r, const jpg_frame *f);
+
+/* libjpeg's progress monitor, called before each row of MCUs it reads (input_iMCU_row
+ * rows are complete).  The first call finds the arrays (the decoder requests one per
+ * component, in order) and checks that libjpeg reads the frame the follower expects,
+ * so that it never reads outside them.  Only a single sequential scan completes rows
+ * once and for all in raster order: with several scans, rows are published when the
+ * whole file is read (jreader_open). */
+static void on_rows(j_common_ptr cinfo)
+{
+    jreader *r = (jreader *)(void *)cinfo;
+    jfollow *fw = r->follow;
+    if (fw->failed)
+        return;
+    const jpg_frame *f = fw->f;
+    if (!fw->ready) {
+        int ok = geometry_matches(r, f);
+        for (int c = 0; c < f->ncomp && ok; c++) {
+            JDIMENSION bpr = 0, nr = 0;
+            jvirt_barray_ptr a = jpg_mem_requested(cinfo, c);
+            fw->coef[c] = a ? jpg_mem_blocks(a, &bpr, &nr) : NULL;
+            ok = fw->coef[c] && bpr == f->comp[c].pw && nr == f->comp[c].ph;
+        }
+        if (!ok) {
+            fw->failed = 1;
+            jpg_progress_fail(fw->pg);
+            return;
+        }
+        fw->ready = 1;
+    }
+    if (f->nscans != 1 || f->progressive)
+        return;
+    for (int c = 0; c < f->ncomp; c++) {
+        const jpg_comp *cp = &f->comp[c];
+        uint64_t rows = (uint64_t)r->d.input_iMCU_row * cp->v;
+        rows = rows < cp->hb ? rows : cp->hb;
+        if (rows > fw->rows[c])
+            jpg_progress_publish(fw->pg, c, fw->rows[c] = (uint32_t)rows);
+    }
+}
+
+/* Reads the coefficients of a JPEG into arrays of ours (jpeg_mem.h): p[0, n), or with
+ * st, p[0, n) and then st past its SOI as it is written.  The reader stays open for
+ * writing.  With fw, rows are published to a follower as they are read (on_rows), all
+ * of them at the end. */
+static int jreader_open(jreader *r, const uint8_t *p, size_t n, jpg_stream *st, jfollow *fw)
 {
     memset(r, 0, sizeof *r);
     r->d.err = jpeg_std_error(&r->e.pub);
@@ -59,12 +117,34 @@ static int jreader_open(jreader *r, const uint8_t *p, size_t n)
     r->e.pub.output_message = on_message;
     jpeg_create_decompress(&r->d);
     r->live = 1;
+    if (jpg_mem_install((j_common_ptr)&r->d) != 0)
+        return -ENOMEM;
     if (setjmp(r->e.jb))
         return -EINVAL;
-    jpeg_mem_src(&r->d, p, (unsigned long)n);
+    if (st)
+        jpg_stream_src(&r->d, st, p, n, 2);
+    else
+        jpeg_mem_src(&r->d, p, (unsigned long)n);
     jpeg_read_header(&r->d, TRUE);
+    if (fw) {
+        r->follow = fw;
+        r->pm.progress_monitor = on_rows;
+        r->d.progress = &r->pm;
+    }
     r->arrays = jpeg_read_coefficients(&r->d);
-    return r->arrays ? 0 : -EINVAL;
+    if (!r->arrays)
+        return -EINVAL;
+    if (fw && fw->ready && !fw->failed) {
+        /* The arrays it returns are the ones the follower was given. */
+        for (int c = 0; c < fw->f->ncomp; c++) {
+            JDIMENSION bpr, nr;
+            if (jpg_mem_blocks(r->arrays[c], &bpr, &nr) != fw->coef[c])
+                return -EINVAL;
+        }
+        for (int c = 0; c < fw->f->ncomp; c++)
+            jpg_progress_publish(fw->pg, c, fw->f->comp[c].hb);
+    }
+    return 0;
 }
 
 static void jreader_close(jreader *r)
@@ -92,17 +172,6 @@ static int geometry_matches(const jreader *r, const jpg_frame *f)
     return 1;
 }
 
-/* Whether the padding blocks of component c are coded (by an interleaved scan). */
-static int padding_coded(const jpg_frame *f, int c)
-{
-    for (int i = 0; i < f->nscans; i++)
-        if (f->scans[i].ncomp > 1)
-            for (int j = 0; j < f->scans[i].ncomp; j++)
-                if (f->scans[i].comp[j] == c)
-                    return 1;
-    return 0;
-}
-
 static void coefs_free(jpg_coefs coef)
 {
     for (int c = 0; c < JPG_MAX_COMPS; c++) {
@@ -111,7 +180,6 @@ static void coefs_free(jpg_coefs coef)
     }
 }
 
-/* Copies libjpeg's arrays: all blocks, or only those inside the image (all = 0). */
 /* Coefficient arrays of large images are tens of MB touched once per decode: ask for
  * transparent huge pages, which cuts the page faults of a fresh array 512-fold. */
 static int16_t *coef_alloc(size_t blocks)
@@ -126,30 +194,24 @@ static int16_t *coef_alloc(size_t blocks)
     return p;
 }
 
-static int coefs_get(jreader *r, const jpg_frame *f, jpg_coefs coef, int all)
+/* The coefficients where libjpeg decoded them, in the reader's arrays (jpeg_mem.h):
+ * contiguous, pw blocks a row, padding blocks that no scan codes left zero. */
+static int coefs_of_reader(jreader *r, const jpg_frame *f, jpg_coefs coef)
 {
-    if (setjmp(r->e.jb))
-        return -EINVAL;
     for (int c = 0; c < f->ncomp; c++) {
-        const jpg_comp *cp = &f->comp[c];
-        coef[c] = coef_alloc((size_t)cp->pw * cp->ph);
-        if (!coef[c])
-            return -ENOMEM;
-        memset(coef[c], 0, (size_t)cp->pw * cp->ph * 128);
-        int whole = all && padding_coded(f, c);
-        uint32_t rows = whole ? cp->ph : cp->hb, cols = whole ? cp->pw : cp->wb;
-        for (uint32_t y = 0; y < rows; y++) {
-            JBLOCKARRAY row =
-                (*r->d.mem->access_virt_barray)((j_common_ptr)&r->d, r->arrays[c], y, 1, FALSE);
-            memcpy(coef[c] + (size_t)y * cp->pw * 64, row[0], (size_t)cols * sizeof(JBLOCK));
-        }
+        JDIMENSION bpr = 0, nr = 0;
+        coef[c] = jpg_mem_blocks(r->arrays[c], &bpr, &nr);
+        if (!coef[c] || bpr != f->comp[c].pw || nr != f->comp[c].ph)
+            return -EPROTO;
     }
     return 0;
 }
 
-/* Row pointers of libjpeg's coefficient arrays (all realized in memory by
- * jpeg_read_coefficients, so the pointers stay valid until the reader is closed). */
-static int rows_of_reader(jreader *r, const jpg_frame *f, jpg_rows *rows, int writable)
+/* Row pointers of coefficient arrays of the reader (all realized in memory by
+ * jpeg_read_coefficients or jpg_mem_array, so the pointers stay valid until the reader
+ * is closed). */
+static int rows_of_arrays(jreader *r, jvirt_barray_ptr *arrays, const jpg_frame *f, jpg_rows *rows,
+                          int writable)
 {
     if (setjmp(r->e.jb))
         return -EINVAL;
@@ -159,8 +221,8 @@ static int rows_of_reader(jreader *r, const jpg_frame *f, jpg_rows *rows, int wr
         if (!rows->row[c])
             return -ENOMEM;
         for (uint32_t y = 0; y < cp->ph; y++) {
-            JBLOCKARRAY row = (*r->d.mem->access_virt_barray)((j_common_ptr)&r->d, r->arrays[c], y,
-                                                              1, writable ? TRUE : FALSE);
+            JBLOCKARRAY row = (*r->d.mem->access_virt_barray)((j_common_ptr)&r->d, arrays[c], y, 1,
+                                                              writable ? TRUE : FALSE);
             rows->row[c][y] = (int16_t *)row[0];
         }
     }
@@ -199,11 +261,14 @@ typedef struct memdest {
  * of jpeglib.h: the optimal table for given symbol frequencies (freq[0..256]). */
 void jpeg_gen_optimal_table(j_compress_ptr cinfo, JHUFF_TBL *htbl, long freq[]);
 
-/* Writes the cipher image, one sequential scan with optimal Huffman tables.  The tables
- * come from our own count of the symbols (jpg_count_symbols, several times faster than
- * libjpeg's gathering pass) fed to libjpeg's own table builder, so the output is the
- * one optimize_coding would give, written in one pass. */
-static int write_image(jreader *r, const jpg_frame *f, const jpg_rows *coefs, memdest *out)
+/* Writes the cipher image, into out or st, one sequential scan with optimal Huffman
+ * tables.  The tables come from our own count of the symbols (jpg_count_symbols,
+ * several times faster than libjpeg's gathering pass) fed to libjpeg's own table
+ * builder, so the output is the one optimize_coding would give, written in one pass.
+ * With inside_ac, the AC symbols of the blocks inside the image are taken from it (per
+ * component) instead of counted. */
+static int write_image(jreader *r, jvirt_barray_ptr *arrays, const jpg_frame *f,
+                       const jpg_rows *coefs, long (*inside_ac)[257], memdest *out, jpg_stream *st)
 {
     /* 4 DC tables, then 4 AC tables; allocated before the setjmp so that it is freed */
     long(*freq)[257] = calloc(8, sizeof *freq);
@@ -216,12 +281,21 @@ static int write_image(jreader *r, const jpg_frame *f, const jpg_rows *coefs, me
     e.pub.error_exit = on_error;
     e.pub.output_message = on_message;
     jpeg_create_compress(&c);
+    /* It reads arrays of ours (jpeg_mem.h). */
+    if (jpg_mem_install((j_common_ptr)&c) != 0) {
+        jpeg_destroy_compress(&c);
+        free(freq);
+        return -ENOMEM;
+    }
     if (setjmp(e.jb)) {
         jpeg_destroy_compress(&c);
         free(freq);
         return -EPROTO;
     }
-    jpeg_mem_dest(&c, &out->p, &out->n);
+    if (st)
+        jpg_stream_dest(&c, st);
+    else
+        jpeg_mem_dest(&c, &out->p, &out->n);
     jpeg_copy_critical_parameters(&r->d, &c);
     /* Always one sequential scan: decoding a progressive cipher image on every read
      * costs 2-3 times as much, and baseline does not reveal which the original was. */
@@ -239,7 +313,10 @@ static int write_image(jreader *r, const jpg_frame *f, const jpg_rows *coefs, me
     }
     int16_t *const *const rows[JPG_MAX_COMPS] = {coefs->row[0], coefs->row[1], coefs->row[2],
                                                  coefs->row[3]};
-    jpg_count_symbols(f, rows, dc_tbl, ac_tbl, freq, freq + 4);
+    jpg_count_symbols(f, rows, dc_tbl, ac_tbl, !inside_ac, freq, freq + 4);
+    for (int ci = 0; inside_ac && ci < f->ncomp; ci++)
+        for (int v = 0; v < 256; v++)
+            freq[4 + ac_tbl[ci]][v] += inside_ac[ci][v];
     for (int ci = 0; ci < f->ncomp; ci++) {
         JHUFF_TBL **dt = &c.dc_huff_tbl_ptrs[dc_tbl[ci]], **at = &c.ac_huff_tbl_ptrs[ac_tbl[ci]];
         if (!*dt)
@@ -261,7 +338,7 @@ static int write_image(jreader *r, const jpg_frame *f, const jpg_rows *coefs, me
     c.density_unit = 0;
     c.X_density = 1;
     c.Y_density = 1;
-    jpeg_write_coefficients(&c, r->arrays);
+    jpeg_write_coefficients(&c, arrays);
     jpeg_finish_compress(&c);
     jpeg_destroy_compress(&c);
     free(freq);
@@ -518,7 +595,7 @@ static int regenerate(const jpg_frame *f, const jpg_record *rec, const jpg_coefs
             rc = -ENOMEM;
             break;
         }
-        rc = jpg_scan_encode(f, s, coef, &b, gate);
+        rc = jpg_scan_encode(f, s, coef, &b, gate, NULL);
         if (rc == 0 && (b.len != rec->ecs_len[i] || out_len - o < b.len))
             rc = -EBADMSG;
         if (rc)
@@ -558,7 +635,22 @@ typedef struct jpg_expect {
     const size_t *ecs_len;
     const uint32_t *patch_start;
     const jpg_buf *patches;
+    int decoded; /* the coefficients libjpeg reads were compared already (read_back) */
 } jpg_expect;
+
+/* Whether libjpeg read the cipher coefficients: every block inside the image (libjpeg
+ * writes its own padding blocks). */
+static int same_blocks(jreader *r, const jpg_frame *f, const jpg_rows *cipher)
+{
+    jpg_rows got = {0};
+    int rc = rows_of_arrays(r, r->arrays, f, &got, 0);
+    for (int c = 0; c < f->ncomp && rc == 0; c++)
+        for (uint32_t y = 0; y < f->comp[c].hb && rc == 0; y++)
+            if (memcmp(got.row[c][y], cipher->row[c][y], (size_t)f->comp[c].wb * 128) != 0)
+                rc = -EPROTO;
+    rows_free(&got);
+    return rc;
+}
 
 static int same_scans(const jpg_frame *a, const jpg_frame *b)
 {
@@ -664,17 +756,14 @@ static int decode_stored(const uint8_t *stored, size_t n, const pxc_keys *keys,
         if (rec->ndummy[c] !=
             (uint64_t)f.comp[c].pw * f.comp[c].ph - (uint64_t)f.comp[c].wb * f.comp[c].hb)
             goto done;
-    if (jreader_open(&r, stored, n) != 0 || !geometry_matches(&r, &f))
+    if (ex && ex->decoded) {
+        rc = same_record(rec, &f, ex) ? 0 : -EPROTO;
+        goto done;
+    }
+    if (jreader_open(&r, stored, n, NULL, NULL) != 0 || !geometry_matches(&r, &f))
         goto done;
     if (ex) {
-        rc = rows_of_reader(&r, &f, &src, 0);
-        if (rc == 0 && !same_record(rec, &f, ex))
-            rc = -EPROTO;
-        /* The blocks inside the image: libjpeg writes its own padding blocks. */
-        for (int c = 0; c < f.ncomp && rc == 0; c++)
-            for (uint32_t y = 0; y < f.comp[c].hb && rc == 0; y++)
-                if (memcmp(src.row[c][y], ex->cipher->row[c][y], (size_t)f.comp[c].wb * 128) != 0)
-                    rc = -EPROTO;
+        rc = same_record(rec, &f, ex) ? same_blocks(&r, &f, ex->cipher) : -EPROTO;
         goto done;
     }
     for (int c = 0; c < f.ncomp; c++) {
@@ -703,7 +792,7 @@ static int decode_stored(const uint8_t *stored, size_t n, const pxc_keys *keys,
             goto done;
         }
     }
-    rc = rows_of_reader(&r, &f, &src, 0);
+    rc = rows_of_arrays(&r, r.arrays, &f, &src, 0);
     if (rc == 0)
         rc = rows_of_coefs(&f, coef, &dst);
     if (rc == 0 && !(out = malloc(total ? total : 1)))
@@ -770,17 +859,22 @@ int jpeg_codec_decode(const uint8_t *stored, size_t n, const pxc_keys *keys, uin
 typedef struct enc_state {
     jpg_frame f;
     jreader r;
-    jpg_coefs coef;
+    jpg_coefs coef;                         /* the original's, in r's arrays */
+    jvirt_barray_ptr cipher[JPG_MAX_COMPS]; /* the cipher's, arrays of r */
     jpg_buf skel, rec_plain, regen;
     size_t *ecs_len;
     uint32_t *patch_start;
-    jpg_buf patches; /* jpg_patch array */
+    jpg_buf patches;      /* jpg_patch array */
+    long (*ac_hist)[257]; /* sequential original: AC symbols inside, per component */
+    long cipher_ac[JPG_MAX_COMPS][257];
     int16_t *dummy[JPG_MAX_COMPS];
     uint64_t ndummy[JPG_MAX_COMPS];
     jpg_cipher_params cp;
     uint16_t qwbuf[JPG_MAX_COMPS][64];
     jpg_rows src, dst;
     memdest img;
+    uint8_t *head; /* the stored file up to the cipher image, MAC zero */
+    size_t head_len, mac_at;
     uint8_t *out;
     pxc_file_secrets secrets; /* the caller's, with the neural key vector of this image */
 } enc_state;
@@ -788,7 +882,6 @@ typedef struct enc_state {
 static void enc_free(enc_state *e)
 {
     jreader_close(&e->r);
-    coefs_free(e->coef);
     jpg_frame_free(&e->f);
     jpg_buf_free(&e->skel);
     if (e->rec_plain.p)
@@ -798,6 +891,7 @@ static void enc_free(enc_state *e)
     jpg_buf_free(&e->patches);
     free(e->ecs_len);
     free(e->patch_start);
+    free(e->ac_hist);
     for (int c = 0; c < JPG_MAX_COMPS; c++) {
         free(e->dummy[c]);
         free(e->cp.flat[c]);
@@ -805,17 +899,31 @@ static void enc_free(enc_state *e)
     rows_free(&e->src);
     rows_free(&e->dst);
     free(e->img.p);
+    free(e->head);
     free(e->out);
     sodium_memzero(&e->secrets, sizeof e->secrets);
 }
 
-/* Regenerates every scan from the original coefficients and records the differences. */
-static int record_scans(enc_state *e, const uint8_t *plain, const char **why)
+/* Regenerates every scan from the original coefficients and records the differences;
+ * with gate, following the decode that fills them. */
+static int record_scans(enc_state *e, const uint8_t *plain, jpg_progress *gate, const char **why)
 {
     jpg_frame *f = &e->f;
     e->ecs_len = calloc((size_t)f->nscans, sizeof *e->ecs_len);
     e->patch_start = calloc((size_t)f->nscans + 1, sizeof *e->patch_start);
     if (!e->ecs_len || !e->patch_start)
+        return codec_fail(why, "out of memory", -ENOMEM);
+    /* A sequential original codes every block's AC values once, which gives the cipher
+     * image's AC symbols for free (cipher_inside_ac). */
+    int once = !f->progressive;
+    for (int c = 0; c < f->ncomp && once; c++) {
+        int n = 0;
+        for (int i = 0; i < f->nscans; i++)
+            for (int j = 0; j < f->scans[i].ncomp; j++)
+                n += f->scans[i].comp[j] == c;
+        once = n == 1;
+    }
+    if (once && !(e->ac_hist = calloc((size_t)f->ncomp, sizeof *e->ac_hist)))
         return codec_fail(why, "out of memory", -ENOMEM);
     uint32_t np = 0;
     for (int i = 0; i < f->nscans; i++) {
@@ -823,7 +931,7 @@ static int record_scans(enc_state *e, const uint8_t *plain, const char **why)
         e->regen.len = 0;
         if (jpg_buf_reserve(&e->regen, s->ecs_len + 65536) != 0)
             return codec_fail(why, "out of memory", -ENOMEM);
-        int rc = jpg_scan_encode(f, s, e->coef, &e->regen, NULL);
+        int rc = jpg_scan_encode(f, s, e->coef, &e->regen, gate, e->ac_hist);
         if (rc == -ENOMEM)
             return codec_fail(why, "out of memory", rc);
         if (rc || e->regen.len != s->ecs_len)
@@ -932,13 +1040,15 @@ static int textures(enc_state *e, const char **why)
     return 0;
 }
 
-static int assemble(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *keys,
-                    const pxc_file_secrets *s, size_t *stored_len, const char **why)
+/* The stored file up to the cipher image (after its SOI), in e->head: SOI, header,
+ * sealed record and the MAC segment, whose MAC is left zero (assemble_tail).  Needs
+ * only the cipher image up to its first SOS (img, len bytes). */
+static int assemble_head(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *keys,
+                         const uint8_t *img, size_t len, const char **why)
 {
-    const uint8_t *img = e->img.p;
-    size_t img_len = e->img.n;
-    size_t sos_end = first_sos_end(img, img_len);
-    if (img_len < 4 || img[0] != 0xFF || img[1] != 0xD8 || sos_end == 0)
+    const pxc_file_secrets *s = &e->secrets;
+    size_t sos_end = first_sos_end(img, len);
+    if (len < 4 || img[0] != 0xFF || img[1] != 0xD8 || sos_end == 0)
         return codec_fail(why, "cipher image not written", -EPROTO);
     /* record */
     jpg_record rec = {0};
@@ -977,10 +1087,10 @@ static int assemble(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys
     if (L > RECORD_MAX)
         return codec_fail(why, "metadata too large", -EFBIG);
     uint64_t mac_off = mac_segment_offset(L), image_off = mac_off + 4 + JPEG_MAC_BYTES;
-    uint64_t total = image_off + img_len - 2;
     if (image_off + sos_end - 2 > UINT32_MAX)
         return codec_fail(why, "metadata too large", -EFBIG);
-    uint8_t *out = e->out = malloc(total);
+    uint8_t *out = e->head = calloc(1, image_off);
+    e->head_len = image_off;
     uint8_t *sealed = malloc(L);
     if (!out || !sealed) {
         free(sealed);
@@ -1027,11 +1137,34 @@ static int assemble(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys
     out[pos + 1] = 0xEF;
     out[pos + 2] = 0;
     out[pos + 3] = 2 + JPEG_MAC_BYTES;
-    memcpy(out + image_off, img + 2, img_len - 2);
-    pxc_file_subkey(key, keys, s, PXC_SUBKEY_MAC);
-    stored_mac(out + pos + 4, out, total, pos + 4, key);
+    e->mac_at = pos + 4;
     sodium_memzero(key, sizeof key);
-    (void)plain;
+    return 0;
+}
+
+/* The stored file: e->head, the cipher image after its SOI (from e->img, or st when
+ * given), and the MAC over all of it. */
+static int assemble_tail(enc_state *e, const pxc_keys *keys, jpg_stream *st, size_t *stored_len,
+                         const char **why)
+{
+    size_t img_len = e->img.n;
+    if (st && jpg_stream_result(st, &img_len) != 0)
+        return codec_fail(why, "cipher image not written", -EPROTO);
+    if (img_len < 2)
+        return codec_fail(why, "cipher image not written", -EPROTO);
+    size_t total = e->head_len + img_len - 2;
+    uint8_t *out = e->out = malloc(total);
+    if (!out)
+        return codec_fail(why, "out of memory", -ENOMEM);
+    memcpy(out, e->head, e->head_len);
+    if (st)
+        jpg_stream_copy(st, 2, out + e->head_len);
+    else
+        memcpy(out + e->head_len, e->img.p + 2, img_len - 2);
+    uint8_t key[PXC_KEY_BYTES];
+    pxc_file_subkey(key, keys, &e->secrets, PXC_SUBKEY_MAC);
+    stored_mac(out + e->mac_at, out, total, e->mac_at, key);
+    sodium_memzero(key, sizeof key);
     *stored_len = total;
     return 0;
 }
@@ -1066,11 +1199,13 @@ static int set_nnvec(enc_state *e, const pxc_keys *keys, pxc_file_secrets *s)
 /* Images with fewer blocks than this are encoded on one thread. */
 #define RECORD_THREAD_MIN_BLOCKS 65536u
 
-/* Deciphers the cipher coefficients again and compares them with the original's: the
- * cipher must invert on this very image before it is stored.  Runs beside write_image. */
+/* Deciphers the cipher coefficients and compares them with the original's, block by
+ * block as they come (nothing is stored): proves that the cipher inverts on this very
+ * image, with the parameters the record carries, before it is stored.  Runs beside the
+ * verifying decode of the stored bytes (see encode). */
 typedef struct inverse_job {
     enc_state *e;
-    const uint8_t *perm_key, *diff_key;
+    const pxc_keys *keys;
     int rc;
 } inverse_job;
 
@@ -1078,30 +1213,19 @@ static void *check_inverse(void *arg)
 {
     inverse_job *j = arg;
     enc_state *e = j->e;
-    const jpg_frame *f = &e->f;
-    jpg_coefs back = {0};
-    jpg_rows rows = {0};
-    int rc = 0;
-    for (int c = 0; c < f->ncomp && rc == 0; c++)
-        if (!(back[c] = coef_alloc((size_t)f->comp[c].pw * f->comp[c].ph)))
-            rc = -ENOMEM;
-    if (rc == 0)
-        rc = rows_of_coefs(f, back, &rows);
+    jpg_rows expect = {0};
+    uint8_t perm[PXC_KEY_BYTES], diff[PXC_KEY_BYTES];
+    pxc_file_subkey(perm, j->keys, &e->secrets, PXC_SUBKEY_PERMUTATION);
+    pxc_file_subkey(diff, j->keys, &e->secrets, PXC_SUBKEY_DIFFUSION);
+    int rc = rows_of_coefs(&e->f, e->coef, &expect);
     jpg_cipher_params p = e->cp;
+    p.progress = NULL;
+    p.expect = &expect;
     if (rc == 0)
-        rc = jpg_cipher_run(1, f, &e->dst, &rows, &p, j->perm_key, j->diff_key);
-    for (int c = 0; c < f->ncomp && rc == 0; c++) {
-        const jpg_comp *cp = &f->comp[c];
-        for (uint32_t y = 0; y < cp->hb && rc == 0; y++)
-            if (memcmp(rows.row[c][y], e->coef[c] + (size_t)y * cp->pw * 64,
-                       (size_t)cp->wb * 128) != 0)
-                rc = -EPROTO;
-    }
-    for (int c = 0; c < f->ncomp; c++)
-        if (back[c])
-            sodium_memzero(back[c], (size_t)f->comp[c].pw * f->comp[c].ph * 128);
-    coefs_free(back);
-    rows_free(&rows);
+        rc = jpg_cipher_run(1, &e->f, &e->dst, NULL, &p, perm, diff);
+    sodium_memzero(perm, sizeof perm);
+    sodium_memzero(diff, sizeof diff);
+    rows_free(&expect);
     j->rc = rc;
     return NULL;
 }
@@ -1179,20 +1303,43 @@ static int cipher_prepare(enc_state *e, const char **why)
     rc = textures(e, why);
     if (rc)
         return rc;
-    if (rows_of_coefs(f, e->coef, &e->src) != 0 || rows_of_reader(&e->r, f, &e->dst, 1) != 0)
+    /* Fresh arrays are zero: the padding blocks of the cipher image are. */
+    for (int c = 0; c < f->ncomp; c++)
+        if (!(e->cipher[c] = jpg_mem_array((j_common_ptr)&e->r.d, f->comp[c].pw, f->comp[c].ph)))
+            return codec_fail(why, "out of memory", -ENOMEM);
+    if (rows_of_coefs(f, e->coef, &e->src) != 0 ||
+        rows_of_arrays(&e->r, e->cipher, f, &e->dst, 1) != 0)
         return codec_fail(why, "out of memory", -ENOMEM);
-    for (int c = 0; c < f->ncomp; c++) {
-        const jpg_comp *cp = &f->comp[c];
-        for (uint32_t y = 0; y < cp->ph; y++) {
-            uint32_t x0 = y < cp->hb ? cp->wb : 0;
-            memset(e->dst.row[c][y] + (size_t)x0 * 64, 0, (size_t)(cp->pw - x0) * 128);
-        }
-    }
     return 0;
 }
 
-/* Enciphers the coefficients and writes the cipher image into e->img. */
-static int cipher_write(enc_state *e, const pxc_keys *keys, const pxc_file_secrets *s,
+/* The AC symbols of the cipher image's blocks inside the image, per component, in
+ * e->cipher_ac, without counting them: the cipher keeps every block's zero pattern and
+ * every value's size category, so a block's AC symbols are the original's (e->ac_hist,
+ * counted by the recording of a sequential original), except in the flat blocks of
+ * textured components, which get one value of size nbits(tex) after their zero at
+ * natural position 1 (run 0) or 8 (zig-zag 2, run 1) before the EOB they had alone.
+ * NULL when the original's are not known (progressive). */
+static long (*cipher_inside_ac(enc_state *e))[257]
+{
+    if (!e->ac_hist)
+        return NULL;
+    for (int c = 0; c < e->f.ncomp; c++) {
+        memcpy(e->cipher_ac[c], e->ac_hist[c], sizeof e->cipher_ac[c]);
+        if (!e->cp.textured[c])
+            continue;
+        uint64_t nflat = 0, n = (uint64_t)e->f.comp[c].wb * e->f.comp[c].hb;
+        for (uint64_t i = 0; i < n; i++)
+            nflat += e->cp.flat[c][i];
+        int s = 32 - __builtin_clz((unsigned)e->cp.tex[c]);
+        e->cipher_ac[c][0x00 | s] += (long)(nflat - e->cp.flat_at8[c]);
+        e->cipher_ac[c][0x10 | s] += (long)e->cp.flat_at8[c];
+    }
+    return e->cipher_ac;
+}
+
+/* Enciphers the coefficients and, if write, writes the cipher image into e->img. */
+static int cipher_write(enc_state *e, const pxc_keys *keys, const pxc_file_secrets *s, int write,
                         const char **why)
 {
     const jpg_frame *f = &e->f;
@@ -1206,26 +1353,15 @@ static int cipher_write(enc_state *e, const pxc_keys *keys, const pxc_file_secre
         return codec_fail(why, rc == -ENOMEM ? "out of memory" : "coefficient out of range",
                           rc == -ENOMEM ? rc : -ENOTSUP);
     }
-    /* Both only read the cipher coefficients. */
-    inverse_job inv = {e, perm, diff, 0};
-    pthread_t th;
-    int threaded = f->real_blocks >= RECORD_THREAD_MIN_BLOCKS &&
-                   pthread_create(&th, NULL, check_inverse, &inv) == 0;
+    sodium_memzero(perm, sizeof perm);
+    sodium_memzero(diff, sizeof diff);
+    if (!write)
+        return 0;
     free(e->img.p);
     e->img.p = NULL;
     e->img.n = 0;
-    rc = write_image(&e->r, f, &e->dst, &e->img);
-    if (threaded)
-        pthread_join(th, NULL);
-    else
-        check_inverse(&inv);
-    sodium_memzero(perm, sizeof perm);
-    sodium_memzero(diff, sizeof diff);
-    if (rc != 0)
+    if (write_image(&e->r, e->cipher, f, &e->dst, cipher_inside_ac(e), &e->img, NULL) != 0)
         return codec_fail(why, "libjpeg-turbo cannot write the cipher image", -EPROTO);
-    if (inv.rc)
-        return codec_fail(why, inv.rc == -ENOMEM ? "out of memory" : "cipher does not invert",
-                          inv.rc == -ENOMEM ? -ENOMEM : -EPROTO);
     return 0;
 }
 
@@ -1237,12 +1373,12 @@ static int cipher_write(enc_state *e, const pxc_keys *keys, const pxc_file_secre
 #define JPEG_SSIM_RETRY 0.08
 #define JPEG_SSIM_TRIES 4
 static int cipher_image(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *keys,
-                        const pxc_file_secrets *s, const char **why)
+                        const pxc_file_secrets *s, int write, const char **why)
 {
     int rc = cipher_prepare(e, why);
     if (rc == 0)
-        rc = cipher_write(e, keys, s, why);
-    if (rc || e->f.real_blocks > JPEG_SSIM_CHECK_MAX_BLOCKS)
+        rc = cipher_write(e, keys, s, write, why);
+    if (rc || !write || e->f.real_blocks > JPEG_SSIM_CHECK_MAX_BLOCKS)
         return rc;
     uint8_t *luma = NULL;
     uint32_t w = 0, h = 0;
@@ -1255,7 +1391,7 @@ static int cipher_image(enc_state *e, const uint8_t *plain, size_t n, const pxc_
             break;
         for (int c = 0; c < e->f.ncomp; c++)
             e->cp.avoid[c] |= (uint64_t)1 << e->cp.pidx[c];
-        rc = cipher_write(e, keys, s, why);
+        rc = cipher_write(e, keys, s, 1, why);
     }
     free(luma);
     return rc;
@@ -1264,6 +1400,7 @@ static int cipher_image(enc_state *e, const uint8_t *plain, size_t n, const pxc_
 typedef struct record_job {
     enc_state *e;
     const uint8_t *plain;
+    jpg_progress *gate;
     const char *why;
     int rc;
 } record_job;
@@ -1271,8 +1408,173 @@ typedef struct record_job {
 static void *record_job_run(void *arg)
 {
     record_job *j = arg;
-    j->rc = record_scans(j->e, j->plain, &j->why);
+    j->rc = record_scans(j->e, j->plain, j->gate, &j->why);
     return NULL;
+}
+
+/* The stored bytes decode, through the MAC, the sealed record and libjpeg, to the
+ * cipher coefficients and the regeneration data encode had (decode_stored); with
+ * decoded, read_back already compared what libjpeg reads from them. */
+static int check_stored(enc_state *e, const pxc_keys *keys, size_t stored_len, int decoded,
+                        const char **why)
+{
+    jpg_expect ex = {&e->f,    &e->dst,    &e->cp,         e->dummy,    e->ndummy,
+                     &e->skel, e->ecs_len, e->patch_start, &e->patches, decoded};
+    uint8_t *none = NULL;
+    size_t none_len = 0;
+    int rc = decode_stored(e->out, stored_len, keys, &ex, &none, &none_len);
+    free(none);
+    if (rc == -ENOMEM)
+        return codec_fail(why, "out of memory", rc);
+    if (rc)
+        return codec_fail(why, "stored form does not decode to the original", -EPROTO);
+    return 0;
+}
+
+static int inverse_failed(const inverse_job *inv, const char **why)
+{
+    return codec_fail(why, inv->rc == -ENOMEM ? "out of memory" : "cipher does not invert",
+                      inv->rc == -ENOMEM ? -ENOMEM : -EPROTO);
+}
+
+/* Two checks, side by side as they only read what encode made: the cipher
+ * coefficients decipher to the original's (check_inverse), and check_stored. */
+static int verify(enc_state *e, const pxc_keys *keys, size_t stored_len, const char **why)
+{
+    inverse_job inv = {e, keys, 0};
+    pthread_t th;
+    int threaded = e->f.real_blocks >= RECORD_THREAD_MIN_BLOCKS &&
+                   pthread_create(&th, NULL, check_inverse, &inv) == 0;
+    if (!threaded)
+        check_inverse(&inv);
+    int rc = check_stored(e, keys, stored_len, 0, why);
+    if (threaded)
+        pthread_join(th, NULL);
+    if (rc == 0 && inv.rc)
+        rc = inverse_failed(&inv, why);
+    return rc;
+}
+
+/* Large images write the cipher image and check it at once, on three threads: this one
+ * writes it (into a jpg_stream), read_back reads it back through libjpeg as it is
+ * written, and check_inverse deciphers the cipher coefficients.  Then the stored file
+ * is put together and check_stored does the rest. */
+typedef struct read_back_job {
+    enc_state *e;
+    const uint8_t *plain;
+    size_t n;
+    const pxc_keys *keys;
+    jpg_stream *st;
+    const char *why;
+    int rc;
+} read_back_job;
+
+/* Once the cipher image's header is written, makes the stored file's head
+ * (assemble_head) and reads the head and then the cipher image, as it is written,
+ * through libjpeg: the very bytes that are stored, but for the 32 of the MAC, which
+ * cannot be known before the last byte is, and which libjpeg does not interpret: they
+ * are data of an APP15 segment, which it skips by the segment's length.  What it reads
+ * must be the cipher coefficients (same_blocks), up to the end of the image as it was
+ * written (jpg_stream_src_clean). */
+static void *read_back(void *arg)
+{
+    read_back_job *j = arg;
+    enc_state *e = j->e;
+    size_t want = 1024, contig = 0;
+    const uint8_t *img = NULL;
+    for (;;) {
+        int ended = 0;
+        size_t got = jpg_stream_wait(j->st, want, &ended);
+        img = got ? jpg_stream_at(j->st, 0, &contig) : NULL;
+        if (img && first_sos_end(img, contig) != 0)
+            break;
+        if (ended || contig < want) { /* no header in the first chunk: not libjpeg's */
+            j->rc = codec_fail(&j->why, "cipher image not written", -EPROTO);
+            return NULL;
+        }
+        want *= 2;
+    }
+    j->rc = assemble_head(e, j->plain, j->n, j->keys, img, contig, &j->why);
+    if (j->rc)
+        return NULL;
+    jreader r;
+    int rc = jreader_open(&r, e->head, e->head_len, j->st, NULL);
+    if (rc == 0 && (!geometry_matches(&r, &e->f) || !jpg_stream_src_clean(&r.d)))
+        rc = -EPROTO;
+    if (rc == 0)
+        rc = same_blocks(&r, &e->f, &e->dst);
+    jreader_close(&r);
+    if (rc)
+        j->rc = codec_fail(&j->why,
+                           rc == -ENOMEM ? "out of memory"
+                                         : "stored form does not decode to the original",
+                           rc == -ENOMEM ? rc : -EPROTO);
+    return NULL;
+}
+
+static int write_and_verify(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *keys,
+                            size_t *stored_len, const char **why)
+{
+    jpg_stream *st = jpg_stream_new();
+    if (!st)
+        return codec_fail(why, "out of memory", -ENOMEM);
+    read_back_job rb = {e, plain, n, keys, st, NULL, 0};
+    inverse_job inv = {e, keys, 0};
+    pthread_t trb, tinv;
+    int rb_threaded = pthread_create(&trb, NULL, read_back, &rb) == 0;
+    int inv_threaded = pthread_create(&tinv, NULL, check_inverse, &inv) == 0;
+    int wrc = write_image(&e->r, e->cipher, &e->f, &e->dst, cipher_inside_ac(e), NULL, st);
+    if (wrc)
+        jpg_stream_fail(st);
+    /* Without threads, each runs in turn: read_back then finds the image written. */
+    if (rb_threaded)
+        pthread_join(trb, NULL);
+    else
+        read_back(&rb);
+    if (inv_threaded)
+        pthread_join(tinv, NULL);
+    else
+        check_inverse(&inv);
+    int rc = 0;
+    if (wrc)
+        rc = codec_fail(
+            why, wrc == -ENOMEM ? "out of memory" : "libjpeg-turbo cannot write the cipher image",
+            wrc == -ENOMEM ? wrc : -EPROTO);
+    else if (rb.rc)
+        rc = codec_fail(why, rb.why, rb.rc);
+    else if (inv.rc)
+        rc = inverse_failed(&inv, why);
+    if (rc == 0)
+        rc = assemble_tail(e, keys, st, stored_len, why);
+    if (rc == 0)
+        rc = check_stored(e, keys, *stored_len, 1, why);
+    jpg_stream_free(st);
+    return rc;
+}
+
+/* Reads the original's coefficients (published to fw as they come, if given), then
+ * enciphers them; without fw, runs the recording job in between and writes the cipher
+ * image (with fw, write_and_verify does). */
+static int read_and_cipher(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *keys,
+                           jfollow *fw, record_job *job, const char **why)
+{
+    jpg_frame *f = &e->f;
+    int rc = jreader_open(&e->r, plain, n, NULL, fw);
+    if (rc)
+        return rc == -ENOMEM ? codec_fail(why, "out of memory", rc)
+                             : codec_fail(why, "libjpeg-turbo cannot read it", -EINVAL);
+    /* With fw, e->coef was set (and checked) at the first row: the follower reads it. */
+    if (!geometry_matches(&e->r, f) ||
+        (fw ? !fw->ready || fw->failed : coefs_of_reader(&e->r, f, e->coef) != 0))
+        return codec_fail(why, "libjpeg-turbo reads another frame", -ENOTSUP);
+    if ((rc = set_nnvec(e, keys, &e->secrets)) != 0)
+        return codec_fail(why, "out of memory", rc);
+    if (!fw) {
+        record_job_run(job);
+        if (job->rc)
+            return codec_fail(why, job->why, job->rc);
+    }
+    return cipher_image(e, plain, n, keys, &e->secrets, !fw, why);
 }
 
 static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *keys,
@@ -1293,48 +1595,36 @@ static int encode(enc_state *e, const uint8_t *plain, size_t n, const pxc_keys *
     jpg_buf_put(&e->skel, plain + prev, n - prev);
     if (e->skel.err)
         return codec_fail(why, "out of memory", -ENOMEM);
-    if (jreader_open(&e->r, plain, n) != 0)
-        return codec_fail(why, "libjpeg-turbo cannot read it", -EINVAL);
-    if (!geometry_matches(&e->r, f))
-        return codec_fail(why, "libjpeg-turbo reads another frame", -ENOTSUP);
-    rc = coefs_get(&e->r, f, e->coef, 1);
-    if (rc)
-        return codec_fail(why, "libjpeg-turbo cannot read it", rc);
     e->secrets = *s;
-    s = &e->secrets;
-    if ((rc = set_nnvec(e, keys, &e->secrets)) != 0)
-        return codec_fail(why, "out of memory", rc);
-    /* Recording the original's entropy coding and making the cipher image only read the
-     * coefficients: they run side by side. */
-    record_job job = {e, plain, NULL, 0};
+    /* Recording the original's entropy coding only reads its coefficients: on large
+     * images it runs on another thread, following the decode row by row (jfollow),
+     * then beside the making of the cipher image. */
+    jpg_progress pg;
+    jpg_progress_init(&pg);
+    jfollow fw = {f, &pg, e->coef, 0, 0, {0}};
+    record_job job = {e, plain, &pg, NULL, 0};
     pthread_t th;
     int threaded = f->real_blocks >= RECORD_THREAD_MIN_BLOCKS &&
                    pthread_create(&th, NULL, record_job_run, &job) == 0;
     if (!threaded)
-        record_job_run(&job);
-    rc = cipher_image(e, plain, n, keys, s, why);
-    if (threaded)
+        job.gate = NULL;
+    rc = read_and_cipher(e, plain, n, keys, threaded ? &fw : NULL, &job, why);
+    if (threaded) {
+        if (rc)
+            jpg_progress_fail(&pg); /* it may wait for rows that will never come */
         pthread_join(th, NULL);
+    }
+    jpg_progress_destroy(&pg);
+    if (rc)
+        return rc;
     if (job.rc)
         return codec_fail(why, job.why, job.rc);
-    if (rc)
-        return rc;
-    rc = assemble(e, plain, n, keys, s, stored_len, why);
-    if (rc)
-        return rc;
-    /* The stored bytes decode, through libjpeg, the MAC and the sealed record, to the
-     * cipher coefficients and regeneration data encode had (see decode_stored). */
-    jpg_expect ex = {f,        &e->dst,    &e->cp,         e->dummy,   e->ndummy,
-                     &e->skel, e->ecs_len, e->patch_start, &e->patches};
-    uint8_t *none = NULL;
-    size_t none_len = 0;
-    rc = decode_stored(e->out, *stored_len, keys, &ex, &none, &none_len);
-    free(none);
-    if (rc == -ENOMEM)
-        return codec_fail(why, "out of memory", rc);
-    if (rc)
-        return codec_fail(why, "stored form does not decode to the original", -EPROTO);
-    return 0;
+    if (threaded)
+        return write_and_verify(e, plain, n, keys, stored_len, why);
+    rc = assemble_head(e, plain, n, keys, e->img.p, e->img.n, why);
+    if (rc == 0)
+        rc = assemble_tail(e, keys, NULL, stored_len, why);
+    return rc ? rc : verify(e, keys, *stored_len, why);
 }
 
 int jpeg_codec_encode(const uint8_t *plain, size_t n, const pxc_keys *keys,

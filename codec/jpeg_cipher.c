@@ -250,6 +250,8 @@ static int encrypt_searched(const jpg_comp *cp, int c, int16_t *const *sr, int16
     for (size_t i = 0; i < n && rc == 0; i++) {
         const int16_t *in = block_at(sr, cp->wb, i);
         rc = mask_block(in, tmp + i * 64, bs, lo, m, flat && flat[i], p->tex[c], 0);
+        if (flat && flat[i])
+            p->flat_at8[c] += tmp[i * 64 + 8] != 0;
         e[i] = energy(in, p->qw[c]);
         ce[i] = energy(tmp + i * 64, p->qw[c]);
         d[i] = in[0];
@@ -304,6 +306,8 @@ static int cipher_component(int decrypt, const jpg_frame *f, int c, const jpg_ro
     uint32_t *perm = malloc(n * sizeof *perm);
     int rc = ks && bs && perm ? 0 : -ENOMEM;
     const uint8_t *flat = p->textured[c] ? p->flat[c] : NULL;
+    if (!decrypt)
+        p->flat_at8[c] = 0;
     if (rc == 0 && !decrypt && p->qw[c] && n > 1 && n <= JPG_PERM_SEARCH_MAX) {
         rc = encrypt_searched(cp, c, src->row[c], dst->row[c], p, perm, ks, bs, perm_key, diff_key);
     } else if (rc == 0) {
@@ -311,7 +315,9 @@ static int cipher_component(int decrypt, const jpg_frame *f, int c, const jpg_ro
         make_perm(perm, n, ks);
         bs_init(bs, diff_key, c);
         int lo = p->lo[c], m = p->hi[c] - p->lo[c] + 1, tex = p->tex[c];
-        int16_t *const *sr = src->row[c], *const *dr = dst->row[c];
+        int16_t *const *sr = src->row[c], *const *dr = dst ? dst->row[c] : NULL;
+        int16_t *const *er = decrypt && p->expect ? p->expect->row[c] : NULL;
+        int16_t check[64];
         uint32_t wb = cp->wb;
         for (size_t i = 0; i < n && rc == 0; i++) {
             if (i + PREFETCH_AHEAD < n) {
@@ -321,12 +327,17 @@ static int cipher_component(int decrypt, const jpg_frame *f, int c, const jpg_ro
                 __builtin_prefetch(pb + 32);
             }
             const int16_t *in = decrypt ? block_at(sr, wb, perm[i]) : block_at(sr, wb, i);
-            int16_t *out = decrypt ? block_at(dr, wb, i) : block_at(dr, wb, perm[i]);
+            int16_t *out = er ? check : decrypt ? block_at(dr, wb, i) : block_at(dr, wb, perm[i]);
             rc = mask_block(in, out, bs, lo, m, flat && flat[i], tex, decrypt);
+            if (!decrypt && flat && flat[i])
+                p->flat_at8[c] += out[8] != 0;
+            if (er && rc == 0 && memcmp(check, block_at(er, wb, i), sizeof check) != 0)
+                rc = -EPROTO;
             /* Decryption writes blocks in raster order: each finished row can go. */
             if (p->progress && rc == 0 && (i + 1) % wb == 0)
                 jpg_progress_publish(p->progress, c, (uint32_t)((i + 1) / wb));
         }
+        sodium_memzero(check, sizeof check);
     }
     if (perm)
         sodium_memzero(perm, n * sizeof *perm);

@@ -4,6 +4,8 @@
  *   jpeg_scan.c    exact Huffman entropy encoder (sequential and progressive)
  *   jpeg_cipher.c  coefficient-domain encryption
  *   jpeg_record.c  the sealed regeneration record (serialisation, compression)
+ *   jpeg_mem.c     libjpeg-turbo's coefficient arrays in memory of our own (jpeg_mem.h)
+ *   jpeg_stream.c  a JPEG written on one thread and read back as it comes (jpeg_stream.h)
  *   jpeg.c         libjpeg-turbo glue, stored container, encode / decode / peek
  */
 #ifndef PXC_CODEC_JPEG_INT_H
@@ -98,19 +100,23 @@ int jpg_progress_wait(jpg_progress *p, int c, uint32_t rows);
 /* Appends the entropy-coded data of scan s (restart markers included) as a libjpeg
  * encoder would write it: 0, or -EPROTO when a value has no code in the scan's tables
  * or is out of range, -ENOMEM.  With gate, each row of MCUs waits until its blocks
- * inside the image are there (padding blocks must be there from the start). */
+ * inside the image are there (padding blocks must be there from the start).  With
+ * ac_hist, the AC symbols (run/size, ZRL, EOB) of every block inside the image that a
+ * sequential scan codes are added to ac_hist[frame component]. */
 int jpg_scan_encode(const jpg_frame *f, const jpg_scan *s, const jpg_coefs coef, jpg_buf *out,
-                    jpg_progress *gate);
+                    jpg_progress *gate, long (*ac_hist)[257]);
 
 /* Symbol frequencies of one sequential scan over all components of f (interleaved when
  * there are several, as libjpeg writes a coefficient-only image), with component c
  * coded by DC table dc_tbl[c] and AC table ac_tbl[c] (0..3), counted as libjpeg's
  * Huffman optimisation pass counts them: MCU order, one DC predictor per component, and
  * the MCU's blocks past the image edge as libjpeg's dummy blocks (AC zero, DC equal to
- * the block before: a zero difference and an EOB).  Adds to dc_freq / ac_freq. */
+ * the block before: a zero difference and an EOB).  Adds to dc_freq / ac_freq; the AC
+ * symbols of the blocks inside the image only if inside_ac (a caller that knows them
+ * otherwise adds them itself: they depend on no other block). */
 void jpg_count_symbols(const jpg_frame *f, int16_t *const *const rows[JPG_MAX_COMPS],
                        const int dc_tbl[JPG_MAX_COMPS], const int ac_tbl[JPG_MAX_COMPS],
-                       long dc_freq[4][257], long ac_freq[4][257]);
+                       int inside_ac, long dc_freq[4][257], long ac_freq[4][257]);
 
 /* Natural-order index of zig-zag position k. */
 extern const uint8_t jpg_natural_order[64];
@@ -128,6 +134,9 @@ typedef struct jpg_cipher_params {
     int16_t tex[JPG_MAX_COMPS];        /* encryption: texture magnitude */
     const uint16_t *qw[JPG_MAX_COMPS]; /* encryption: quantisers (natural order) */
     jpg_progress *progress;            /* decryption: published row by row, or NULL */
+    const jpg_rows *expect;            /* decryption: compared with, instead of written */
+    uint64_t flat_at8[JPG_MAX_COMPS];  /* encryption: textured flat blocks given their value
+                                          at natural position 8 (the others: at 1) */
     uint64_t avoid[JPG_MAX_COMPS];     /* encryption: permutations the search skips */
 } jpg_cipher_params;
 
@@ -141,7 +150,9 @@ typedef struct jpg_cipher_params {
  * JPG_PERM_SEARCH_MAX blocks picks it so that the map of per-block AC energy of the
  * result is uncorrelated with the original's (|r| < JPG_PERM_GOOD_CORR, else the
  * smallest |r| found) and stores the choice; otherwise (and always on decryption) pidx
- * is an input. */
+ * is an input.  Decryption with expect set writes nothing (dst may be NULL): each
+ * deciphered block is compared with the block of expect at the same place, and a
+ * difference fails the run with -EPROTO. */
 int jpg_cipher_run(int decrypt, const jpg_frame *f, const jpg_rows *src, const jpg_rows *dst,
                    jpg_cipher_params *p, const uint8_t perm_key[32], const uint8_t diff_key[32]);
 #define JPG_PERM_TRIES 64

@@ -37,6 +37,7 @@ typedef struct enc {
     unsigned be;                      /* correction bits pending with the EOB run */
     uint8_t corr[MAX_CORR_BITS + 64]; /* pending (be) then this block's (br) bits */
     const jpg_huff *ac;               /* table of a progressive AC scan */
+    long *hist;                       /* AC symbols of this block are counted here, or NULL */
 } enc;
 
 static inline void emit_byte(enc *e, uint8_t b)
@@ -198,19 +199,27 @@ static void block_sequential(enc *e, const int16_t *b, int ci, const jpg_huff *d
     int16_t zz[64];
     uint64_t m = zigzag(b, 1, 63, 0, zz);
     int last = 0;
+    long *hist = e->hist;
     while (m) {
         int k = __builtin_ctzll(m);
         m &= m - 1;
         int r = k - last - 1;
         while (r > 15) {
             put_sym(e, ac, 0xF0);
+            if (hist)
+                hist[0xF0]++;
             r -= 16;
         }
         put_value(e, ac, r, zz[k], 10);
+        if (hist)
+            hist[r << 4 | nbits_of((unsigned)(zz[k] < 0 ? -zz[k] : zz[k]))]++;
         last = k;
     }
-    if (last != 63)
+    if (last != 63) {
         put_sym(e, ac, 0x00);
+        if (hist)
+            hist[0x00]++;
+    }
 }
 
 static void count_block(const int16_t *b, int *pred, long *dc, long *ac)
@@ -218,6 +227,8 @@ static void count_block(const int16_t *b, int *pred, long *dc, long *ac)
     int diff = b[0] - *pred;
     *pred = b[0];
     dc[nbits_of((unsigned)(diff < 0 ? -diff : diff))]++;
+    if (!ac)
+        return;
     int16_t zz[64];
     uint64_t m = zigzag(b, 1, 63, 0, zz);
     int last = 0;
@@ -237,7 +248,7 @@ static void count_block(const int16_t *b, int *pred, long *dc, long *ac)
 
 void jpg_count_symbols(const jpg_frame *f, int16_t *const *const rows[JPG_MAX_COMPS],
                        const int dc_tbl[JPG_MAX_COMPS], const int ac_tbl[JPG_MAX_COMPS],
-                       long dc_freq[4][257], long ac_freq[4][257])
+                       int inside_ac, long dc_freq[4][257], long ac_freq[4][257])
 {
     int pred[JPG_MAX_COMPS] = {0};
     if (f->ncomp == 1) {
@@ -245,7 +256,7 @@ void jpg_count_symbols(const jpg_frame *f, int16_t *const *const rows[JPG_MAX_CO
         for (uint32_t y = 0; y < c->hb; y++)
             for (uint32_t x = 0; x < c->wb; x++)
                 count_block(rows[0][y] + (size_t)x * 64, &pred[0], dc_freq[dc_tbl[0]],
-                            ac_freq[ac_tbl[0]]);
+                            inside_ac ? ac_freq[ac_tbl[0]] : NULL);
         return;
     }
     for (uint32_t my = 0; my < f->mcuy; my++)
@@ -257,7 +268,8 @@ void jpg_count_symbols(const jpg_frame *f, int16_t *const *const rows[JPG_MAX_CO
                     for (int x = 0; x < c->h; x++) {
                         uint32_t bx = mx * c->h + (uint32_t)x, by = my * c->v + (uint32_t)y;
                         if (bx < c->wb && by < c->hb) {
-                            count_block(rows[i][by] + (size_t)bx * 64, &pred[i], dc, ac);
+                            count_block(rows[i][by] + (size_t)bx * 64, &pred[i], dc,
+                                        inside_ac ? ac : NULL);
                         } else {
                             dc[0]++;
                             ac[0x00]++;
@@ -447,7 +459,7 @@ static int gate_row(jpg_progress *gate, const jpg_frame *f, const jpg_scan *s, u
 }
 
 int jpg_scan_encode(const jpg_frame *f, const jpg_scan *s, const jpg_coefs coef, jpg_buf *out,
-                    jpg_progress *gate)
+                    jpg_progress *gate, long (*ac_hist)[257])
 {
     enc *e = calloc(1, sizeof *e);
     if (!e)
@@ -495,6 +507,7 @@ int jpg_scan_encode(const jpg_frame *f, const jpg_scan *s, const jpg_coefs coef,
             in_interval++;
             if (s->ncomp == 1) {
                 const jpg_comp *c = &f->comp[s->comp[0]];
+                e->hist = ac_hist ? ac_hist[s->comp[0]] : NULL;
                 encode_block(e, s, 0, coef[s->comp[0]] + ((size_t)my * c->pw + mx) * 64);
                 continue;
             }
@@ -504,6 +517,7 @@ int jpg_scan_encode(const jpg_frame *f, const jpg_scan *s, const jpg_coefs coef,
                 for (int y = 0; y < c->v; y++)
                     for (int x = 0; x < c->h; x++) {
                         size_t bx = (size_t)mx * c->h + x, by = (size_t)my * c->v + y;
+                        e->hist = ac_hist && bx < c->wb && by < c->hb ? ac_hist[s->comp[i]] : NULL;
                         encode_block(e, s, i, base + (by * c->pw + bx) * 64);
                     }
             }

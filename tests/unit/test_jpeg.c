@@ -11,6 +11,7 @@
 #include <sodium.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -1020,6 +1021,10 @@ static void test_known_answer(void)
         /* over JPG_PERM_SEARCH_MAX blocks: no permutation search */
         {{"kat large gray", 2100, 2100, 1, 75, 0, 0, 0, 0, 0, 0, 0, 0, 1},
          "d8a5d7e8de332acf2c6653a6b68757217601f5c7194f72c9661409fbf4467763"},
+        /* three components of over JPG_PERM_SEARCH_MAX blocks each: ciphered on two
+         * threads, luma textured, chroma not */
+        {{"kat large 4:4:4", 2048, 2104, 3, 90, 0, 0, 0, 0, 1, 1, 0, 0, 1},
+         "ce6e03fb762c13e9a33c1056b66c5db5a594b0c6f8656b79b77cbd50f78d9f2a"},
     };
     uint8_t master[PXC_KEY_BYTES];
     for (size_t i = 0; i < sizeof master; i++)
@@ -1047,6 +1052,85 @@ static void test_known_answer(void)
         ok(strcmp(hex, kats[t].hash) == 0, "%s: cipher image BLAKE2b %s", kats[t].v.name, hex);
         free(sf);
         free(m.p);
+    }
+    pxc_keys_free(k);
+}
+
+/* Stored files written by an earlier version, under the known-answer master key: they
+ * must still decode to the same bytes (BLAKE2b-256 of the plaintext), so that a change
+ * in the decipher, the record or the container cannot go unnoticed.  With
+ * PXC_JPEG_KAT_PRINT set, prints tests/unit/jpeg_stored_kat.h (without its comment)
+ * from the variants below under the same key and secrets as test_known_answer: to
+ * extend it, never to regenerate the existing entries. */
+static const variant stored_kat_variants[] = {
+    {"stored kat 4:2:0 restarts", 64, 48, 3, 80, 0, 0, 2, 0, 2, 2, 0, 0, 1},
+    {"stored kat progressive gray", 40, 24, 1, 90, 1, 1, 0, 0, 0, 0, 0, 0, 1},
+};
+
+typedef struct stored_kat {
+    const char *name, *plain_hash;
+    size_t plain_len, stored_len;
+    const uint8_t *stored;
+} stored_kat;
+
+#include "tests/unit/jpeg_stored_kat.h"
+
+static void print_stored_kat(pxc_keys *k, const pxc_file_secrets *s)
+{
+    size_t nv = sizeof stored_kat_variants / sizeof *stored_kat_variants;
+    char hex[nv][65];
+    size_t len[nv], slen[nv];
+    for (size_t t = 0; t < nv; t++) {
+        membuf m;
+        uint8_t *sf = NULL, h[32];
+        size_t sl = 0;
+        if (make_jpeg(&stored_kat_variants[t], &m) != 0 ||
+            jpeg_codec_encode(m.p, m.len, k, s, &sf, &sl, NULL) != 0)
+            abort();
+        crypto_generichash(h, sizeof h, m.p, m.len, NULL, 0);
+        sodium_bin2hex(hex[t], sizeof hex[t], h, sizeof h);
+        len[t] = m.len;
+        slen[t] = sl;
+        printf("static const uint8_t stored_kat_%zu[] = {", t);
+        for (size_t i = 0; i < sl; i++)
+            printf("%s%u,", i % 24 ? "" : "\n", sf[i]);
+        printf("};\n\n");
+        free(sf);
+        free(m.p);
+    }
+    printf("static const stored_kat stored_kats[] = {\n");
+    for (size_t t = 0; t < nv; t++)
+        printf("{\"%s\", \"%s\", %zu, %zu, stored_kat_%zu},\n", stored_kat_variants[t].name, hex[t],
+               len[t], slen[t], t);
+    printf("};\n");
+}
+
+static void test_stored_known_answer(void)
+{
+    uint8_t master[PXC_KEY_BYTES];
+    for (size_t i = 0; i < sizeof master; i++)
+        master[i] = (uint8_t)i;
+    pxc_keys *k = pxc_keys_new(master);
+    if (getenv("PXC_JPEG_KAT_PRINT")) {
+        pxc_file_secrets s;
+        memset(&s, 0, sizeof s);
+        memset(s.file_id, 0x11, sizeof s.file_id);
+        memset(s.seed, 0x22, sizeof s.seed);
+        print_stored_kat(k, &s);
+    }
+    for (size_t t = 0; t < sizeof stored_kats / sizeof *stored_kats; t++) {
+        const stored_kat *kt = &stored_kats[t];
+        uint8_t *plain = NULL, h[32];
+        size_t pl = 0;
+        char hex[65] = "";
+        int rc = jpeg_codec_decode(kt->stored, kt->stored_len, k, &plain, &pl);
+        if (rc == 0) {
+            crypto_generichash(h, sizeof h, plain, pl, NULL, 0);
+            sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+        }
+        ok(rc == 0 && pl == kt->plain_len && strcmp(hex, kt->plain_hash) == 0,
+           "%s: decodes to BLAKE2b %s", kt->name, hex);
+        free(plain);
     }
     pxc_keys_free(k);
 }
@@ -1146,6 +1230,7 @@ int main(void)
     test_malformed();
     test_mutations();
     test_known_answer();
+    test_stored_known_answer();
     test_nnvec();
     test_throughput();
 
