@@ -48,7 +48,7 @@ secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) printf "%.2f", v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 is_stored_png() { [ "$(dd if="$1" bs=1 skip=37 count=4 status=none 2>/dev/null | tr -d '\0')" = pxCR ]; }
 
-"$PXC" init --kdf interactive --passfile "$pass" "$C" >/dev/null
+"$PXC" init --kdf interactive --plaintext-names --passfile "$pass" "$C" >/dev/null
 mount_pxc
 
 # ---------------------------------------------------------------- overhead
