@@ -104,7 +104,14 @@ void places_check_name(pxc_fs *fs, pxc_inode *n, int dirfd, const char *name,
      * places between our computing the path and reading them. */
     pthread_rwlock_wrlock(&fs->ns_lock);
     int rc = places_path(fs, dirfd, name, path, sizeof path), ok = 0;
-    if (rc == 0) {
+    /* The name may have gone to another file since it was looked up (a rename through
+     * the mount moved this one on, its places with it): nothing is known against it. */
+    struct stat byname, self;
+    if (rc == 0 && (fstatat(dirfd, name, &byname, AT_SYMLINK_NOFOLLOW) != 0 ||
+                    fstatat(n->fd, "", &self, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0 ||
+                    byname.st_dev != self.st_dev || byname.st_ino != self.st_ino))
+        ok = 1;
+    if (rc == 0 && !ok) {
         ok = keystore_place_has(fs->ks, id, path) == 1;
         /* Learning: bound here if it has no place yet, or only this file's other names. */
         int none = 0;
@@ -139,6 +146,13 @@ int places_refuse(pxc_fs *fs, pxc_inode *n)
     return -EIO;
 }
 
+/* Whether n's backing file has no name left (removed since it was looked up). */
+static int unlinked(pxc_inode *n)
+{
+    struct stat st;
+    return fstatat(n->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 && st.st_nlink == 0;
+}
+
 int places_check(pxc_fs *fs, pxc_inode *n, const uint8_t id[PXC_FILE_ID_BYTES])
 {
     int none = 0, found = at_a_place(fs, n, id, &none);
@@ -156,6 +170,10 @@ int places_check(pxc_fs *fs, pxc_inode *n, const uint8_t id[PXC_FILE_ID_BYTES])
                 (void)keystore_place_add(fs->ks, id, rel);
             found = 1;
         }
+        /* Removed since its lookup (which checked the name it had): its places went with
+         * its name, and it reads as it was, as on any filesystem. */
+        if (found == 0 && unlinked(n))
+            found = 1;
         pthread_rwlock_unlock(&fs->ns_lock);
         if (found == 1)
             return 0;

@@ -25,7 +25,7 @@ head -c 300000 /dev/urandom >"$S/large.bin"
 seq 1 20000 >"$S/text.txt"
 
 ok "init" pxc_init "$C"
-ok "mount" pxc_mount "$C" "$M"
+ok "mount (foreground, logging to a file)" pxc_mount_fg "$C" "$M" "$T/daemon.log"
 mkdir -p "$M/d0" "$M/d1" "$M/d2" "$M/d3"
 pid=$(pxc_daemon_pids "$M" | head -n 1)
 fds() { ls "/proc/$pid/fd" | wc -l; }
@@ -44,6 +44,7 @@ for w in 1 2 3 4; do
     is "$rc" 0 "worker $w: no errors ($(cat "$T/w$w.out"))"
     [ -s "$T/w$w.err" ] && head -n 5 "$T/w$w.err" | diag_stdin
 done
+grep -v "decoded whole" "$T/daemon.log" | head -n 5 | diag_stdin
 
 check_tree() {
     _bad=0 _n=0
